@@ -1,0 +1,1 @@
+"""First-stage data: collections, retrievers, hard-negative mining."""

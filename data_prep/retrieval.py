@@ -1,0 +1,23 @@
+"""What every first-stage retriever offers (dense, BM25, hybrid)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .runs import Run
+
+
+class Retriever(Protocol):
+    """A first stage built over one corpus.
+
+    `search` returns each query's top-k (best first). `score_pairs` gives the first-stage score of
+    given (query, doc) pairs on the same scale as `search` -- mining needs the positive's score for
+    false-negative filtering even when the positive was not retrieved."""
+
+    name: str
+
+    def search(self, queries: dict[str, str], k: int) -> Run: ...
+
+    def score_pairs(
+        self, queries: dict[str, str], doc_ids: dict[str, list[str]]
+    ) -> dict[str, dict[str, float]]: ...

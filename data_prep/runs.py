@@ -1,0 +1,78 @@
+"""Rankings ("runs") and the standard TREC run file format: `qid Q0 docid rank score tag`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import DataError, located
+
+Hit = tuple[str, float]
+Run = dict[str, list[Hit]]
+"""query id -> [(doc id, score), ...] ordered best first."""
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file through a temp file in the same folder + rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_trec(path: str | os.PathLike, run: Run, tag: str) -> None:
+    """Write `run` as a TREC run file (atomically). `tag` must be one token."""
+    if not tag or any(c.isspace() for c in tag):
+        raise DataError(f"run tag must be one non-empty token without spaces, got {tag!r}")
+    lines = [
+        f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}\n"
+        for qid, hits in run.items()
+        for rank, (doc_id, score) in enumerate(hits, start=1)
+    ]
+    atomic_write_text(path, "".join(lines))
+
+
+def read_trec(path: str | os.PathLike) -> Run:
+    """Read a TREC run file; hits are ordered by score (desc), ties by the file's rank column."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"run file not found: {path}")
+    rows: dict[str, list[tuple[float, int, str]]] = {}
+    seen: set[tuple[str, str]] = set()
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 6:
+                raise DataError(
+                    f"{located(path, line_no)}: expected 6 fields 'qid Q0 docid rank score tag', "
+                    f"got {len(parts)}: {line.strip()[:80]!r}"
+                )
+            qid, _, doc_id, rank, score, _ = parts
+            try:
+                rank_value, score_value = int(rank), float(score)
+            except ValueError:
+                raise DataError(
+                    f"{located(path, line_no)}: rank must be an integer and score a number, "
+                    f"got rank={rank!r} score={score!r}"
+                ) from None
+            if (qid, doc_id) in seen:
+                raise DataError(f"{located(path, line_no)}: document {doc_id!r} listed twice for query {qid!r}")
+            seen.add((qid, doc_id))
+            rows.setdefault(qid, []).append((-score_value, rank_value, doc_id))
+    if not rows:
+        raise DataError(f"{path}: run file is empty")
+    return {qid: [(doc_id, -neg) for neg, _, doc_id in sorted(hits)] for qid, hits in rows.items()}
+
+
+def truncate(run: Run, k: int) -> Run:
+    """Keep each query's top-k."""
+    return {qid: hits[:k] for qid, hits in run.items()}

@@ -1,0 +1,1 @@
+"""Evaluation: IR metrics on runs and reranked runs."""

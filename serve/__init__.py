@@ -1,0 +1,1 @@
+"""Serving and the umbrella CLI."""

@@ -1,0 +1,1 @@
+"""Cross-encoder training (grows with the train issue)."""
