@@ -1,0 +1,236 @@
+"""Load a collection in the BEIR folder layout, validating it as it streams.
+
+A BEIR folder holds `corpus.jsonl` ({"_id", "title", "text"} per line), `queries.jsonl`
+({"_id", "text"} per line) and `qrels/<split>.tsv` (`query-id<TAB>corpus-id<TAB>score`); each may
+also be gzipped (`corpus.jsonl.gz`, ...). Corpora can hold millions of documents, so files are read
+line by line, and every problem is reported as a `DataError` naming the file and line, what was
+expected and what was found -- a bad line deep in a big file should cost one clear message, not a
+stack trace from deep inside training.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from .collection import Collection, Document, Qrels
+from .errors import DataError, located, preview
+
+QRELS_COLUMNS = "query-id<TAB>corpus-id<TAB>score"
+
+
+def open_text(path: Path, newline: str | None = None) -> TextIO:
+    """Open a UTF-8 text file for reading, transparently un-gzipping `*.gz`.
+
+    `utf-8-sig` drops a leading byte-order mark (spreadsheet exports often write one), which would
+    otherwise end up glued to the first id or column name."""
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
+    return path.open(encoding="utf-8-sig", newline=newline)
+
+
+def iter_lines(path: Path, newline: str | None = None) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, line) of a text file (gzipped or not).
+
+    Undecodable bytes and broken gzip streams become `DataError`s near the line where they were met
+    (decoding works in chunks, so the line number is approximate for those)."""
+    line_no = 0
+    with open_text(path, newline=newline) as f:
+        try:
+            for line_no, line in enumerate(f, start=1):
+                yield line_no, line
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{located(path, line_no + 1)}: expected UTF-8 text, got undecodable bytes ({e.reason})"
+            ) from None
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise DataError(
+                f"{located(path, line_no + 1)}: expected a complete gzip file, got a broken or "
+                f"truncated one ({e or type(e).__name__})"
+            ) from None
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for every non-blank line of a JSON Lines file."""
+    for line_no, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{located(path, line_no)}: expected one JSON object per line, got invalid JSON "
+                f"({e.msg} at column {e.colno})"
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{located(path, line_no)}: expected a JSON object {{...}}, got {type(obj).__name__} "
+                f"{line.strip()[:60]!r}"
+            )
+        yield line_no, obj
+
+
+def load_beir(folder: str | Path, split: str) -> Collection:
+    """Load a BEIR-layout folder: the whole corpus, all queries, and `split`'s qrels.
+
+    Every file is located before any is read, so a missing qrels split fails at once rather than
+    after parsing a large corpus. `Collection.name` is the folder's name."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder}: expected a folder in BEIR layout (corpus.jsonl, queries.jsonl, qrels/)")
+    corpus_path = _find_file(folder, "corpus.jsonl")
+    queries_path = _find_file(folder, "queries.jsonl")
+    qrels_path = _find_qrels(folder, split)
+
+    corpus, blank_docs = _read_corpus(corpus_path)
+    queries = _read_queries(queries_path)
+    qrels = _read_qrels(qrels_path)
+    _check_qrels_ids(qrels, qrels_path, queries, queries_path, corpus, corpus_path)
+    if not any(rel > 0 for docs in qrels.values() for rel in docs.values()):
+        raise DataError(
+            f"{qrels_path}: split {split!r} has no judged queries; expected at least one row with "
+            "score > 0, got only scores <= 0"
+        )
+    if blank_docs:
+        warnings.warn(
+            f"{corpus_path}: {len(blank_docs)} documents have an empty title and text: {preview(blank_docs)}",
+            stacklevel=2,
+        )
+    return Collection(name=folder.name, corpus=corpus, queries=queries, qrels=qrels, split=split)
+
+
+def _find_file(folder: Path, name: str) -> Path:
+    """`folder/name`, else `folder/name.gz`."""
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{folder}: expected {name} or {name}.gz in this folder (BEIR layout), found neither")
+
+
+def _find_qrels(folder: Path, split: str) -> Path:
+    """`qrels/<split>.tsv(.gz)`; when absent, the error lists the splits that do exist."""
+    qrels_dir = folder / "qrels"
+    for candidate in (qrels_dir / f"{split}.tsv", qrels_dir / f"{split}.tsv.gz"):
+        if candidate.is_file():
+            return candidate
+    found = sorted({p.name.split(".")[0] for p in qrels_dir.glob("*.tsv*")}) if qrels_dir.is_dir() else []
+    raise DataError(
+        f"{folder}: no qrels for split {split!r}; expected qrels/{split}.tsv or qrels/{split}.tsv.gz, "
+        f"splits found: {', '.join(found) if found else 'none (no qrels/*.tsv files)'}"
+    )
+
+
+def _read_corpus(path: Path) -> tuple[dict[str, Document], list[str]]:
+    """The corpus, plus the ids of documents whose title and text are both blank."""
+    corpus: dict[str, Document] = {}
+    blank: list[str] = []
+    for line_no, obj in read_jsonl(path):
+        where = located(path, line_no)
+        doc_id = _id_field(obj, where)
+        title = obj.get("title")
+        title = "" if title is None else _str_field(title, "title", where)
+        text = _str_field(_required(obj, "text", where), "text", where)
+        if doc_id in corpus:
+            raise DataError(f"{where}: duplicate document _id {doc_id!r}; expected each _id once in the file")
+        corpus[doc_id] = Document(title=title, text=text)
+        if not title.strip() and not text.strip():
+            blank.append(doc_id)
+    if not corpus:
+        raise DataError(f"{path}: corpus is empty; expected one JSON object per line with '_id' and 'text'")
+    return corpus, blank
+
+
+def _read_queries(path: Path) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    for line_no, obj in read_jsonl(path):
+        where = located(path, line_no)
+        query_id = _id_field(obj, where)
+        if query_id in queries:
+            raise DataError(f"{where}: duplicate query _id {query_id!r}; expected each _id once in the file")
+        queries[query_id] = _str_field(_required(obj, "text", where), "text", where)
+    return queries
+
+
+def _required(obj: dict[str, Any], key: str, where: str) -> Any:
+    if key not in obj:
+        raise DataError(
+            f"{where}: missing field {key!r}; expected '_id' and 'text', got fields {sorted(obj)}"
+        )
+    return obj[key]
+
+
+def _id_field(obj: dict[str, Any], where: str) -> str:
+    """An `_id`; integer ids are accepted and converted, since many corpora write them unquoted."""
+    value = _required(obj, "_id", where)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _str_field(value, "_id", where, expected="a string or integer")
+
+
+def _str_field(value: Any, key: str, where: str, expected: str = "a string") -> str:
+    if not isinstance(value, str):
+        raise DataError(
+            f"{where}: field {key!r} must be {expected}, got {type(value).__name__} {value!r:.60}"
+        )
+    return value
+
+
+def _read_qrels(path: Path) -> Qrels:
+    """Rows `query-id<TAB>corpus-id<TAB>score`, header optional; a pair may appear only once."""
+    qrels: Qrels = {}
+    first = True
+    for line_no, line in iter_lines(path):
+        if not line.strip():
+            continue
+        cols = [c.strip() for c in line.rstrip("\r\n").split("\t")]
+        if first:
+            first = False
+            if cols[0].lower() == "query-id":
+                continue
+        where = located(path, line_no)
+        if len(cols) != 3:
+            raise DataError(
+                f"{where}: expected 3 tab-separated columns {QRELS_COLUMNS}, got {len(cols)}: "
+                f"{line.strip()[:80]!r}"
+            )
+        query_id, doc_id, score = cols
+        try:
+            rel = int(score)
+        except ValueError:
+            raise DataError(f"{where}: score must be an integer, got {score!r}") from None
+        docs = qrels.setdefault(query_id, {})
+        if doc_id in docs:
+            raise DataError(
+                f"{where}: duplicate pair (query {query_id!r}, document {doc_id!r}); expected each pair once"
+            )
+        docs[doc_id] = rel
+    return qrels
+
+
+def _check_qrels_ids(
+    qrels: Qrels,
+    qrels_path: Path,
+    queries: dict[str, str],
+    queries_path: Path,
+    corpus: dict[str, Document],
+    corpus_path: Path,
+) -> None:
+    """One error for all dangling ids: a wrong file pairing shows up as hundreds of them at once."""
+    unknown_queries = [qid for qid in qrels if qid not in queries]
+    unknown_docs = list(dict.fromkeys(d for docs in qrels.values() for d in docs if d not in corpus))
+    problems = []
+    if unknown_queries:
+        problems.append(
+            f"{len(unknown_queries)} query ids not in {queries_path.name}: {preview(unknown_queries)}"
+        )
+    if unknown_docs:
+        problems.append(f"{len(unknown_docs)} doc ids not in {corpus_path.name}: {preview(unknown_docs)}")
+    if problems:
+        raise DataError(
+            f"{qrels_path}: expected every qrels id to exist in the collection, got " + "; ".join(problems)
+        )
