@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
+from .collection import Document
+from .errors import ConfigError
+from .models import DEFAULT_BI_ENCODER
 from .runs import Run
 
 
@@ -21,3 +25,56 @@ class Retriever(Protocol):
     def score_pairs(
         self, queries: dict[str, str], doc_ids: dict[str, list[str]]
     ) -> dict[str, dict[str, float]]: ...
+
+
+@dataclass
+class RetrieverConfig:
+    """How to build the first stage (used by `retrieve`, `mine` and later by eval and serve)."""
+
+    retriever: Literal["dense", "bm25", "hybrid"] = field(
+        default="dense", metadata={"help": "First stage: dense (bi-encoder + faiss), bm25, or hybrid (both, fused)."})
+    model: str = field(
+        default=DEFAULT_BI_ENCODER,
+        metadata={"help": "Bi-encoder for dense/hybrid: a local folder or a Hugging Face Hub id."})
+    max_length: int = field(default=256, metadata={"help": "Bi-encoder max input tokens (longer texts are cut)."})
+    batch_size: int = field(default=64, metadata={"help": "Bi-encoder batch size."})
+    device: str | None = field(default=None, metadata={"help": "torch device for the bi-encoder (default: auto)."})
+    index: Literal["flat", "hnsw", "ivf"] = field(
+        default="flat", metadata={"help": "faiss index: flat (exact), hnsw or ivf (approximate, large corpora)."})
+    fusion: Literal["rrf", "score"] = field(
+        default="rrf", metadata={"help": "Hybrid fusion: reciprocal-rank (rrf) or normalized-score (score)."})
+    rrf_k: int = field(default=60, metadata={"help": "RRF constant k in 1/(k + rank)."})
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Embedding cache folder (default: $RERANKFORGE_CACHE or ~/.cache/rerankforge)."})
+    show_progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "batch_size", "rrf_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def build_retriever(corpus: dict[str, Document], config: RetrieverConfig) -> Retriever:
+    """The first stage that `config` describes, over `corpus`. Models are resolved (and a missing
+    one reported) here, before anything is encoded."""
+    from .bm25 import BM25Retriever
+
+    if config.retriever == "bm25":
+        return BM25Retriever(corpus, show_progress=config.show_progress)
+    dense = _dense(corpus, config)
+    if config.retriever == "dense":
+        return dense
+    from .hybrid import HybridRetriever
+
+    return HybridRetriever([dense, BM25Retriever(corpus, show_progress=config.show_progress)],
+                           method=config.fusion, rrf_k=config.rrf_k)
+
+
+def _dense(corpus: dict[str, Document], config: RetrieverConfig):
+    from .dense import DenseRetriever
+    from .embeddings import Encoder, EncoderSettings
+
+    encoder = Encoder(EncoderSettings(model=config.model, max_length=config.max_length),
+                      batch_size=config.batch_size, device=config.device, cache_dir=config.cache_dir,
+                      show_progress=config.show_progress)
+    return DenseRetriever(corpus, encoder, index_type=config.index)

@@ -1,0 +1,105 @@
+"""Dense first stage: bi-encoder embeddings searched with faiss.
+
+Exact inner-product search (IndexFlatIP) by default; HNSW or IVF for corpora where exact search is
+too slow. Queries are searched in chunks, so memory stays bounded by chunk x k, never by
+queries x corpus."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+
+from .collection import Document
+from .embeddings import Encoder
+from .errors import ConfigError
+from .runs import Run
+
+IndexType = Literal["flat", "hnsw", "ivf"]
+INDEX_TYPES = ("flat", "hnsw", "ivf")
+
+
+class DenseRetriever:
+    """Bi-encoder + faiss over one corpus. The corpus is encoded (or read from the cache) on first use."""
+
+    name = "dense"
+
+    def __init__(
+        self,
+        corpus: dict[str, Document],
+        encoder: Encoder,
+        *,
+        index_type: IndexType = "flat",
+        hnsw_m: int = 32,
+        ef_search: int = 256,
+        nlist: int | None = None,
+        nprobe: int = 32,
+        query_chunk: int = 1024,
+    ) -> None:
+        if index_type not in INDEX_TYPES:
+            raise ConfigError(f"index type must be one of {', '.join(INDEX_TYPES)}; got {index_type!r}")
+        self.doc_ids = list(corpus)
+        self._texts = [doc.full_text for doc in corpus.values()]
+        self._row = {doc_id: row for row, doc_id in enumerate(self.doc_ids)}
+        self.encoder = encoder
+        self.index_type = index_type
+        self.hnsw_m, self.ef_search, self.nlist, self.nprobe = hnsw_m, ef_search, nlist, nprobe
+        self.query_chunk = query_chunk
+        self._embeddings: np.ndarray | None = None
+        self._index = None
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        if self._embeddings is None:
+            self._embeddings = self.encoder.encode_documents(self._texts)
+        return self._embeddings
+
+    def search(self, queries: dict[str, str], k: int) -> Run:
+        query_ids = list(queries)
+        vectors = self.encoder.encode_queries([queries[q] for q in query_ids])
+        index = self._get_index()
+        k = min(k, len(self.doc_ids))
+        run: Run = {}
+        for start in range(0, len(query_ids), self.query_chunk):
+            scores, rows = index.search(vectors[start : start + self.query_chunk], k)
+            for offset, qid in enumerate(query_ids[start : start + self.query_chunk]):
+                run[qid] = [(self.doc_ids[r], float(s)) for r, s in zip(rows[offset], scores[offset]) if r >= 0]
+        return run
+
+    def score_pairs(self, queries: dict[str, str], doc_ids: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+        query_ids = list(doc_ids)
+        vectors = self.encoder.encode_queries([queries[q] for q in query_ids])
+        embeddings = self.embeddings
+        scores: dict[str, dict[str, float]] = {}
+        for vector, qid in zip(vectors, query_ids):
+            rows = [self._row[d] for d in doc_ids[qid]]
+            scores[qid] = dict(zip(doc_ids[qid], (embeddings[rows] @ vector).tolist()))
+        return scores
+
+    def _get_index(self):
+        if self._index is None:
+            self._index = build_index(self.embeddings, self.index_type, hnsw_m=self.hnsw_m,
+                                      ef_search=self.ef_search, nlist=self.nlist, nprobe=self.nprobe)
+        return self._index
+
+
+def build_index(embeddings: np.ndarray, index_type: IndexType = "flat", *, hnsw_m: int = 32,
+                ef_search: int = 256, nlist: int | None = None, nprobe: int = 32):
+    """A faiss inner-product index over `embeddings` (float32, one row per document)."""
+    import faiss
+
+    dim = embeddings.shape[1]
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = ef_search
+    else:
+        # ~4 sqrt(N) lists is faiss' rule of thumb; IVF needs >= 39 training points per list.
+        lists = nlist or max(1, min(int(4 * math.sqrt(len(embeddings))), len(embeddings) // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(embeddings)
+        index.nprobe = min(nprobe, lists)
+    index.add(embeddings)
+    return index
