@@ -114,7 +114,8 @@ class Encoder:
         # batch holds texts of similar length (little padding).
         order = np.argsort([-len(t) for t in texts], kind="stable")
         shards = [order[i : i + SHARD_SIZE] for i in range(0, len(order), SHARD_SIZE)]
-        progress = _progress(len(texts), f"encoding {kind}s", self.show_progress)
+        label = "encoding queries" if kind == "query" else "encoding documents"
+        progress = _progress(len(texts), label, self.show_progress)
         parts = []
         for number, shard in enumerate(shards):
             shard_file = folder / f"shard-{number:05d}.npy"

@@ -44,6 +44,9 @@ class RetrieverConfig:
     fusion: Literal["rrf", "score"] = field(
         default="rrf", metadata={"help": "Hybrid fusion: reciprocal-rank (rrf) or normalized-score (score)."})
     rrf_k: int = field(default=60, metadata={"help": "RRF constant k in 1/(k + rank)."})
+    bm25_fields: Literal["flat", "multifield"] = field(
+        default="flat", metadata={"help": "BM25 over title+text as one field (flat), or title and text as two "
+                                          "fields combined like Elasticsearch best_fields (multifield)."})
     cache_dir: str | None = field(
         default=None, metadata={"help": "Embedding cache folder (default: $RERANKFORGE_CACHE or ~/.cache/rerankforge)."})
     show_progress: bool = field(default=True, metadata={"help": "Show progress bars."})
@@ -59,14 +62,17 @@ def build_retriever(corpus: dict[str, Document], config: RetrieverConfig) -> Ret
     one reported) here, before anything is encoded."""
     from .bm25 import BM25Retriever
 
+    def bm25():
+        return BM25Retriever(corpus, fields=config.bm25_fields, show_progress=config.show_progress)
+
     if config.retriever == "bm25":
-        return BM25Retriever(corpus, show_progress=config.show_progress)
+        return bm25()
     dense = _dense(corpus, config)
     if config.retriever == "dense":
         return dense
     from .hybrid import HybridRetriever
 
-    return HybridRetriever([dense, BM25Retriever(corpus, show_progress=config.show_progress)],
+    return HybridRetriever([dense, bm25()],
                            method=config.fusion, rrf_k=config.rrf_k)
 
 

@@ -1,0 +1,178 @@
+"""`rerankforge mine` (also the `mine-negatives` script) and `rerankforge retrieve`.
+
+Arguments come from typed dataclasses through transformers' HfArgumentParser, so every option is
+documented once, where it is defined; `--num-negatives` and `--num_negatives` both work."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import typing
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from .errors import RerankforgeError
+from .mining import MiningConfig
+from .retrieval import RetrieverConfig
+
+logger = logging.getLogger("rerankforge")
+
+
+@dataclass
+class MineArgs:
+    """Input and output of `mine`."""
+
+    data: str = field(metadata={"help": "A BEIR folder, a pairs .jsonl/.csv file, hf:NAME for a Hugging Face "
+                                        "dataset, or a dataset name looked up in $RERANKFORGE_DATA, the cache, "
+                                        "then downloaded (e.g. scifact)."})
+    output: str = field(metadata={"help": "Output file: .jsonl or .parquet. A summary lands beside it as "
+                                          "NAME.summary.json."})
+    split: str = field(default="train", metadata={"help": "Qrels split whose judged queries are mined."})
+    format: Literal["n-tuple", "triplet", "labeled-pair"] = field(
+        default="n-tuple", metadata={"help": "n-tuple: a row per (query, positive) with all negatives; triplet: "
+                                             "a row per negative; labeled-pair: a row per (query, doc, 0/1 label)."})
+
+
+@dataclass
+class RetrieveArgs:
+    """Input and output of `retrieve`."""
+
+    data: str = field(metadata={"help": "A BEIR folder or a dataset name (see `rerankforge mine --help`)."})
+    output: str = field(metadata={"help": "TREC run file to write (qid Q0 docid rank score tag)."})
+    split: str = field(default="test", metadata={"help": "Qrels split whose judged queries are searched."})
+    k: int = field(default=100, metadata={"help": "Documents retrieved per query."})
+    tag: str | None = field(default=None, metadata={"help": "Run tag in the last column (default: the retriever)."})
+
+
+MINE_HELP = "Mine hard negatives for every judged (query, positive) pair of a split."
+RETRIEVE_HELP = "Run a first-stage retriever over a split's queries and write a TREC run file."
+
+
+def add_mine_parser(subparsers) -> None:
+    add_command(subparsers, "mine", MINE_HELP, [MineArgs, RetrieverConfig, MiningConfig], run_mine)
+
+
+def add_retrieve_parser(subparsers) -> None:
+    add_command(subparsers, "retrieve", RETRIEVE_HELP, [RetrieveArgs, RetrieverConfig], run_retrieve)
+
+
+def run_mine(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningConfig) -> int:
+    from .mined_files import check_output_path, rows, summary_path, write_rows
+    from .retrieval import build_retriever
+    from .sources import load_collection
+    from .mining import mine_negatives
+
+    output = check_output_path(args.output, args.format)
+    collection = load_collection(args.data, split=args.split)
+    retriever = build_retriever(collection.corpus, retriever_config)
+    result = mine_negatives(collection, retriever, mining)
+    count = write_rows(output, rows(result.examples, args.format))
+    result.summary["output"] = {"path": str(output), "format": args.format, "rows": count}
+    _write_json(summary_path(output), result.summary)
+    print(format_summary(result.summary))
+    print(f"wrote {count} rows to {output} (summary: {summary_path(output)})")
+    return 0
+
+
+def run_retrieve(args: RetrieveArgs, retriever_config: RetrieverConfig) -> int:
+    from .retrieval import build_retriever
+    from .runs import write_trec
+    from .sources import load_collection
+
+    collection = load_collection(args.data, split=args.split)
+    retriever = build_retriever(collection.corpus, retriever_config)
+    run = retriever.search(collection.split_queries(), args.k)
+    write_trec(args.output, run, tag=args.tag or retriever.name)
+    print(f"wrote the top-{args.k} of {len(run)} queries ({collection.name}/{args.split}, {retriever.name}) "
+          f"to {args.output}")
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    negatives = summary["negatives_per_example"]
+    recall = "  ".join(f"R{k}={v:.3f}" for k, v in summary["positive_recall"].items())
+    dropped = ", ".join(f"{k}={v}" for k, v in summary["candidates_dropped"].items() if v)
+    return "\n".join([
+        f"mined {summary['dataset']}/{summary['split']} with {summary['retriever']}: "
+        f"{summary['queries']} queries, {summary['examples']} (query, positive) examples",
+        f"negatives per example: mean {negatives['mean']} (target {negatives['target']}, "
+        f"min {negatives['min']}); {summary['examples_short_of_negatives']} examples short",
+        f"candidates dropped: {dropped or 'none'} "
+        f"({summary['likely_false_negatives_dropped']} as likely false negatives)",
+        f"first-stage rank of the positives: {recall}  (what reranking can at most recover)",
+    ])
+
+
+def mine_negatives_main(argv: list[str] | None = None) -> int:
+    """The `mine-negatives` console script: `rerankforge mine` under its own name."""
+    from transformers import HfArgumentParser
+
+    types = [MineArgs, RetrieverConfig, MiningConfig]
+    parser = HfArgumentParser(types, prog="mine-negatives", description=MINE_HELP)
+    _finish(parser, types, run_mine)
+    return run_cli(parser, sys.argv[1:] if argv is None else argv)
+
+
+def add_subcommands(parser: argparse.ArgumentParser):
+    """The subparsers object that `add_*_parser` functions register their commands with."""
+    from transformers import HfArgumentParser
+
+    return parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=HfArgumentParser)
+
+
+def run_cli(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Parse, run the chosen command, and turn user errors into one line on stderr + exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logger.setLevel(logging.INFO)
+    try:
+        namespace = parser.parse_args(argv)
+        if not hasattr(namespace, "_handler"):
+            parser.print_help()
+            return 2
+        handler, types = namespace._handler
+        return handler(*(_dataclass_from(namespace, t) for t in types))
+    except RerankforgeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to continue from the cache", file=sys.stderr)
+        return 130
+
+
+def add_command(subparsers, name: str, help_text: str, types: list[type], handler: Callable) -> None:
+    """Register command `name`, its options made from the fields of the dataclasses `types`."""
+    parser = subparsers.add_parser(name, dataclass_types=types, help=help_text, description=help_text)
+    _finish(parser, types, handler)
+
+
+def _finish(parser: argparse.ArgumentParser, types: list[type], handler: Callable) -> None:
+    """Let optional fields take `none` on the command line, and remember what to call."""
+    # From the annotations: HfArgumentParser rewrites the fields' own `type` while building options.
+    optional = {name for t in types for name, hint in typing.get_type_hints(t).items()
+                if type(None) in typing.get_args(hint)}
+    for action in parser._actions:
+        if action.dest in optional and action.type not in (None, str) and action.nargs is None:
+            action.type = _none_or(action.type)
+            action.help = (action.help or "") + " `none` disables it."
+    parser.set_defaults(_handler=(handler, types))
+
+
+def _none_or(convert: Callable) -> Callable:
+    def parse(text: str):
+        return None if text.lower() in {"none", "null"} else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "value")  # argparse names it in its errors
+    return parse
+
+
+def _dataclass_from(namespace: argparse.Namespace, dataclass_type: type):
+    return dataclass_type(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(dataclass_type)})
+
+
+def _write_json(path, payload: dict) -> None:
+    from .runs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

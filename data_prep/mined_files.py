@@ -1,0 +1,93 @@
+"""Writing mined examples as training files (JSONL or parquet), loadable with `datasets`.
+
+Formats: `n-tuple` (one row per query-positive pair with all its negatives, the default),
+`triplet` (one row per negative), `labeled-pair` (one row per query-document pair with a 0/1 label,
+for pointwise losses). Every row carries the ids beside the texts, and the first-stage scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+from .errors import ConfigError
+from .mining import MinedExample
+
+FORMATS = ("n-tuple", "triplet", "labeled-pair")
+SUFFIXES = (".jsonl", ".parquet")
+
+
+def check_output_path(path: str | os.PathLike, output_format: str) -> Path:
+    """Validate the output path and format before any work is done."""
+    path = Path(path)
+    if output_format not in FORMATS:
+        raise ConfigError(f"output format must be one of {', '.join(FORMATS)}; got {output_format!r}")
+    if path.suffix not in SUFFIXES:
+        raise ConfigError(f"--output {path}: the extension picks the file type and must be one of "
+                          f"{', '.join(SUFFIXES)}; got {path.suffix or 'none'!r}")
+    if path.is_dir():
+        raise ConfigError(f"--output {path}: is a folder; expected a file name")
+    return path
+
+
+def summary_path(output: str | os.PathLike) -> Path:
+    """`mined.jsonl` -> `mined.summary.json`."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.summary.json")
+
+
+def rows(examples: list[MinedExample], output_format: str) -> Iterator[dict]:
+    if output_format == "n-tuple":
+        for example in examples:
+            yield asdict(example)
+    elif output_format == "triplet":
+        for e in examples:
+            for negative_id, negative, score in zip(e.negative_ids, e.negatives, e.negative_scores):
+                yield {"query_id": e.query_id, "query": e.query, "positive_id": e.positive_id,
+                       "positive": e.positive, "negative_id": negative_id, "negative": negative,
+                       "positive_score": e.positive_score, "negative_score": score}
+    elif output_format == "labeled-pair":
+        seen: set[tuple[str, str]] = set()
+        for e in examples:
+            pairs = [(e.positive_id, e.positive, 1, e.positive_score)]
+            pairs += [(d, t, 0, s) for d, t, s in zip(e.negative_ids, e.negatives, e.negative_scores)]
+            for doc_id, text, label, score in pairs:
+                if (e.query_id, doc_id) not in seen:
+                    seen.add((e.query_id, doc_id))
+                    yield {"query_id": e.query_id, "query": e.query, "doc_id": doc_id, "document": text,
+                           "label": label, "score": score}
+    else:
+        raise ConfigError(f"output format must be one of {', '.join(FORMATS)}; got {output_format!r}")
+
+
+def write_rows(path: str | os.PathLike, records: Iterator[dict]) -> int:
+    """Write rows atomically (temp file + rename) as JSONL or parquet; returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if path.suffix == ".parquet":
+            os.close(fd)
+            count = _write_parquet(tmp, list(records))
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                count = 0
+                for record in records:
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    count += 1
+        os.replace(tmp, path)
+        return count
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_parquet(path: str, records: list[dict]) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(records), path)
+    return len(records)

@@ -1,0 +1,34 @@
+"""The umbrella command line: `rerankforge <command>`.
+
+It lives in serve, the top of the import graph, because it gathers the commands of every stage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rerankforge.data_prep.cli import add_mine_parser, add_retrieve_parser, add_subcommands, run_cli
+from rerankforge.eval.cli import add_eval_parser
+
+from .demo import add_demo_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rerankforge",
+        description="Train domain-specific rerankers: mine hard negatives, retrieve, evaluate. "
+                    "`rerankforge COMMAND --help` documents each command.")
+    subparsers = add_subcommands(parser)
+    add_demo_parser(subparsers)
+    add_retrieve_parser(subparsers)
+    add_mine_parser(subparsers)
+    add_eval_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Model resolution, the embedding cache (hits, keys, resume after a kill) and faiss dense search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rerankforge.data_prep import embeddings as embeddings_module
+from rerankforge.data_prep.collection import Document
+from rerankforge.data_prep.dense import DenseRetriever, build_index
+from rerankforge.data_prep.embeddings import Encoder, EncoderSettings
+from rerankforge.data_prep.errors import ConfigError, ModelNotFoundError
+from rerankforge.data_prep.models import resolve_model
+
+CORPUS = {
+    "d1": Document("Aspirin", "Aspirin reduces the risk of heart attack."),
+    "d2": Document("", "Vitamin D deficiency is common in winter."),
+    "d3": Document("Statins", "Statins lower cholesterol and cardiovascular events."),
+    "d4": Document("", "The mitochondria is the powerhouse of the cell."),
+}
+
+
+def test_default_model_resolves_to_packaged_copy_offline(minilm_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == minilm_path
+    assert resolve_model("all-MiniLM-L6-v2") == minilm_path
+
+
+def test_unknown_hub_id_offline_says_how_to_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="cannot be downloaded.*local model folder"):
+        resolve_model("acme/no-such-model")
+
+
+def test_missing_or_wrong_folder(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="model folder not found"):
+        resolve_model(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="not a model folder"):
+        resolve_model(str(tmp_path / "empty"))
+
+
+def _encoder(model: str, cache, **settings) -> Encoder:
+    return Encoder(EncoderSettings(model=model, **settings), batch_size=2, cache_dir=cache, show_progress=False)
+
+
+def test_cache_hit_skips_the_model(tiny_bi_encoder, tmp_path):
+    texts = [d.full_text for d in CORPUS.values()]
+    first = _encoder(tiny_bi_encoder, tmp_path).encode_documents(texts)
+    again = _encoder(tiny_bi_encoder, tmp_path)
+    assert np.array_equal(again.encode_documents(texts), first)
+    assert again._model is None  # served from disk: the model was never loaded
+    assert np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+
+
+def test_cache_key_changes_with_texts_length_and_kind(tiny_bi_encoder, tmp_path):
+    encoder = _encoder(tiny_bi_encoder, tmp_path)
+    texts = ["a b c", "d e f"]
+    key = encoder.cache_key(texts, "document")
+    assert key != encoder.cache_key(["a b c", "d e g"], "document")
+    assert key != encoder.cache_key(texts, "query")
+    assert key != _encoder(tiny_bi_encoder, tmp_path, max_length=64).cache_key(texts, "document")
+
+
+def test_killed_encoding_resumes_from_finished_shards(tiny_bi_encoder, tmp_path, monkeypatch):
+    monkeypatch.setattr(embeddings_module, "SHARD_SIZE", 2)
+    texts = [f"document number {i} about topic {i % 3}" for i in range(7)]
+    expected = _encoder(tiny_bi_encoder, tmp_path / "reference").encode_documents(texts)
+
+    encoder = _encoder(tiny_bi_encoder, tmp_path / "cache")
+    calls = []
+    real_encode = Encoder._encode
+
+    def dies_on_third_shard(self, batch, kind, progress):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_encode(self, batch, kind, progress)
+
+    monkeypatch.setattr(Encoder, "_encode", dies_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        encoder.encode_documents(texts)
+    monkeypatch.setattr(Encoder, "_encode", lambda self, batch, kind, progress: calls.append(len(batch))
+                        or real_encode(self, batch, kind, progress))
+    resumed = _encoder(tiny_bi_encoder, tmp_path / "cache").encode_documents(texts)
+    assert calls == [2, 2, 2, 2, 1]  # 2 shards before the kill, then only the 2 that were missing
+    np.testing.assert_allclose(resumed, expected, atol=1e-6)
+
+
+def test_dense_search_and_pair_scores_agree(tiny_bi_encoder, tmp_path):
+    retriever = DenseRetriever(CORPUS, _encoder(tiny_bi_encoder, tmp_path))
+    queries = {"q1": "aspirin heart attack", "q2": "cell biology"}
+    run = retriever.search(queries, k=10)
+    assert all(len(hits) == len(CORPUS) for hits in run.values())  # k capped at the corpus size
+    assert [s for _, s in run["q1"]] == sorted((s for _, s in run["q1"]), reverse=True)
+    pairs = retriever.score_pairs(queries, {qid: [d for d, _ in hits] for qid, hits in run.items()})
+    for qid, hits in run.items():
+        for doc_id, score in hits:
+            assert pairs[qid][doc_id] == pytest.approx(score, abs=1e-5)
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
+def test_approximate_indexes_find_the_exact_neighbours_on_small_data(index_type):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(2000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:50] + 0.01 * rng.normal(size=(50, 16)).astype(np.float32)
+    _, exact = build_index(vectors, "flat").search(queries, 10)
+    _, approximate = build_index(vectors, index_type, nprobe=64).search(queries, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)])
+    assert recall > 0.9
+
+
+def test_unknown_index_type(tiny_bi_encoder, tmp_path):
+    with pytest.raises(ConfigError, match="index type must be one of flat, hnsw, ivf; got 'annoy'"):
+        DenseRetriever(CORPUS, _encoder(tiny_bi_encoder, tmp_path), index_type="annoy")
