@@ -11,14 +11,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _datasets_root() -> Path:
-    """$RERANKFORGE_DATA, else ../shared/datasets beside the repo."""
+    """$RERANKFORGE_DATA, else ../shared/datasets beside the repo, else SciFact downloaded once into the
+    user's rerankforge cache (on a machine with network access)."""
     root = Path(os.environ.get("RERANKFORGE_DATA") or REPO.parent / "shared" / "datasets")
-    if not (root / "scifact" / "corpus.jsonl").is_file():
-        pytest.fail(
-            f"test collections not found under {root}: set RERANKFORGE_DATA to a folder holding scifact/ "
-            "(BEIR layout), e.g. the one `rerankforge` downloads into ~/.cache/rerankforge/datasets"
-        )
-    return root
+    if (root / "scifact" / "corpus.jsonl").is_file():
+        return root
+    from rerankforge.data_prep.errors import DataError
+    from rerankforge.data_prep.sources import resolve_dataset_dir
+
+    try:
+        return resolve_dataset_dir("scifact").parent
+    except DataError as error:
+        pytest.fail(f"the tests need SciFact: {error}")
 
 
 @pytest.fixture(scope="session")

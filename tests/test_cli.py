@@ -1,0 +1,129 @@
+"""The command lines as a user runs them: `mine-negatives`, `rerankforge retrieve|mine|eval`, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rerankforge.data_prep.cli import mine_negatives_main
+from rerankforge.serve.cli import main as rerankforge
+
+
+def _judged_pairs(folder: Path, split: str) -> int:
+    lines = (folder / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]
+    return sum(1 for line in lines if int(line.split("\t")[2]) > 0)
+
+
+def test_mine_negatives_writes_one_row_per_judged_pair(scifact_slice, tiny_bi_encoder, tmp_path, capsys):
+    output = tmp_path / "mined.jsonl"
+    code = mine_negatives_main(["--data", str(scifact_slice), "--split", "train", "--model", tiny_bi_encoder,
+                                "--num-negatives", "4", "--output", str(output), "--no_show_progress"])
+    assert code == 0
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == _judged_pairs(scifact_slice, "train")
+    qrels = {}
+    for line in (scifact_slice / "qrels" / "train.tsv").read_text().splitlines()[1:]:
+        qid, doc_id, score = line.split("\t")
+        qrels.setdefault(qid, set()).add(doc_id)
+    assert not any(set(r["negative_ids"]) & qrels[r["query_id"]] for r in rows)
+    summary = json.loads((tmp_path / "mined.summary.json").read_text())
+    assert summary["examples"] == len(rows) and set(summary["positive_recall"]) == {"@10", "@50", "@100"}
+    printed = capsys.readouterr().out
+    assert "R@50=" in printed and "R@100=" in printed and f"wrote {len(rows)} rows" in printed
+
+
+def test_mine_bm25_parquet_triplets(scifact_slice, tmp_path):
+    import datasets
+
+    output = tmp_path / "triplets.parquet"
+    code = rerankforge(["mine", "--data", str(scifact_slice), "--retriever", "bm25", "--format", "triplet",
+                        "--num_negatives", "3", "--sampling", "random", "--relative_margin", "none",
+                        "--output", str(output)])
+    assert code == 0
+    loaded = datasets.load_dataset("parquet", data_files=str(output), split="train")
+    assert len(loaded) == 3 * _judged_pairs(scifact_slice, "train")
+    assert {"query_id", "positive_id", "negative_id", "negative_score"} <= set(loaded.column_names)
+
+
+def test_retrieve_then_eval(scifact_slice, tmp_path, capsys):
+    run_file = tmp_path / "bm25.trec"
+    assert rerankforge(["retrieve", "--data", str(scifact_slice), "--split", "test", "--retriever", "bm25",
+                        "--k", "50", "--output", str(run_file)]) == 0
+    lines = run_file.read_text().splitlines()
+    qid, q0, doc_id, rank, score, tag = lines[0].split()
+    assert (q0, rank, tag) == ("Q0", "1", "bm25")
+    assert rerankforge(["eval", "--data", str(scifact_slice), "--run", str(run_file)]) == 0
+    table = capsys.readouterr().out
+    assert "nDCG@10" in table and "bm25.trec" in table
+
+
+def test_console_scripts_are_installed():
+    for script in ("rerankforge", "mine-negatives"):
+        path = shutil.which(script) or str(Path(sys.executable).parent / script)
+        result = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def _copy_beir(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def _mine_fails(data: Path | str, output: Path, capsys, *extra: str) -> str:
+    code = rerankforge(["mine", "--data", str(data), "--output", str(output), "--retriever", "bm25", *extra])
+    assert code == 2
+    return capsys.readouterr().err
+
+
+def test_malformed_jsonl_line(scifact_slice, tmp_path, capsys):
+    data = _copy_beir(scifact_slice, tmp_path / "data")
+    lines = (data / "corpus.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:40]
+    (data / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    err = _mine_fails(data, tmp_path / "out.jsonl", capsys)
+    assert "corpus.jsonl:3" in err and "JSON" in err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_qrels_with_unknown_doc_id(scifact_slice, tmp_path, capsys):
+    data = _copy_beir(scifact_slice, tmp_path / "data")
+    with (data / "qrels" / "train.tsv").open("a") as f:
+        f.write("0\tno-such-doc\t1\n")
+    err = _mine_fails(data, tmp_path / "out.jsonl", capsys)
+    assert "no-such-doc" in err and "train.tsv" in err
+
+
+def test_empty_corpus(scifact_slice, tmp_path, capsys):
+    data = _copy_beir(scifact_slice, tmp_path / "data")
+    (data / "corpus.jsonl").write_text("")
+    assert "empty" in _mine_fails(data, tmp_path / "out.jsonl", capsys)
+
+
+def test_missing_path(tmp_path, capsys):
+    err = _mine_fails(tmp_path / "nowhere", tmp_path / "out.jsonl", capsys)
+    assert "no such file or folder" in err and "nowhere" in err
+
+
+def test_unknown_model_offline_keeps_existing_output(scifact_slice, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    output = tmp_path / "out.jsonl"
+    output.write_text("previous results\n")
+    code = rerankforge(["mine", "--data", str(scifact_slice), "--model", "acme/reranker-that-is-not-here",
+                        "--output", str(output)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "acme/reranker-that-is-not-here" in err and "cannot be downloaded" in err and "--model" in err
+    assert output.read_text() == "previous results\n"
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_bad_option_values(scifact_slice, tmp_path, capsys):
+    err = _mine_fails(scifact_slice, tmp_path / "out.txt", capsys)
+    assert "--output" in err and ".jsonl" in err and "'.txt'" in err
+    err = _mine_fails(scifact_slice, tmp_path / "out.jsonl", capsys, "--num-negatives", "0")
+    assert "num_negatives must be >= 1" in err
