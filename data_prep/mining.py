@@ -91,10 +91,11 @@ def mine_negatives(collection: Collection, retriever: Retriever, config: MiningC
     dropped = {"positive": 0, "same_text_as_positive": 0, "relative_margin": 0, "absolute_margin": 0,
                "max_score": 0}
     examples = []
+    twins = _same_text_docs(collection)
     for qid, query in queries.items():
         hits = run.get(qid, [])
         ranks = {doc_id: rank for rank, (doc_id, _) in enumerate(hits, start=1)}
-        excluded = _excluded_docs(collection, positives[qid], hits)
+        excluded = {twin for p in positives[qid] for twin in twins.get(p, ())}
         for positive_id in positives[qid]:
             positive_score = positive_scores[qid][positive_id]
             candidates = []
@@ -123,15 +124,13 @@ def mine_negatives(collection: Collection, retriever: Retriever, config: MiningC
     return MiningResult(examples, summary)
 
 
-def _excluded_docs(collection: Collection, positive_ids: list[str], hits: list) -> set[str]:
-    """Retrieved docs whose text equals a positive's text (after whitespace and case folding)."""
-    positive_texts = {_normalized(collection.doc_text(p)) for p in positive_ids}
-    return {doc_id for doc_id, _ in hits
-            if doc_id not in positive_ids and _normalized(collection.doc_text(doc_id)) in positive_texts}
-
-
-def _normalized(text: str) -> str:
-    return " ".join(text.split()).casefold()
+def _same_text_docs(collection: Collection) -> dict[str, set[str]]:
+    """For each document whose text (after whitespace and case folding) another document shares, the
+    ids of those others. One pass over the corpus, so the per-query check is a dictionary lookup."""
+    groups: dict[str, list[str]] = {}
+    for doc_id in collection.corpus:
+        groups.setdefault(" ".join(collection.doc_text(doc_id).split()).casefold(), []).append(doc_id)
+    return {doc_id: set(group) - {doc_id} for group in groups.values() if len(group) > 1 for doc_id in group}
 
 
 def _false_negative(score: float, positive_score: float, config: MiningConfig) -> str | None:
