@@ -65,7 +65,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as e:
             raise DataError(
                 f"{located(path, line_no)}: expected one JSON object per line, got invalid JSON "
-                f"({e.msg} at column {e.colno})"
+                f"({e.msg.removesuffix(' at')} at column {e.colno})"
             ) from None
         if not isinstance(obj, dict):
             raise DataError(

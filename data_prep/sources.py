@@ -60,7 +60,7 @@ def load_collection(source: Any, split: str = "test") -> Collection:
     if path.is_file():
         return _load_pairs_file(path, split)
     if _looks_like_path(text):
-        raise DataError(f"no such file or folder: {text}")
+        raise DataError(f"no such file or folder: {text} (expected {ACCEPTED_KINDS})")
     return load_beir(resolve_dataset_dir(text), split)
 
 
