@@ -150,6 +150,12 @@ def add_command(subparsers, name: str, help_text: str, types: list[type], handle
 
 def _finish(parser: argparse.ArgumentParser, types: list[type], handler: Callable) -> None:
     """Let optional fields take `none` on the command line, and remember what to call."""
+    accept_none(parser, types)
+    parser.set_defaults(_handler=(handler, types))
+
+
+def accept_none(parser: argparse.ArgumentParser, types: list[type]) -> None:
+    """Options of fields typed `X | None` accept `none` (HfArgumentParser only takes X's values)."""
     # From the annotations: HfArgumentParser rewrites the fields' own `type` while building options.
     optional = {name for t in types for name, hint in typing.get_type_hints(t).items()
                 if type(None) in typing.get_args(hint)}
@@ -157,7 +163,6 @@ def _finish(parser: argparse.ArgumentParser, types: list[type], handler: Callabl
         if action.dest in optional and action.type not in (None, str) and action.nargs is None:
             action.type = _none_or(action.type)
             action.help = (action.help or "") + " `none` disables it."
-    parser.set_defaults(_handler=(handler, types))
 
 
 def _none_or(convert: Callable) -> Callable:

@@ -9,6 +9,7 @@ import sys
 
 from rerankforge.data_prep.cli import add_mine_parser, add_retrieve_parser, add_subcommands, run_cli
 from rerankforge.eval.cli import add_eval_parser
+from rerankforge.train.cli import add_push_parser, add_train_parser
 
 from .demo import add_demo_parser
 
@@ -16,12 +17,14 @@ from .demo import add_demo_parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rerankforge",
-        description="Train domain-specific rerankers: mine hard negatives, retrieve, evaluate. "
+        description="Train domain-specific rerankers: mine hard negatives, retrieve, train, evaluate. "
                     "`rerankforge COMMAND --help` documents each command.")
     subparsers = add_subcommands(parser)
     add_demo_parser(subparsers)
     add_retrieve_parser(subparsers)
     add_mine_parser(subparsers)
+    add_train_parser(subparsers)
+    add_push_parser(subparsers)
     add_eval_parser(subparsers)
     return parser
 

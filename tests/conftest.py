@@ -35,10 +35,15 @@ def scifact_dir(datasets_root: Path) -> Path:
     return datasets_root / "scifact"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test session gets its own rerankforge cache, so tests never read a user's cache."""
-    monkeypatch.setenv("RERANKFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "rf-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Each test session gets its own rerankforge cache (set before any session fixture mines or
+    encodes), so tests never read or fill a user's cache; W&B never goes online."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RERANKFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "rf-cache"))
+        patch.setenv("WANDB_MODE", "offline")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +99,50 @@ def scifact_slice(tmp_path_factory, scifact_dir) -> Path:
     (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus if d["_id"] in keep_docs))
     (folder / "queries.jsonl").write_text((scifact_dir / "queries.jsonl").read_text())
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, tiny_bi_encoder) -> str:
+    """The tiny random BERT encoder (no scoring head) as a plain transformers folder: training adds the head."""
+    return str(Path(tiny_bi_encoder).parent / "hf")
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr(tmp_path_factory, minilm_path) -> str:
+    """A 2-layer, 32-wide random XLM-RoBERTa (the bge-reranker family's architecture). No XLM-R tokenizer
+    ships offline, so it gets a small Unigram tokenizer trained here, wrapped as XLMRobertaTokenizerFast."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-xlmr")
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    unigram = Tokenizer(models.Unigram())
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    text = (Path(minilm_path) / "vocab.txt").read_text().split()[2000:12000]
+    unigram.train_from_iterator([" ".join(text[i:i + 50]) for i in range(0, len(text), 50)],
+                                trainers.UnigramTrainer(vocab_size=2000, special_tokens=specials, unk_token="<unk>"))
+    unigram.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tokenizer = XLMRobertaTokenizerFast(tokenizer_object=unigram, bos_token="<s>", eos_token="</s>",
+                                        sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
+                                        mask_token="<mask>")
+    config = XLMRobertaConfig(vocab_size=unigram.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                              num_attention_heads=2, intermediate_size=64, max_position_embeddings=514,
+                              pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    torch.manual_seed(0)
+    XLMRobertaModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def mined_slice(tmp_path_factory, scifact_slice) -> Path:
+    """Hard negatives mined by BM25 from the SciFact slice's train split (n-tuple JSONL). BM25, not the
+    tiny random bi-encoder: its near-equal scores would make every candidate a likely false negative."""
+    from rerankforge.data_prep.cli import mine_negatives_main
+
+    output = tmp_path_factory.mktemp("mined") / "mined.jsonl"
+    code = mine_negatives_main(["--data", str(scifact_slice), "--split", "train", "--retriever", "bm25",
+                                "--num-negatives", "4", "--output", str(output), "--no_show_progress"])
+    assert code == 0
+    return output

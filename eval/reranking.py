@@ -1,0 +1,106 @@
+"""Scoring (query, document) pairs with a cross-encoder, and reranking a first-stage run with it.
+
+This is the scoring engine every stage shares: train uses it for its in-loop dev evaluation, eval
+for its reports, serve for its endpoints. It takes any single-logit sequence classifier -- a folder
+written by `rerankforge train`, a sentence-transformers CrossEncoder folder or Hub id, or a LoRA
+adapter folder (merged into its base at load time, so scoring costs the same as a plain model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rerankforge.data_prep.errors import ModelNotFoundError
+from rerankforge.data_prep.runs import Run
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+class Reranker:
+    """A cross-encoder with its tokenizer. Pairs are scored in batches sorted by length (little
+    padding), under `torch.inference_mode`; the model's train/eval mode is restored afterwards."""
+
+    def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.name = name
+
+    @classmethod
+    def load(cls, ref: str, max_length: int | None = None, batch_size: int = 32, device: str | None = None,
+             dtype=None) -> "Reranker":
+        """Load `ref`: a local folder or Hub id of a sequence classifier, or a LoRA adapter folder."""
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from rerankforge.data_prep.models import resolve_model
+
+        folder = Path(resolve_model(ref))
+        if (folder / ADAPTER_CONFIG).is_file():
+            model = load_adapter_merged(folder, dtype=dtype)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
+        if model.config.num_labels != 1:
+            raise ModelNotFoundError(f"{ref}: expected a single-logit reranker (num_labels=1), got a classifier "
+                                     f"with {model.config.num_labels} labels")
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device).eval()
+        limit = max_length or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
+        return cls(model, tokenizer, max_length=limit, batch_size=batch_size, name=Path(ref).name or ref)
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Raw logits (higher = more relevant), one per pair, in input order."""
+        import torch
+
+        scores = np.empty(len(pairs), dtype=np.float32)
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), self.batch_size):
+                    chunk = order[start:start + self.batch_size]
+                    batch = self.tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk],
+                                           padding=True, truncation=True, max_length=self.max_length,
+                                           return_tensors="pt").to(device)
+                    logits = self.model(**batch).logits.view(-1).float().cpu().numpy()
+                    scores[chunk] = logits
+        finally:
+            self.model.train(was_training)
+        return scores
+
+    def rerank(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str], depth: int) -> Run:
+        """Rescore the top-`depth` of each query of `run`; documents below `depth` are dropped."""
+        pairs, owners = [], []
+        for qid, hits in run.items():
+            for doc_id, _ in hits[:depth]:
+                pairs.append((queries[qid], doc_text(doc_id)))
+                owners.append((qid, doc_id))
+        scores = self.score(pairs)
+        reranked: Run = {qid: [] for qid in run}
+        for (qid, doc_id), score in zip(owners, scores):
+            reranked[qid].append((doc_id, float(score)))
+        for hits in reranked.values():
+            hits.sort(key=lambda hit: -hit[1])
+        return reranked
+
+
+def load_adapter_merged(folder: Path, dtype=None):
+    """A LoRA adapter folder (written by `rerankforge train` with `lora: true`) merged into its base."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from rerankforge.data_prep.models import resolve_model
+
+    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    base_ref = config.get("base_model_name_or_path")
+    if not base_ref:
+        raise ModelNotFoundError(f"{folder / ADAPTER_CONFIG}: expected 'base_model_name_or_path', got none")
+    base = AutoModelForSequenceClassification.from_pretrained(resolve_model(base_ref), num_labels=1, dtype=dtype)
+    return PeftModel.from_pretrained(base, folder).merge_and_unload()

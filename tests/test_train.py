@@ -1,0 +1,328 @@
+"""Training: config checks, losses, groups, and real (tiny) training runs through accelerate."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rerankforge.data_prep.errors import ConfigError, DataError
+from rerankforge.train import losses
+from rerankforge.train.config import TrainConfig, load_config
+from rerankforge.train.groups import LengthGroupedBatches, build_groups, read_mined, split_dev
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- configs
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path, mined_slice):
+    config = load_config(["--config", str(path), "--train_file", str(mined_slice)])
+    assert isinstance(config, TrainConfig) and config.train_file == str(mined_slice)
+
+
+def test_command_line_overrides_yaml(tmp_path, mined_slice):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text(f"train_file: {mined_slice}\nmax_steps: 5\nlora: false\nlearning_rate: 1.0e-4\n")
+    config = load_config(["--config", str(yaml_file), "--max_steps", "20", "--lora", "true",
+                          "--lora_target_modules", "query", "value", "--pos_weight", "none"])
+    assert (config.max_steps, config.lora, config.lora_target_modules) == (20, True, ["query", "value"])
+    assert config.learning_rate == 1e-4 and config.pos_weight is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("learning_rte: 1e-4", "unknown config key 'learning_rte'; did you mean 'learning_rate'?"),
+    ("max_steps: many", "max_steps expects an integer, got 'many'"),
+    ("lora: maybe", "lora expects true or false, got 'maybe'"),
+    ("loss: hinge", "loss must be one of listwise, bce, ranknet, margin, margin_mse, listwise_kl; got 'hinge'"),
+    ("lora_target_modules: query", "lora_target_modules expects a non-empty list of strings"),
+    ("batch_size: 0", "batch_size must be at least 1, got 0"),
+    ("- a list", "expected a mapping of config keys, got list"),
+])
+def test_bad_yaml_is_named(tmp_path, mined_slice, text, expected):
+    yaml_file = tmp_path / "bad.yaml"
+    yaml_file.write_text(f"train_file: {mined_slice}\n{text}\n" if ":" in text.split()[0] else text + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(["--config", str(yaml_file)])
+    assert expected in str(error.value)
+
+
+def test_unknown_command_line_key_suggests(mined_slice):
+    with pytest.raises(ConfigError, match="unknown config key 'max_step'; did you mean 'max_steps'"):
+        load_config(["--train_file", str(mined_slice), "--max_step", "3"])
+
+
+def test_missing_data_file():
+    with pytest.raises(ConfigError, match="train_file: no such file: nowhere.jsonl"):
+        load_config(["--train_file", "nowhere.jsonl"])
+
+
+def test_bad_configs_stop_before_any_model_loads(tmp_path, mined_slice, tiny_bert, monkeypatch):
+    """Unknown LoRA target module: found from the model's config alone, no weights read."""
+    import transformers
+
+    from rerankforge.train.cli import train_main
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the config was checked")
+
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", no_load)
+    args = ["--train_file", str(mined_slice), "--model", tiny_bert, "--output_dir", str(tmp_path / "out")]
+    assert train_main([*args, "--lora", "true", "--lora_target_modules", "query", "qkv_proj"]) == 2
+    assert train_main([*args, "--num_negatives", "0"]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_lora_target_error_names_the_modules(tiny_bert, mined_slice, capsys):
+    from rerankforge.train.cli import train_main
+
+    assert train_main(["--train_file", str(mined_slice), "--model", tiny_bert, "--lora", "true",
+                       "--lora_target_modules", "qkv_proj"]) == 2
+    err = capsys.readouterr().err
+    assert "lora_target_modules: ['qkv_proj'] not in model" in err and "query" in err and "classifier" in err
+
+
+# ---------------------------------------------------------------- losses
+
+def test_losses_match_hand_computed_values():
+    scores = torch.tensor([[2.0, 1.0, 0.0]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    expected_ce = -math.log(math.exp(2) / (math.exp(2) + math.exp(1) + 1))
+    assert losses.listwise_softmax(scores, mask).item() == pytest.approx(expected_ce, rel=1e-6)
+    ranknet = (math.log1p(math.exp(-1)) + math.log1p(math.exp(-2))) / 2
+    assert losses.ranknet(scores, mask).item() == pytest.approx(ranknet, rel=1e-6)
+    assert losses.margin_ranking(scores, mask, margin=1.5).item() == pytest.approx((0.5 + 0.0) / 2)
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    bce = (-2 * math.log(sig(2)) - math.log(1 - sig(1)) - math.log(1 - sig(0))) / 4
+    assert losses.binary_cross_entropy(scores, mask, pos_weight=2.0).item() == pytest.approx(bce, rel=1e-6)
+    teacher = torch.tensor([[3.0, 1.0, 1.0]])
+    assert losses.margin_mse(scores, mask, teacher).item() == pytest.approx(((1 - 2) ** 2 + (2 - 2) ** 2) / 2)
+    assert losses.listwise_kl(scores, mask, scores).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_masked_entries_do_not_count():
+    scores = torch.tensor([[2.0, 1.0, 50.0]])
+    mask = torch.tensor([[True, True, False]])
+    two = torch.tensor([[2.0, 1.0]])
+    full = torch.ones(1, 2, dtype=torch.bool)
+    assert losses.listwise_softmax(scores, mask).item() == pytest.approx(losses.listwise_softmax(two, full).item())
+    assert losses.ranknet(scores, mask).item() == pytest.approx(losses.ranknet(two, full).item())
+
+
+# ---------------------------------------------------------------- groups
+
+def test_dev_queries_never_in_training(mined_slice):
+    rows = read_mined(mined_slice)
+    train_rows, dev_ids = split_dev(rows, dev_queries=8, seed=3)
+    assert len(dev_ids) == 8 and not {r["query_id"] for r in train_rows} & set(dev_ids)
+    assert len(train_rows) + sum(r["query_id"] in dev_ids for r in rows) == len(rows)
+    assert split_dev(rows, 8, seed=3)[1] == dev_ids
+
+
+def test_short_groups_are_filled_with_other_queries_negatives(mined_slice):
+    rows = sorted(read_mined(mined_slice), key=lambda r: -len(r["negatives"]))
+    rows[0] = {**rows[0], "negatives": rows[0]["negatives"][:1], "negative_scores": rows[0]["negative_scores"][:1]}
+    config = TrainConfig(train_file=str(mined_slice), num_negatives=4)
+    groups = build_groups(rows, config)
+    assert all(len(g.docs) == 5 for g in groups) and groups[0].real == [True] * 5
+    distil = build_groups(rows, TrainConfig(train_file=str(mined_slice), num_negatives=4, loss="margin_mse"))
+    assert distil[0].real == [True, True, False, False, False] and len(distil[0].teacher) == 5
+
+
+def test_mined_file_errors_name_the_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query_id": "1", "query": "q", "positive": "p", "negatives": []}\n{"query": "q"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: expected fields .* missing query_id, positive, negatives"):
+        read_mined(bad)
+
+
+def test_length_grouped_batches_cover_everything_once_and_are_seeded():
+    lengths = [5, 100, 7, 90, 3, 60, 61, 8, 9, 10, 11]
+    sampler = LengthGroupedBatches(lengths, batch_size=3, seed=1)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths))) and len(batches) == len(sampler)
+    assert batches == list(LengthGroupedBatches(lengths, 3, seed=1))
+    sampler.epoch = 1
+    assert list(sampler) != batches
+
+
+# ---------------------------------------------------------------- training runs
+
+def _tiny_args(mined: Path, data: Path, bi_encoder: str, model: str, out: Path, *extra: str) -> list[str]:
+    return ["--train_file", str(mined), "--data", str(data), "--first_stage_model", bi_encoder, "--model", model,
+            "--output_dir", str(out), "--dev_queries", "8", "--dev_depth", "10", "--num_negatives", "3",
+            "--max_length", "96", "--batch_size", "4", "--eval_batch_size", "16", "--learning_rate", "1e-3",
+            "--eval_steps", "3", "--save_steps", "3", "--log_steps", "1", *extra]
+
+
+def _scores(folder: Path, pairs):
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(str(folder), device="cpu").predict(pairs, activation_fn=torch.nn.Identity())
+
+
+PAIRS = [("what lowers blood pressure", "Exercise lowers blood pressure in adults."),
+         ("what lowers blood pressure", "Protein folding in yeast."),
+         ("gene expression", "Transcription factors regulate gene expression.")]
+
+
+@pytest.mark.parametrize("encoder", ["tiny_bert", "tiny_xlmr"])
+def test_training_writes_a_crossencoder_folder(encoder, request, tmp_path, mined_slice, scifact_slice,
+                                               tiny_bi_encoder, capsys):
+    from rerankforge.eval.reranking import Reranker
+    from rerankforge.train.cli import train_main
+
+    out = tmp_path / "out"
+    model = request.getfixturevalue(encoder)
+    assert train_main(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, model, out, "--max_steps", "6")) == 0
+    assert {"config.json", "model.safetensors", "README.md", "metrics.json", "train_config.json"} <= {
+        p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["dev_reranked"]["nDCG@10"] >= 0
+    assert "trained 6 steps" in capsys.readouterr().out
+    ours = Reranker.load(str(out)).score(PAIRS)
+    assert _scores(out, PAIRS) == pytest.approx(ours, abs=1e-4)
+    card = (out / "README.md").read_text()
+    assert f"base_model: {model}" in card and "| first stage (dense) |" in card
+
+
+def test_lora_adapter_and_merged_model_score_like_the_trained_model(tmp_path, mined_slice, scifact_slice,
+                                                                    tiny_bi_encoder, tiny_bert):
+    from rerankforge.eval.reranking import Reranker
+    from rerankforge.train.config import load_config
+    from rerankforge.train.loop import train
+
+    out = tmp_path / "lora"
+    config = load_config(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--max_steps", "4",
+                                     "--lora", "true", "--lora_r", "4", "--keep_best", "false"))
+    train(config)
+    adapter = out / "adapter"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == tiny_bert
+    merged = Reranker.load(str(out)).score(PAIRS)
+    from_adapter = Reranker.load(str(adapter)).score(PAIRS)
+    assert from_adapter == pytest.approx(merged, abs=1e-4)
+    assert _scores(out, PAIRS) == pytest.approx(merged, abs=1e-4)
+
+
+def test_kill_and_resume_gives_the_same_model(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert,
+                                              monkeypatch):
+    from safetensors.torch import load_file
+
+    from rerankforge.train import loop
+    from rerankforge.train.config import load_config
+
+    args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
+                                  "--max_steps", "9", "--num_epochs", "3", "--keep_best", "false")
+    loop.train(load_config(args(tmp_path / "straight")))
+
+    real_save = loop.save_checkpoint
+
+    def save_then_die(accelerator, output_dir, step):
+        real_save(accelerator, output_dir, step)
+        if step == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(load_config(args(tmp_path / "killed")))
+    assert (tmp_path / "killed" / "checkpoints" / "step-6").is_dir()
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    metrics = loop.train(load_config(args(tmp_path / "killed")))
+    assert metrics["steps"] == 9
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "killed" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.allclose(straight[name], resumed[name], atol=1e-5), name
+
+
+def test_wandb_offline_run_holds_the_metrics(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert,
+                                             monkeypatch):
+    pytest.importorskip("wandb")
+    from rerankforge.train.cli import train_main
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "wb"
+    assert train_main(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--max_steps", "3",
+                                 "--report_to", "wandb", "--run_name", "offline-test")) == 0
+    runs = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    # The offline run log is protobuf records (wandb reads it with its Go core); the history items hold the
+    # metric names and their JSON values as plain bytes.
+    log = runs[0].read_bytes()
+    for key in ("train/loss", "train/lr", "train/pairs_per_s", "train/tokens_per_s", "dev/nDCG@10", "learning_rate"):
+        assert key.encode() in log, key
+    best = json.loads((out / "metrics.json").read_text())["dev_reranked"]["nDCG@10"]
+    assert json.dumps(best).encode() in log
+
+
+def test_hub_dry_run_and_patched_upload(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert,
+                                        monkeypatch, capsys):
+    import huggingface_hub
+
+    from rerankforge.serve.cli import main as rerankforge
+    from rerankforge.train.cli import train_main
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(
+        ("create", repo_id, kw)))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw)))
+    out = tmp_path / "hub"
+    assert train_main(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--max_steps", "3",
+                                 "--lora", "true", "--push_to_hub", "true", "--hub_model_id", "me/scifact")) == 0
+    create, upload = calls
+    assert create[1] == "me/scifact" and create[2]["private"] is True
+    uploaded = upload[1]["allow_patterns"]
+    assert {"model.safetensors", "README.md", "adapter/adapter_model.safetensors"} <= set(uploaded)
+    assert not any(f.startswith("checkpoints") for f in uploaded)
+    capsys.readouterr()
+    assert rerankforge(["push", "--folder", str(out), "--hub_model_id", "me/scifact", "--dry_run"]) == 0
+    listed = json.loads(capsys.readouterr().out)["would_upload"]
+    assert listed == uploaded and len(calls) == 2
+
+
+@pytest.mark.slow
+def test_two_process_run_shares_the_data_and_saves_once(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                        tiny_bert):
+    out = tmp_path / "ddp"
+    args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--num_epochs", "1",
+                      "--eval_steps", "0", "--save_steps", "0")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), str(REPO / "train" / "run.py"), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    groups = len(split_dev(read_mined(mined_slice), 8, 42)[0])
+    # Each process gets every other batch of 4 groups: one epoch is half the batches per process.
+    assert metrics["steps"] == math.ceil(math.ceil(groups / 4) / 2)
+    assert result.stdout.count("trained ") == 1  # only the main process saves and reports
+
+
+def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
+    """Scores of the in-memory LoRA model before saving == the saved adapter's == the merged model's."""
+    from rerankforge.eval.reranking import Reranker
+    from rerankforge.train.model import load_model, save_reranker
+
+    config = TrainConfig(train_file="x", model=tiny_bert, lora=True, lora_r=4)
+    model, tokenizer = load_model(config, tiny_bert)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad:  # LoRA A/B and the scoring head: make the adapter matter
+                param.add_(torch.randn_like(param) * 0.5)
+    before = Reranker(model, tokenizer, max_length=64).score(PAIRS)
+    save_reranker(model, tokenizer, tmp_path / "out", base_model=tiny_bert)
+    assert Reranker.load(str(tmp_path / "out" / "adapter")).score(PAIRS) == pytest.approx(before, abs=1e-4)
+    assert Reranker.load(str(tmp_path / "out"), max_length=64).score(PAIRS) == pytest.approx(before, abs=1e-4)
+    assert _scores(tmp_path / "out", PAIRS) == pytest.approx(before, abs=1e-4)

@@ -1,0 +1,87 @@
+"""`rerankforge train` / `accelerate launch train/run.py`, and `rerankforge push`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from rerankforge.data_prep.cli import add_command
+from rerankforge.data_prep.errors import RerankforgeError
+
+TRAIN_HELP = ("Fine-tune a cross-encoder reranker: --config configs/NAME.yaml, any key overridable as --key value "
+              "(`rerankforge train --help` lists them).")
+PUSH_HELP = "Upload a trained reranker folder to the Hugging Face Hub (--dry_run lists the files)."
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Parse the config, train, publish if asked. Errors in the input print one line and exit 2."""
+    from .config import load_config
+
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    try:
+        config = load_config(argv)
+        from .loop import train
+
+        metrics = train(config)
+        if metrics:  # the main process
+            print(summary(config.output_dir, metrics))
+            if config.push_to_hub:
+                from .hub import push_folder
+
+                files = push_folder(config.output_dir, config.hub_model_id, private=config.hub_private)
+                print(f"uploaded {len(files)} files to https://huggingface.co/{config.hub_model_id}")
+    except RerankforgeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+def summary(output_dir: str, metrics: dict) -> str:
+    lines = [f"trained {metrics['steps']} steps; reranker saved in {output_dir}"]
+    first, reranked = metrics.get("dev_first_stage"), metrics.get("dev_reranked")
+    if first and reranked:
+        lines.append(f"dev nDCG@10: first stage {first['nDCG@10']:.4f} -> reranked {reranked['nDCG@10']:.4f} "
+                     f"(best step {metrics['best_step']})")
+    if metrics.get("train_pairs_per_s_median"):
+        lines.append(f"throughput: {metrics['train_pairs_per_s_median']:.1f} pairs/s (median)")
+    return "\n".join(lines)
+
+
+@dataclass
+class TrainArgs:
+    args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PushArgs:
+    folder: str = field(metadata={"help": "Output folder of `rerankforge train`."})
+    hub_model_id: str = field(metadata={"help": "Hub repo id, org/name."})
+    private: bool = field(default=True, metadata={"help": "Create the repo as private."})
+    dry_run: bool = field(default=False, metadata={"help": "Only list the files that would be uploaded."})
+
+
+def add_train_parser(subparsers) -> None:
+    import argparse
+
+    parser = subparsers.add_parser("train", help=TRAIN_HELP, description=TRAIN_HELP, add_help=False)
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="--config FILE.yaml and --key value overrides")
+    parser.set_defaults(_handler=(lambda raw: train_main(raw.args), [TrainArgs]))
+
+
+def add_push_parser(subparsers) -> None:
+    add_command(subparsers, "push", PUSH_HELP, [PushArgs], run_push)
+
+
+def run_push(args: PushArgs) -> int:
+    from .hub import push_folder
+
+    files = push_folder(args.folder, args.hub_model_id, private=args.private, dry_run=args.dry_run)
+    verb = "would upload" if args.dry_run else "uploaded"
+    print(json.dumps({"repo": args.hub_model_id, verb.replace(" ", "_"): files}, indent=2))
+    return 0

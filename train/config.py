@@ -1,0 +1,293 @@
+"""The training configuration: one typed dataclass whose fields document themselves.
+
+A YAML file supplies values; the command line overrides any field (`--max_steps 20`, `--lora true`,
+`--lora_target_modules query value`). Everything is checked here, before any model loads: unknown
+keys (with the nearest valid key suggested), wrong types, files that don't exist, LoRA target modules
+the model doesn't have."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from rerankforge.data_prep.cli import accept_none
+from rerankforge.data_prep.errors import ConfigError
+
+LOSSES = ("listwise", "bce", "ranknet", "margin", "margin_mse", "listwise_kl")
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tune a cross-encoder reranker on mined (query, positive, negatives) groups."""
+
+    # --- data
+    train_file: str = field(default="", metadata={
+        "help": "Mined training data (.jsonl or .parquet from `rerankforge mine`, n-tuple format): query, "
+                "positive, negatives, and first-stage scores (positive_score, negative_scores) for distillation."})
+    data: str = field(default="scifact", metadata={
+        "help": "The BEIR folder or dataset name the training file was mined from; its corpus and the held-out "
+                "dev queries give the in-loop evaluation."})
+    split: str = field(default="train", metadata={"help": "Qrels split of `data` that the training file covers."})
+    dev_queries: int = field(default=100, metadata={
+        "help": "Train queries held out as the dev split (never trained on); 0 disables dev evaluation. The "
+                "test split is never used in training."})
+    dev_depth: int = field(default=50, metadata={"help": "First-stage candidates reranked per dev query."})
+    first_stage_model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
+        "help": "Bi-encoder that retrieves the dev candidates (dense top-`dev_depth`)."})
+    num_negatives: int = field(default=7, metadata={
+        "help": "Negatives per group (1 positive + this many). Examples with fewer mined negatives are filled "
+                "with negatives of other queries."})
+    max_length: int = field(default=256, metadata={"help": "Max tokens of a (query, document) pair."})
+
+    # --- model
+    model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
+        "help": "Starting point: a local folder or Hub id of any encoder (bi-encoder, plain LM checkpoint or an "
+                "existing reranker); a fresh single-logit scoring head is added when it has none."})
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"], metadata={
+        "help": "Names (last path component) of the linear layers that get adapters; the scoring head is "
+                "always trained in full."})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "Recompute activations in the backward pass: less memory, ~30% slower."})
+
+    # --- objective
+    loss: Literal["listwise", "bce", "ranknet", "margin", "margin_mse", "listwise_kl"] = field(
+        default="listwise", metadata={
+            "help": "listwise: softmax cross-entropy over 1 positive + n negatives; bce: pointwise binary "
+                    "cross-entropy; ranknet / margin: pairwise; margin_mse / listwise_kl: distillation from the "
+                    "teacher scores in the training file."})
+    temperature: float = field(default=1.0, metadata={"help": "Scores are divided by this in listwise losses."})
+    pos_weight: float | None = field(default=None, metadata={
+        "help": "bce: weight of the positive term; default num_negatives (balances 1 positive vs n negatives)."})
+    margin: float = field(default=1.0, metadata={"help": "margin loss: required gap positive - negative."})
+
+    # --- optimisation
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (AdamW)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/norms)."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of the steps spent warming up."})
+    lr_scheduler: Literal["linear", "cosine", "constant"] = field(default="linear", metadata={
+        "help": "Decay after warmup."})
+    batch_size: int = field(default=8, metadata={
+        "help": "Groups per step and process (each group = 1 + num_negatives pairs)."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Steps accumulated per update."})
+    num_epochs: float = field(default=1.0, metadata={"help": "Passes over the training groups."})
+    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many updates (overrides epochs)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
+    mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={
+        "help": "Mixed precision on hardware that has it (bf16: recent GPUs and CPUs; fp16: GPUs)."})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "Batch groups of similar length together (less padding), in shuffled order."})
+    seed: int = field(default=42, metadata={"help": "Seeds data order, dev split, head init and dropout."})
+
+    # --- evaluation, checkpoints, output
+    output_dir: str = field(default="outputs/reranker", metadata={"help": "Where the trained reranker goes."})
+    eval_steps: int = field(default=100, metadata={"help": "Evaluate on the dev split every N updates (0: never)."})
+    save_steps: int = field(default=100, metadata={
+        "help": "Save a resumable checkpoint every N updates (0: never); rerunning the command resumes."})
+    keep_best: bool = field(default=True, metadata={
+        "help": "Keep the weights with the best dev nDCG@10 (else the last)."})
+    early_stopping_patience: int | None = field(default=None, metadata={
+        "help": "Stop after this many evaluations without dev improvement."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Pairs per forward pass when scoring."})
+    log_steps: int = field(default=10, metadata={"help": "Log loss, lr and throughput every N updates."})
+    report_to: Literal["none", "wandb"] = field(default="none", metadata={
+        "help": "Experiment tracker; wandb works without an account when WANDB_MODE=offline."})
+    project: str = field(default="rerankforge", metadata={"help": "Tracker project name."})
+    run_name: str | None = field(default=None, metadata={"help": "Tracker run name (default: output folder name)."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the output folder to the Hub at the end."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo id (org/name) for push_to_hub."})
+    hub_private: bool = field(default=True, metadata={"help": "Create the Hub repo as private."})
+    data_license: str | None = field(default=None, metadata={
+        "help": "License of the training data, for the model card (e.g. CC BY 4.0 for SciFact)."})
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def load_config(argv: list[str]) -> TrainConfig:
+    """`[--config FILE.yaml] [--key value ...]`: the YAML's values, overridden by the command line,
+    fully checked. Command-line parsing is transformers' HfArgumentParser (so `--help` lists every
+    field with its doc); YAML values are type-checked here because argparse checks only strings."""
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)  # just --config
+    values = {}
+    if known.config:
+        values = _read_yaml(known.config)
+        for key in values:
+            _check_key(key, known.config)
+        values = {key: _coerce(key, value, FIELDS[key].type, source=known.config) for key, value in values.items()}
+    parser.set_defaults(**values)
+    config, remaining = _parse(parser, argv)
+    for token in remaining:
+        if token.startswith("--"):
+            _check_key(token[2:].split("=")[0].replace("-", "_"), "command line")
+        raise ConfigError(f"command line: unexpected argument {token!r}")
+    check_config(config)
+    return config
+
+
+def build_parser():
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(TrainConfig, prog="rerankforge train", allow_abbrev=False,
+                              description="Fine-tune a cross-encoder reranker. Values come from --config FILE.yaml; "
+                                          "any key can be overridden on the command line: --key value.")
+    parser.add_argument("--config", default=None, help="YAML file of config keys (see configs/).")
+    accept_none(parser, [TrainConfig])
+    return parser
+
+
+def _parse(parser, argv: list[str]) -> tuple[TrainConfig, list[str]]:
+    namespace, remaining = parser.parse_known_args(argv)
+    values = {name: getattr(namespace, name) for name in FIELDS}
+    return TrainConfig(**values), remaining
+
+
+def _read_yaml(path: str) -> dict:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise ConfigError(f"{where}: expected YAML, got a syntax error ({getattr(error, 'problem', error)})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
+    return values
+
+
+def _check_key(key: str, source: str) -> None:
+    if key in FIELDS:
+        return
+    near = difflib.get_close_matches(str(key), list(FIELDS), n=1, cutoff=0.5)
+    hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(FIELDS)}"
+    raise ConfigError(f"{source}: unknown config key {key!r}{hint}")
+
+
+def _strip_optional(annotation):
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _coerce(key: str, value, annotation, source: str):
+    """`value` as the field's type; strings from the command line are parsed, YAML values checked."""
+    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
+    base = _strip_optional(annotation)
+    if value is None or (optional and isinstance(value, str) and value.lower() in {"none", "null"}):
+        if optional:
+            return None
+        raise ConfigError(f"{source}: {key} must not be empty (expected {_describe(base)})")
+    origin = typing.get_origin(base)
+    if origin is Literal:
+        choices = typing.get_args(base)
+        if value not in choices:
+            raise ConfigError(f"{source}: {key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin is list:
+        items = value if isinstance(value, list) else None
+        if items is None or not all(isinstance(v, str) for v in items) or not items:
+            raise ConfigError(f"{source}: {key} expects a non-empty list of strings, got {value!r}")
+        return list(items)
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "yes", "1", "false", "no", "0"}:
+            return value.lower() in {"true", "yes", "1"}
+        raise ConfigError(f"{source}: {key} expects true or false, got {value!r}")
+    if base in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} expects {_describe(base)}, got {value!r}")
+        if isinstance(value, (int, float)) and (base is float or float(value).is_integer()):
+            return base(value)
+        if isinstance(value, str):
+            try:
+                return base(value) if base is float else int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: {key} expects {_describe(base)}, got {value!r}")
+    if base is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} expects a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{source}: {key} has unsupported type {annotation}")  # pragma: no cover
+
+
+def _describe(base) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(base, str(base))
+
+
+def check_config(config: TrainConfig) -> None:
+    """Cross-field and file checks; model-dependent checks (LoRA targets) are in `check_model_fields`."""
+    if not config.train_file:
+        raise ConfigError("train_file is required (a .jsonl or .parquet written by `rerankforge mine`)")
+    if not Path(config.train_file).is_file():
+        raise ConfigError(f"train_file: no such file: {config.train_file}")
+    positive = {"num_negatives": config.num_negatives, "max_length": config.max_length,
+                "batch_size": config.batch_size, "gradient_accumulation_steps": config.gradient_accumulation_steps,
+                "eval_batch_size": config.eval_batch_size, "dev_depth": config.dev_depth, "lora_r": config.lora_r,
+                "log_steps": config.log_steps}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    non_negative = {"dev_queries": config.dev_queries, "eval_steps": config.eval_steps,
+                    "save_steps": config.save_steps, "weight_decay": config.weight_decay}
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be 0 or more, got {value}")
+    if not 0 < config.learning_rate < 1:
+        raise ConfigError(f"learning_rate must be in (0, 1), got {config.learning_rate}")
+    if not 0 <= config.warmup_ratio < 1:
+        raise ConfigError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+    if config.max_steps is None and config.num_epochs <= 0:
+        raise ConfigError(f"num_epochs must be positive (or set max_steps), got {config.num_epochs}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise ConfigError(f"max_steps must be at least 1, got {config.max_steps}")
+    if config.temperature <= 0:
+        raise ConfigError(f"temperature must be positive, got {config.temperature}")
+    if config.push_to_hub and not config.hub_model_id:
+        raise ConfigError("push_to_hub: true needs hub_model_id (org/name)")
+
+
+def check_model_fields(config: TrainConfig, model_folder: str) -> None:
+    """Checks that need the model's architecture (its config, not its weights): LoRA target modules."""
+    if not config.lora:
+        return
+    names = module_names(model_folder)
+    missing = [t for t in config.lora_target_modules if t not in names]
+    if missing:
+        linear = sorted(names)
+        raise ConfigError(f"lora_target_modules: {missing} not in model {config.model}; its linear layers are "
+                          f"named {', '.join(linear)}")
+
+
+def module_names(model_folder: str) -> set[str]:
+    """Last path components of the model's linear layers, from its config alone (built on the meta
+    device: no weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    model_config = AutoConfig.from_pretrained(model_folder, num_labels=1)
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(model_config)
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name}
+
+
+def to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)

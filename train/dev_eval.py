@@ -1,0 +1,50 @@
+"""In-loop evaluation on the dev queries held out from the training split (never the test split):
+rerank their first-stage top-k and score nDCG@10 / MRR@10 with the same metrics code as `eval`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rerankforge.data_prep.collection import Collection
+from rerankforge.data_prep.errors import DataError, preview
+from rerankforge.data_prep.runs import Run
+from rerankforge.eval.metrics import mean, per_query
+from rerankforge.eval.reranking import Reranker
+
+from .config import TrainConfig
+
+DEV_METRICS = ("nDCG@10", "MRR@10")
+
+
+@dataclass
+class DevSet:
+    collection: Collection
+    queries: dict[str, str]
+    run: Run  # first-stage top-k of each dev query
+    depth: int
+
+    @classmethod
+    def build(cls, config: TrainConfig, query_ids: list[str], show_progress: bool = True) -> "DevSet":
+        from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
+        from rerankforge.data_prep.sources import load_collection
+
+        collection = load_collection(config.data, split=config.split)
+        judged = set(collection.judged_query_ids())
+        unknown = [q for q in query_ids if q not in judged]
+        if unknown:
+            raise DataError(f"train_file names query ids that are not judged queries of {config.data}/{config.split}: "
+                            f"{preview(unknown)}; is `data` the collection the file was mined from?")
+        queries = {qid: collection.queries[qid] for qid in query_ids}
+        retriever = build_retriever(collection.corpus, RetrieverConfig(
+            retriever="dense", model=config.first_stage_model, show_progress=show_progress))
+        return cls(collection, queries, retriever.search(queries, config.dev_depth), config.dev_depth)
+
+    def qrels(self):
+        return {qid: self.collection.qrels[qid] for qid in self.queries}
+
+    def first_stage(self) -> dict[str, float]:
+        return mean(per_query(self.qrels(), self.run, DEV_METRICS))
+
+    def evaluate(self, reranker: Reranker) -> dict[str, float]:
+        reranked = reranker.rerank(self.run, self.queries, self.collection.doc_text, self.depth)
+        return mean(per_query(self.qrels(), reranked, DEV_METRICS))

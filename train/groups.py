@@ -1,0 +1,179 @@
+"""Training groups from a mined file: (query, positive, negatives) -> tokenized, length-grouped batches.
+
+A group is 1 positive followed by `num_negatives` negatives. Examples short of negatives (the miner
+drops likely false negatives) are filled with documents of other queries -- random documents are
+valid, easy negatives -- which distillation losses mask out, since no teacher scored them.
+The dev queries are split off here, by query id, so no dev query is ever trained on."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rerankforge.data_prep.errors import ConfigError, DataError, located
+
+from .config import TrainConfig
+
+REQUIRED = ("query_id", "query", "positive", "negatives")
+DISTILLATION_LOSSES = ("margin_mse", "listwise_kl")
+
+
+@dataclass
+class Group:
+    query_id: str
+    query: str
+    docs: list[str]  # positive first
+    teacher: list[float] | None  # first-stage scores, aligned with docs
+    real: list[bool]  # False for filler negatives taken from other queries
+
+
+def read_mined(path: str | Path) -> list[dict]:
+    """Rows of a mined n-tuple file (.jsonl or .parquet), checked for the fields training needs."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+        located_rows = [(f"{path} row {i + 1}", row) for i, row in enumerate(rows)]
+    else:
+        located_rows = []
+        with path.open(encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{located(path, line_no)}: expected one JSON object per line, got invalid "
+                                    f"JSON ({e.msg})") from None
+                located_rows.append((located(path, line_no), row))
+    if not located_rows:
+        raise DataError(f"{path}: no training rows")
+    for where, row in located_rows:
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            raise DataError(f"{where}: expected fields {', '.join(REQUIRED)} (an n-tuple file from `rerankforge "
+                            f"mine`), missing {', '.join(missing)}; got fields {', '.join(row)}")
+        if not isinstance(row["negatives"], list):
+            raise DataError(f"{where}: expected 'negatives' to be a list of texts, got "
+                            f"{type(row['negatives']).__name__}")
+    return [row for _, row in located_rows]
+
+
+def split_dev(rows: list[dict], dev_queries: int, seed: int) -> tuple[list[dict], list[str]]:
+    """(training rows, dev query ids): `dev_queries` query ids drawn at random, all their rows held out."""
+    query_ids = sorted({str(row["query_id"]) for row in rows})
+    if dev_queries >= len(query_ids):
+        raise ConfigError(f"dev_queries: {dev_queries} would hold out every one of the {len(query_ids)} training "
+                          f"queries; expected fewer")
+    dev = set(random.Random(seed).sample(query_ids, dev_queries))
+    return [row for row in rows if str(row["query_id"]) not in dev], sorted(dev)
+
+
+def build_groups(rows: list[dict], config: TrainConfig) -> list[Group]:
+    distil = config.loss in DISTILLATION_LOSSES
+    if distil:
+        lacking = [i for i, row in enumerate(rows) if "positive_score" not in row or "negative_scores" not in row]
+        if lacking:
+            raise DataError(f"{config.train_file}: loss {config.loss} distils from first-stage scores, expected "
+                            f"'positive_score' and 'negative_scores' in every row; {len(lacking)} rows lack them "
+                            f"(first: row {lacking[0] + 1})")
+    rng = random.Random(config.seed)
+    pool = [(str(row["query_id"]), text) for row in rows for text in [row["positive"], *row["negatives"]]]
+    groups = []
+    for row in rows:
+        negatives = list(row["negatives"][: config.num_negatives])
+        teacher = ([float(row["positive_score"])] + [float(s) for s in row["negative_scores"][: config.num_negatives]]
+                   if distil else None)
+        real = [True] * (1 + len(negatives))
+        for _ in range(100 * config.num_negatives):  # fill from other queries' documents
+            if len(negatives) == config.num_negatives:
+                break
+            query_id, text = rng.choice(pool)
+            if query_id != str(row["query_id"]):
+                negatives.append(text)
+                real.append(not distil)
+        while len(negatives) < config.num_negatives:  # nothing else to draw from: masked placeholders
+            negatives.append(row["positive"])
+            real.append(False)
+        if teacher is not None:
+            teacher += [min(teacher)] * (1 + config.num_negatives - len(teacher))
+        groups.append(Group(str(row["query_id"]), row["query"], [row["positive"], *negatives], teacher, real))
+    return groups
+
+
+class TokenizedGroups(torch.utils.data.Dataset):
+    """Groups tokenized once up front (no padding); `lengths` drive the length-grouped batching."""
+
+    def __init__(self, groups: list[Group], tokenizer, max_length: int):
+        self.groups = groups
+        queries = [g.query for g in groups for _ in g.docs]
+        docs = [d for g in groups for d in g.docs]
+        encoded = tokenizer(queries, docs, truncation=True, max_length=max_length)
+        self.features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+        self.offsets = [0]
+        for g in groups:
+            self.offsets.append(self.offsets[-1] + len(g.docs))
+        self.lengths = [max(len(self.features[j]["input_ids"]) for j in range(self.offsets[i], self.offsets[i + 1]))
+                        for i in range(len(groups))]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict:
+        g = self.groups[index]
+        return {"pairs": self.features[self.offsets[index]:self.offsets[index + 1]], "real": g.real,
+                "teacher": g.teacher}
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """Batches of group indices: shuffled, then sorted by length within windows of 50 batches, then
+    the batches shuffled -- padding drops, order stays random. Deterministic in (seed, epoch); set
+    `epoch` before iterating."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, by_length: bool = True):
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.by_length = by_length
+        self.epoch = 0
+
+    def __iter__(self):
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        if self.by_length:
+            window = self.batch_size * 50
+            order = [i for start in range(0, len(order), window)
+                     for i in sorted(order[start:start + window], key=lambda i: -self.lengths[i])]
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.by_length:
+            rng.shuffle(batches)
+        yield from batches
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
+class Collator:
+    """Pads the pairs of a batch of groups to the batch's longest pair."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, items: list[dict]) -> dict:
+        pairs = [pair for item in items for pair in item["pairs"]]
+        inputs = self.tokenizer.pad(pairs, return_tensors="pt")
+        group = len(items[0]["pairs"])
+        batch = {"inputs": dict(inputs), "mask": torch.tensor([item["real"] for item in items], dtype=torch.bool),
+                 "group_size": group}
+        if items[0]["teacher"] is not None:
+            batch["teacher"] = torch.tensor([item["teacher"] for item in items], dtype=torch.float32)
+        return batch

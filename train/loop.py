@@ -1,0 +1,317 @@
+"""The training loop, on accelerate: one process on a laptop CPU to many GPUs, same code.
+
+Reads top to bottom: check the config, load data and model, prepare, resume if a checkpoint exists,
+then step -- forward over each group, loss, backward, clip, update -- with periodic logging,
+dev evaluation (keep-best, early stopping) and atomic checkpoints; finally save the reranker,
+its config, metrics and model card."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from rerankforge.data_prep.runs import atomic_write_text
+
+from .config import TrainConfig, check_model_fields, to_dict
+from .groups import Collator, LengthGroupedBatches, TokenizedGroups, build_groups, read_mined, split_dev
+from .losses import compute_loss
+
+CHECKPOINTS = "checkpoints"
+BEST = ".best"
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved with every checkpoint so a rerun resumes exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_ndcg: float | None = None
+    best_step: int | None = None
+    evals_without_gain: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
+
+def train(config: TrainConfig) -> dict:
+    """Train, save the reranker into `config.output_dir`, and return the final metrics."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+    from transformers import get_scheduler
+
+    from rerankforge.data_prep.models import resolve_model
+    from rerankforge.eval.reranking import Reranker
+
+    from .dev_eval import DevSet
+    from .model import load_model, save_reranker
+
+    # 1. Everything that can be wrong with the input is found before a model loads.
+    model_folder = resolve_model(config.model)
+    check_model_fields(config, model_folder)
+    if config.report_to == "wandb":
+        _require_wandb()
+    rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed)
+    groups = build_groups(rows, config)
+    output_dir = Path(config.output_dir)
+
+    accelerator = Accelerator(cpu=_cpu_ranks(), gradient_accumulation_steps=config.gradient_accumulation_steps,
+                              mixed_precision=config.mixed_precision,
+                              log_with="wandb" if config.report_to == "wandb" else None, project_dir=str(output_dir))
+    main = accelerator.is_main_process
+    set_seed(config.seed)
+    dev = DevSet.build(config, dev_ids, show_progress=main) if dev_ids and main else None
+
+    # 2. Model, data, optimizer, schedule.
+    model, tokenizer = load_model(config, model_folder)
+    dataset = TokenizedGroups(groups, tokenizer, config.max_length)
+    sampler = LengthGroupedBatches(dataset.lengths, config.batch_size, config.seed, config.group_by_length)
+    # Its own generator: starting an epoch's iterator must not draw from the global RNG, or a resumed
+    # run's dropout would drift from an uninterrupted one.
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenizer),
+                        generator=torch.Generator().manual_seed(config.seed))
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
+    total_steps = config.max_steps or math.ceil(config.num_epochs * updates_per_epoch)
+    scheduler = get_scheduler(config.lr_scheduler if config.lr_scheduler != "constant" else "constant_with_warmup",
+                              optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    scheduler = accelerator.prepare(scheduler)
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+
+    # 3. Resume from the last complete checkpoint, if any.
+    checkpoint = latest_checkpoint(output_dir)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        accelerator.print(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
+    if config.report_to == "wandb":
+        _init_wandb(accelerator, config)
+    reranker = Reranker(accelerator.unwrap_model(model), tokenizer, config.max_length, config.eval_batch_size)
+    if dev is not None and state.step == 0:
+        baseline = dev.first_stage()
+        state.history.append({"step": 0, **{f"dev/first_stage_{k}": v for k, v in baseline.items()}})
+        accelerator.print(f"dev ({len(dev.queries)} queries) first stage: {_fmt(baseline)}")
+
+    # 4. The loop.
+    progress = _progress(total_steps, state.step, disable=not main)
+    window = {"loss": 0.0, "batches": 0, "pairs": 0, "tokens": 0, "started": time.perf_counter()}
+    model.train()
+    stop = state.step >= total_steps
+    while not stop:
+        sampler.epoch = state.epoch
+        batches = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
+        for batch in batches:
+            with accelerator.accumulate(model):
+                logits = model(**batch["inputs"]).logits.view(-1, batch["group_size"])
+                loss = compute_loss(config, logits, batch["mask"], batch.get("teacher"))
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state.batch_in_epoch += 1
+            window["loss"] += loss.item()
+            window["batches"] += 1
+            window["pairs"] += batch["inputs"]["input_ids"].shape[0]
+            window["tokens"] += int(batch["inputs"]["attention_mask"].sum())
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            progress.update(1)
+
+            if state.step % config.log_steps == 0 or state.step == total_steps:
+                logs = _window_logs(window, scheduler, accelerator.num_processes)
+                progress.set_postfix(loss=f"{logs['train/loss']:.4f}", lr=f"{logs['train/lr']:.2e}",
+                                     pairs_s=f"{logs['train/pairs_per_s']:.1f}")
+                accelerator.log(logs, step=state.step)
+                state.history.append({"step": state.step, **logs})
+            if config.eval_steps and state.step % config.eval_steps == 0:
+                stop = _evaluate(accelerator, dev, reranker, state, config, output_dir, tokenizer) or stop
+            if config.save_steps and state.step % config.save_steps == 0:
+                save_checkpoint(accelerator, output_dir, state.step)
+            if state.step >= total_steps or stop:
+                stop = True
+                break
+        else:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+    progress.close()
+
+    # 5. Final evaluation, then the output folder: best (or last) weights, config, metrics, card.
+    if config.eval_steps == 0 or state.step % config.eval_steps:
+        _evaluate(accelerator, dev, reranker, state, config, output_dir, tokenizer)
+    accelerator.wait_for_everyone()
+    metrics = {}
+    if main:
+        unwrapped = accelerator.unwrap_model(model)
+        best = output_dir / BEST
+        if config.keep_best and best.is_dir():
+            _restore_best(unwrapped, best)
+        save_reranker(unwrapped, tokenizer, output_dir, config.model)
+        metrics = _final_metrics(state, config)
+        atomic_write_text(output_dir / "train_config.json", json.dumps(to_dict(config), indent=2) + "\n")
+        atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        from .card import write_model_card
+
+        write_model_card(output_dir, config, metrics)
+        shutil.rmtree(best, ignore_errors=True)
+    accelerator.end_training()
+    return metrics
+
+
+def _cpu_ranks() -> bool:
+    """A multi-process launch (`accelerate launch --multi_gpu` or configs/accelerate/cpu_2proc.yaml) on a
+    machine without GPUs: make the processes gloo CPU ranks; otherwise accelerate sees one process each."""
+    no_gpu = not torch.cuda.is_available() and not (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return no_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _param_groups(model, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases and norm weights (the usual transformer recipe)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig, output_dir: Path,
+              tokenizer) -> bool:
+    """Dev evaluation on the main process; keeps the best weights; returns whether to stop early."""
+    stop = False
+    if dev is not None:
+        metrics = dev.evaluate(reranker)
+        logs = {f"dev/{k}": v for k, v in metrics.items()}
+        accelerator.log(logs, step=state.step)
+        state.history.append({"step": state.step, **logs})
+        improved = state.best_ndcg is None or metrics["nDCG@10"] > state.best_ndcg
+        accelerator.print(f"\nstep {state.step}: dev {_fmt(metrics)}{'  (best)' if improved else ''}")
+        if improved:
+            state.best_ndcg, state.best_step, state.evals_without_gain = metrics["nDCG@10"], state.step, 0
+            if config.keep_best:
+                _save_best(reranker.model, output_dir / BEST)
+        else:
+            state.evals_without_gain += 1
+            patience = config.early_stopping_patience
+            stop = patience is not None and state.evals_without_gain >= patience
+            if stop:
+                accelerator.print(f"early stopping: no dev gain in {patience} evaluations")
+    flag = torch.tensor([1 if stop else 0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item())  # every process stops together
+
+
+def _save_best(model, folder: Path) -> None:
+    """The trainable weights at the best dev score (for LoRA: adapters + head), written atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "weights.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(folder / "weights.safetensors")
+
+
+def _restore_best(model, folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / "weights.safetensors"))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value)
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int) -> None:
+    """`save_state` into a temp folder renamed when complete: a kill mid-save leaves the previous
+    checkpoint intact. Only the newest checkpoint is kept."""
+    root = output_dir / CHECKPOINTS
+    final, tmp = root / f"step-{step}", root / f".tmp-step-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp.rename(final)
+        for old in root.glob("step-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    done = [p for p in (output_dir / CHECKPOINTS).glob("step-*") if p.is_dir()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _window_logs(window: dict, scheduler, processes: int) -> dict:
+    seconds = max(time.perf_counter() - window["started"], 1e-9)
+    logs = {"train/loss": window["loss"] / max(window["batches"], 1), "train/lr": scheduler.get_last_lr()[0],
+            "train/pairs_per_s": window["pairs"] * processes / seconds,
+            "train/tokens_per_s": window["tokens"] * processes / seconds}
+    window.update(loss=0.0, batches=0, pairs=0, tokens=0, started=time.perf_counter())
+    return logs
+
+
+def _final_metrics(state: TrainState, config: TrainConfig) -> dict:
+    dev_rows = [h for h in state.history if "dev/nDCG@10" in h]
+    first = next((h for h in state.history if "dev/first_stage_nDCG@10" in h), {})
+    train_rows = [h for h in state.history if "train/pairs_per_s" in h]
+    return {
+        "steps": state.step,
+        "epochs_completed": state.epoch,
+        "best_step": state.best_step if config.keep_best else state.step,
+        "dev_queries": config.dev_queries,
+        "dev_first_stage": {k.split("first_stage_")[1]: v for k, v in first.items() if "first_stage" in k},
+        "dev_reranked": {k[4:]: v for k, v in (max(dev_rows, key=lambda h: h["dev/nDCG@10"])
+                                                if config.keep_best else dev_rows[-1]).items()
+                         if k.startswith("dev/")} if dev_rows else {},
+        "train_pairs_per_s_median": _median([h["train/pairs_per_s"] for h in train_rows]),
+        "history": state.history,
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    import statistics
+
+    return statistics.median(values) if values else None
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def _progress(total: int, done: int, disable: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="training", unit="step", disable=disable, dynamic_ncols=True)
+
+
+def _require_wandb() -> None:
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        from rerankforge.data_prep.errors import ConfigError
+
+        raise ConfigError("report_to: wandb needs the wandb package: pip install 'rerankforge[wandb]'") from None
+
+
+def _init_wandb(accelerator, config: TrainConfig) -> None:
+    accelerator.init_trackers(config.project, config=to_dict(config), init_kwargs={"wandb": {
+        "name": config.run_name or Path(config.output_dir).name, "dir": str(Path(config.output_dir))}})

@@ -1,0 +1,82 @@
+"""Ranking losses over groups of scores.
+
+Every loss takes `scores` of shape (batch, group): column 0 is the positive, columns 1.. its
+negatives, and `mask` (same shape, bool) marks which entries are real. Distillation losses also take
+`teacher` scores of the same shape (the first-stage scores carried in the training file)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+
+NEG_INF = -1e4  # masked logits; finite so that fp16/bf16 softmax stays free of NaNs
+
+
+def listwise_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Cross-entropy of picking the positive among its group (InfoNCE over 1 + n documents)."""
+    logits = (scores / temperature).masked_fill(~mask, NEG_INF)
+    return F.cross_entropy(logits, torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+
+
+def binary_cross_entropy(scores: torch.Tensor, mask: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """Pointwise: positive -> 1, negatives -> 0; the positive term weighted by `pos_weight`."""
+    labels = torch.zeros_like(scores)
+    labels[:, 0] = 1.0
+    weights = mask.to(scores.dtype)
+    weights[:, 0] *= pos_weight
+    losses = F.binary_cross_entropy_with_logits(scores, labels, reduction="none")
+    return (losses * weights).sum() / weights.sum()
+
+
+def ranknet(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pairwise logistic loss log(1 + exp(s_neg - s_pos)) over every (positive, negative) pair."""
+    diff = scores[:, :1] - scores[:, 1:]
+    return _masked_mean(F.softplus(-diff), mask[:, 1:])
+
+
+def margin_ranking(scores: torch.Tensor, mask: torch.Tensor, margin: float) -> torch.Tensor:
+    """Pairwise hinge: max(0, margin - (s_pos - s_neg))."""
+    diff = scores[:, :1] - scores[:, 1:]
+    return _masked_mean(F.relu(margin - diff), mask[:, 1:])
+
+
+def margin_mse(scores: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Distillation: the student's margins (pos - neg) regress onto the teacher's (Hofstaetter et al. 2020)."""
+    student = scores[:, :1] - scores[:, 1:]
+    target = teacher[:, :1] - teacher[:, 1:]
+    return _masked_mean((student - target) ** 2, mask[:, 1:])
+
+
+def listwise_kl(scores: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor,
+                temperature: float = 1.0) -> torch.Tensor:
+    """Distillation: KL(teacher || student) between the softmax distributions over each group."""
+    student = F.log_softmax((scores / temperature).masked_fill(~mask, NEG_INF), dim=-1)
+    target = F.softmax((teacher / temperature).masked_fill(~mask, NEG_INF), dim=-1)
+    return F.kl_div(student, target, reduction="batchmean")
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp(min=1)
+
+
+def compute_loss(config: TrainConfig, scores: torch.Tensor, mask: torch.Tensor,
+                 teacher: torch.Tensor | None) -> torch.Tensor:
+    """The configured loss (scores in fp32 whatever the autocast precision)."""
+    scores = scores.float()
+    if config.loss == "listwise":
+        return listwise_softmax(scores, mask, config.temperature)
+    if config.loss == "bce":
+        pos_weight = config.pos_weight if config.pos_weight is not None else float(config.num_negatives)
+        return binary_cross_entropy(scores, mask, pos_weight)
+    if config.loss == "ranknet":
+        return ranknet(scores, mask)
+    if config.loss == "margin":
+        return margin_ranking(scores, mask, config.margin)
+    if teacher is None:
+        raise ValueError(f"loss {config.loss} needs teacher scores")  # data.py checks the file earlier
+    if config.loss == "margin_mse":
+        return margin_mse(scores, mask, teacher.float())
+    return listwise_kl(scores, mask, teacher.float(), config.temperature)
