@@ -17,18 +17,22 @@ from rerankforge.data_prep.errors import ModelNotFoundError
 from rerankforge.data_prep.runs import Run
 
 ADAPTER_CONFIG = "adapter_config.json"
+SETTINGS = "rerankforge.json"  # beside the weights: the score fusion weight chosen on the dev split
 
 
 class Reranker:
     """A cross-encoder with its tokenizer. Pairs are scored in batches sorted by length (little
     padding), under `torch.inference_mode`; the model's train/eval mode is restored afterwards."""
 
-    def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker"):
+    def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker",
+                 fusion_weight: float = 1.0):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
         self.name = name
+        self.fusion_weight = fusion_weight
+        """Weight of the reranker in `fuse` (1.0: its scores alone); saved models carry the one chosen on dev."""
 
     @classmethod
     def load(cls, ref: str, max_length: int | None = None, batch_size: int = 32, device: str | None = None,
@@ -50,8 +54,10 @@ class Reranker:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model.to(device).eval()
-        limit = max_length or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
-        return cls(model, tokenizer, max_length=limit, batch_size=batch_size, name=Path(ref).name or ref)
+        settings = json.loads((folder / SETTINGS).read_text()) if (folder / SETTINGS).is_file() else {}
+        limit = max_length or settings.get("max_length") or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
+        return cls(model, tokenizer, max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
+                   fusion_weight=settings.get("fusion_weight", 1.0))
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Raw logits (higher = more relevant), one per pair, in input order."""
@@ -75,20 +81,44 @@ class Reranker:
             self.model.train(was_training)
         return scores
 
-    def rerank(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str], depth: int) -> Run:
-        """Rescore the top-`depth` of each query of `run`; documents below `depth` are dropped."""
-        pairs, owners = [], []
-        for qid, hits in run.items():
-            for doc_id, _ in hits[:depth]:
-                pairs.append((queries[qid], doc_text(doc_id)))
-                owners.append((qid, doc_id))
-        scores = self.score(pairs)
-        reranked: Run = {qid: [] for qid in run}
+    def rerank(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str], depth: int,
+               fusion_weight: float | None = None) -> Run:
+        """Rescore the top-`depth` of each query of `run` (documents below it are dropped). The final
+        score fuses reranker and first-stage scores with `fusion_weight` (default: the model's own;
+        1.0 ranks by the reranker alone)."""
+        scores = self.score_run(run, queries, doc_text, depth)
+        weight = self.fusion_weight if fusion_weight is None else fusion_weight
+        return {qid: fuse(run[qid][:depth], scores[qid], weight) for qid in run}
+
+    def score_run(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str],
+                  depth: int) -> dict[str, dict[str, float]]:
+        """Reranker scores of the top-`depth` of each query: query id -> {doc id -> score}."""
+        owners = [(qid, doc_id) for qid, hits in run.items() for doc_id, _ in hits[:depth]]
+        scores = self.score([(queries[qid], doc_text(doc_id)) for qid, doc_id in owners])
+        by_query: dict[str, dict[str, float]] = {qid: {} for qid in run}
         for (qid, doc_id), score in zip(owners, scores):
-            reranked[qid].append((doc_id, float(score)))
-        for hits in reranked.values():
-            hits.sort(key=lambda hit: -hit[1])
-        return reranked
+            by_query[qid][doc_id] = float(score)
+        return by_query
+
+
+def fuse(first_stage: list[tuple[str, float]], reranker: dict[str, float], weight: float) -> list[tuple[str, float]]:
+    """Rank by `weight * z(reranker) + (1 - weight) * z(first stage)`, z standardising each query's
+    scores (the two scales differ); weight 1.0 is the reranker alone."""
+    import statistics
+
+    def z(values: list[float]) -> list[float]:
+        if len(values) < 2:
+            return [0.0] * len(values)
+        mu, sd = statistics.fmean(values), statistics.pstdev(values) or 1.0
+        return [(v - mu) / sd for v in values]
+
+    ids = [doc_id for doc_id, _ in first_stage]
+    if weight >= 1.0:
+        fused = [reranker[d] for d in ids]
+    else:
+        fused = [weight * r + (1 - weight) * f for r, f in zip(z([reranker[d] for d in ids]),
+                                                               z([s for _, s in first_stage]))]
+    return sorted(zip(ids, fused), key=lambda hit: -hit[1])
 
 
 def load_adapter_merged(folder: Path, dtype=None):

@@ -9,7 +9,7 @@ import sys
 
 from rerankforge.data_prep.cli import add_mine_parser, add_retrieve_parser, add_subcommands, run_cli
 from rerankforge.eval.cli import add_eval_parser
-from rerankforge.train.cli import add_push_parser, add_train_parser
+from rerankforge.train.cli import add_push_parser, add_train_parser, train_main
 
 from .demo import add_demo_parser
 
@@ -30,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(build_parser(), sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # its own parser: YAML values become the defaults of the command line
+        return train_main(argv[1:])
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

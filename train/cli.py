@@ -54,11 +54,6 @@ def summary(output_dir: str, metrics: dict) -> str:
 
 
 @dataclass
-class TrainArgs:
-    args: list[str] = field(default_factory=list)
-
-
-@dataclass
 class PushArgs:
     folder: str = field(metadata={"help": "Output folder of `rerankforge train`."})
     hub_model_id: str = field(metadata={"help": "Hub repo id, org/name."})
@@ -67,11 +62,8 @@ class PushArgs:
 
 
 def add_train_parser(subparsers) -> None:
-    import argparse
-
-    parser = subparsers.add_parser("train", help=TRAIN_HELP, description=TRAIN_HELP, add_help=False)
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="--config FILE.yaml and --key value overrides")
-    parser.set_defaults(_handler=(lambda raw: train_main(raw.args), [TrainArgs]))
+    """Lists `train` among the commands; `rerankforge train ...` itself goes straight to `train_main`."""
+    subparsers.add_parser("train", help=TRAIN_HELP, description=TRAIN_HELP, add_help=False)
 
 
 def add_push_parser(subparsers) -> None:

@@ -96,6 +96,9 @@ class TrainConfig:
         "help": "Keep the weights with the best dev nDCG@10 (else the last)."})
     early_stopping_patience: int | None = field(default=None, metadata={
         "help": "Stop after this many evaluations without dev improvement."})
+    choose_fusion_weight: bool = field(default=True, metadata={
+        "help": "After training, choose on the dev split how much the reranker's score counts against the "
+                "first stage's (z-normalised per query, 0..1); saved in rerankforge.json and used by eval/serve."})
     eval_batch_size: int = field(default=64, metadata={"help": "Pairs per forward pass when scoring."})
     log_steps: int = field(default=10, metadata={"help": "Log loss, lr and throughput every N updates."})
     report_to: Literal["none", "wandb"] = field(default="none", metadata={

@@ -9,7 +9,7 @@ from rerankforge.data_prep.collection import Collection
 from rerankforge.data_prep.errors import DataError, preview
 from rerankforge.data_prep.runs import Run
 from rerankforge.eval.metrics import mean, per_query
-from rerankforge.eval.reranking import Reranker
+from rerankforge.eval.reranking import Reranker, fuse
 
 from .config import TrainConfig
 
@@ -46,5 +46,18 @@ class DevSet:
         return mean(per_query(self.qrels(), self.run, DEV_METRICS))
 
     def evaluate(self, reranker: Reranker) -> dict[str, float]:
-        reranked = reranker.rerank(self.run, self.queries, self.collection.doc_text, self.depth)
+        """The reranker alone (no fusion with the first stage)."""
+        reranked = reranker.rerank(self.run, self.queries, self.collection.doc_text, self.depth, fusion_weight=1.0)
         return mean(per_query(self.qrels(), reranked, DEV_METRICS))
+
+    def choose_fusion_weight(self, reranker: Reranker) -> tuple[float, dict[float, float]]:
+        """The weight of `fuse` (reranker vs first stage) with the best dev nDCG@10, from 0.0 to 1.0 in
+        steps of 0.05 (ties go to the larger weight), and the nDCG@10 of every weight tried."""
+        scores = reranker.score_run(self.run, self.queries, self.collection.doc_text, self.depth)
+        curve = {}
+        for step in range(20, -1, -1):
+            weight = step / 20
+            fused = {qid: fuse(self.run[qid][:self.depth], scores[qid], weight) for qid in self.run}
+            curve[weight] = mean(per_query(self.qrels(), fused, ("nDCG@10",)))["nDCG@10"]
+        best = max(curve, key=lambda w: (curve[w], w))
+        return best, curve

@@ -54,7 +54,7 @@ def train(config: TrainConfig) -> dict:
     from transformers import get_scheduler
 
     from rerankforge.data_prep.models import resolve_model
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.eval.reranking import SETTINGS, Reranker
 
     from .dev_eval import DevSet
     from .model import load_model, save_reranker
@@ -141,10 +141,12 @@ def train(config: TrainConfig) -> dict:
                                      pairs_s=f"{logs['train/pairs_per_s']:.1f}")
                 accelerator.log(logs, step=state.step)
                 state.history.append({"step": state.step, **logs})
+            paused = time.perf_counter()  # evaluation and checkpoints don't count against throughput
             if config.eval_steps and state.step % config.eval_steps == 0:
                 stop = _evaluate(accelerator, dev, reranker, state, config, output_dir, tokenizer) or stop
             if config.save_steps and state.step % config.save_steps == 0:
                 save_checkpoint(accelerator, output_dir, state.step)
+            window["started"] += time.perf_counter() - paused
             if state.step >= total_steps or stop:
                 stop = True
                 break
@@ -165,6 +167,14 @@ def train(config: TrainConfig) -> dict:
             _restore_best(unwrapped, best)
         save_reranker(unwrapped, tokenizer, output_dir, config.model)
         metrics = _final_metrics(state, config)
+        settings = {"max_length": config.max_length, "fusion_weight": 1.0}
+        if dev is not None and config.choose_fusion_weight:
+            weight, curve = dev.choose_fusion_weight(reranker)
+            settings.update(fusion_weight=weight, fusion_chosen_on=f"dev split ({len(dev.queries)} train queries)")
+            metrics["fusion"] = {"weight": weight, "dev_nDCG@10_by_weight": curve}
+            accelerator.print(f"fusion weight chosen on dev: {weight} (dev nDCG@10 {curve[weight]:.4f}; "
+                              f"reranker alone {curve[1.0]:.4f}, first stage alone {curve[0.0]:.4f})")
+        atomic_write_text(output_dir / SETTINGS, json.dumps(settings, indent=2) + "\n")
         atomic_write_text(output_dir / "train_config.json", json.dumps(to_dict(config), indent=2) + "\n")
         atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         from .card import write_model_card
