@@ -125,20 +125,30 @@ def add_subcommands(parser: argparse.ArgumentParser):
 
 def run_cli(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     """Parse, run the chosen command, and turn user errors into one line on stderr + exit code 2."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    logger.setLevel(logging.INFO)
-    try:
+
+    def run() -> int:
         namespace = parser.parse_args(argv)
         if not hasattr(namespace, "_handler"):
             parser.print_help()
             return 2
         handler, types = namespace._handler
         return handler(*(_dataclass_from(namespace, t) for t in types))
+
+    return report_errors(run, on_interrupt="rerun the same command to continue from the cache")
+
+
+def report_errors(action: Callable[[], int], on_interrupt: str) -> int:
+    """Run a command: a user error (RerankforgeError) becomes `error: ...` on stderr and exit code 2,
+    Ctrl-C exit code 130 with a hint on how to continue."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logger.setLevel(logging.INFO)
+    try:
+        return action()
     except RerankforgeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: rerun the same command to continue from the cache", file=sys.stderr)
+        print(f"interrupted: {on_interrupt}", file=sys.stderr)
         return 130
 
 

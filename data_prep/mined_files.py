@@ -15,6 +15,7 @@ from typing import Iterator
 
 from .errors import ConfigError
 from .mining import MinedExample
+from .runs import readable_by_all
 
 FORMATS = ("n-tuple", "triplet", "labeled-pair")
 SUFFIXES = (".jsonl", ".parquet")
@@ -78,6 +79,7 @@ def write_rows(path: str | os.PathLike, records: Iterator[dict]) -> int:
                 for record in records:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
                     count += 1
+        readable_by_all(tmp)
         os.replace(tmp, path)
         return count
     except BaseException:

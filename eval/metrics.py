@@ -30,7 +30,7 @@ def per_query(qrels: Qrels, run: Run, metrics: tuple[str, ...] = DEFAULT_METRICS
     values: dict[str, dict[str, float]] = {m: dict.fromkeys(judged, 0.0) for m in metrics}
     for depth, group in _by_depth(metrics).items():
         scored = {qid: {doc_id: score for doc_id, score in run[qid][:depth]} for qid in overlap}
-        evaluator = pytrec_eval.RelevanceEvaluator(judged, {MEASURES[m].split(".")[0] for m in group})
+        evaluator = pytrec_eval.RelevanceEvaluator(judged, _measure_specs(group))
         for qid, result in evaluator.evaluate(scored).items():
             for metric in group:
                 values[metric][qid] = result[MEASURES[metric].replace(".", "_")]
@@ -48,3 +48,14 @@ def _by_depth(metrics: tuple[str, ...]) -> dict[int | None, list[str]]:
     for metric in metrics:
         groups.setdefault(10 if metric == "MRR@10" else None, []).append(metric)
     return groups
+
+
+def _measure_specs(metrics: list[str]) -> set[str]:
+    """pytrec_eval measure strings with the cut-offs asked for (its defaults lack e.g. ndcg_cut.1, recall.50)."""
+    cutoffs: dict[str, list[str]] = {}
+    for metric in metrics:
+        name, _, cutoff = MEASURES[metric].partition(".")
+        cutoffs.setdefault(name, [])
+        if cutoff:
+            cutoffs[name].append(cutoff)
+    return {f"{name}.{','.join(cuts)}" if cuts else name for name, cuts in cutoffs.items()}

@@ -25,7 +25,7 @@ class Reranker:
     padding), under `torch.inference_mode`; the model's train/eval mode is restored afterwards."""
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker",
-                 fusion_weight: float = 1.0):
+                 fusion_weight: float = 1.0, bf16: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -33,10 +33,12 @@ class Reranker:
         self.name = name
         self.fusion_weight = fusion_weight
         """Weight of the reranker in `fuse` (1.0: its scores alone); saved models carry the one chosen on dev."""
+        self.bf16 = bf16
+        """Score under bf16 autocast: about 2x faster on GPUs and on CPUs with AVX512-BF16/AMX."""
 
     @classmethod
     def load(cls, ref: str, max_length: int | None = None, batch_size: int = 32, device: str | None = None,
-             dtype=None) -> "Reranker":
+             dtype=None, bf16: bool = False) -> "Reranker":
         """Load `ref`: a local folder or Hub id of a sequence classifier, or a LoRA adapter folder."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -57,7 +59,7 @@ class Reranker:
         settings = json.loads((folder / SETTINGS).read_text()) if (folder / SETTINGS).is_file() else {}
         limit = max_length or settings.get("max_length") or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
         return cls(model, tokenizer, max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
-                   fusion_weight=settings.get("fusion_weight", 1.0))
+                   fusion_weight=settings.get("fusion_weight", 1.0), bf16=bf16)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Raw logits (higher = more relevant), one per pair, in input order."""
@@ -69,7 +71,7 @@ class Reranker:
         self.model.eval()
         device = next(self.model.parameters()).device
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 for start in range(0, len(order), self.batch_size):
                     chunk = order[start:start + self.batch_size]
                     batch = self.tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk],

@@ -326,3 +326,63 @@ def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
     assert Reranker.load(str(tmp_path / "out" / "adapter")).score(PAIRS) == pytest.approx(before, abs=1e-4)
     assert Reranker.load(str(tmp_path / "out"), max_length=64).score(PAIRS) == pytest.approx(before, abs=1e-4)
     assert _scores(tmp_path / "out", PAIRS) == pytest.approx(before, abs=1e-4)
+
+
+def test_fuse_weights_reranker_against_first_stage():
+    from rerankforge.eval.reranking import fuse
+
+    first = [("a", 10.0), ("b", 9.0), ("c", 1.0)]
+    reranker = {"a": -1.0, "b": 3.0, "c": 2.0}
+    assert [d for d, _ in fuse(first, reranker, 1.0)] == ["b", "c", "a"]
+    assert [d for d, _ in fuse(first, reranker, 0.0)] == ["a", "b", "c"]
+    assert [d for d, _ in fuse(first, reranker, 0.5)] == ["b", "a", "c"]
+
+
+def test_trained_model_carries_its_dev_chosen_fusion_weight(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                            tiny_bert, capsys):
+    from rerankforge.eval.reranking import Reranker
+    from rerankforge.serve.cli import main as rerankforge
+
+    out = tmp_path / "fw"
+    assert rerankforge(["train", *_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,
+                                             "--max_steps", "3")]) == 0
+    settings = json.loads((out / "rerankforge.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= settings["fusion_weight"] <= 1.0 and settings["max_length"] == 96
+    curve = metrics["fusion"]["dev_nDCG@10_by_weight"]
+    assert len(curve) == 21 and max(curve.values()) == curve[str(settings["fusion_weight"])]
+    assert Reranker.load(str(out)).fusion_weight == settings["fusion_weight"]
+    # eval reranks a first-stage run with it: reranker alone and fused, same candidates
+    run_file = tmp_path / "bm25.trec"
+    assert rerankforge(["retrieve", "--data", str(scifact_slice), "--retriever", "bm25", "--output", str(run_file)]) == 0
+    capsys.readouterr()
+    assert rerankforge(["eval", "--data", str(scifact_slice), "--run", str(run_file), "--reranker", str(out),
+                        "--depth", "20", "--output", str(tmp_path / "reranked")]) == 0
+    table = capsys.readouterr().out
+    assert "fw alone (top-20 of bm25.trec)" in table
+    assert (tmp_path / "reranked" / "fw.alone.top20.trec").is_file()
+
+
+def test_eval_with_missing_reranker_fails_before_work(scifact_slice, tmp_path, capsys):
+    from rerankforge.serve.cli import main as rerankforge
+
+    run_file = tmp_path / "bm25.trec"
+    assert rerankforge(["retrieve", "--data", str(scifact_slice), "--retriever", "bm25", "--output", str(run_file)]) == 0
+    assert rerankforge(["eval", "--data", str(scifact_slice), "--run", str(run_file), "--reranker",
+                        str(tmp_path / "no-such-model")]) == 2
+    assert "model folder not found" in capsys.readouterr().err
+
+
+def test_head_learning_rate_applies_to_the_scoring_head_only(tiny_bert):
+    from rerankforge.train.loop import _param_groups
+    from rerankforge.train.model import load_model
+
+    config = TrainConfig(train_file="x", model=tiny_bert, learning_rate=1e-4, head_learning_rate=1e-2)
+    model, _ = load_model(config, tiny_bert)
+    groups = _param_groups(model, config)
+    head = {id(p) for name, p in model.named_parameters() if name.startswith("classifier.")}
+    for group in groups:
+        ids = {id(p) for p in group["params"]}
+        assert group["lr"] == (1e-2 if ids <= head else 1e-4) and (ids <= head or not ids & head)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+

@@ -74,6 +74,12 @@ def model_card(config: TrainConfig, metrics: dict) -> str:
                           ("reranked (this model)", metrics.get("dev_reranked"))):
         if values:
             lines.append(f"| {label} | {_num(values.get('nDCG@10'))} | {_num(values.get('MRR@10'))} |")
+    fusion = metrics.get("fusion")
+    if fusion:
+        weight = fusion["weight"]
+        lines += ["", f"Fused with the first stage (`{weight}` x z(reranker) + `{1 - weight:g}` x z(first stage), z-normalised "
+                  f"per query; weight chosen on the dev split, saved in `rerankforge.json` and applied by "
+                  f"`rerankforge eval` and `serve`): dev nDCG@10 {_num(fusion['dev_nDCG@10_by_weight'][weight])}."]
     lines += [
         "",
         "## Intended use and limits",

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from dataclasses import dataclass, field
 
-from rerankforge.data_prep.cli import add_command
-from rerankforge.data_prep.errors import RerankforgeError
+from rerankforge.data_prep.cli import add_command, report_errors
 
 TRAIN_HELP = ("Fine-tune a cross-encoder reranker: --config configs/NAME.yaml, any key overridable as --key value "
               "(`rerankforge train --help` lists them).")
@@ -17,14 +15,13 @@ PUSH_HELP = "Upload a trained reranker folder to the Hugging Face Hub (--dry_run
 
 def train_main(argv: list[str] | None = None) -> int:
     """Parse the config, train, publish if asked. Errors in the input print one line and exit 2."""
-    from .config import load_config
-
     argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    try:
-        config = load_config(argv)
+
+    def run() -> int:
+        from .config import load_config
         from .loop import train
 
+        config = load_config(argv)
         metrics = train(config)
         if metrics:  # the main process
             print(summary(config.output_dir, metrics))
@@ -33,13 +30,9 @@ def train_main(argv: list[str] | None = None) -> int:
 
                 files = push_folder(config.output_dir, config.hub_model_id, private=config.hub_private)
                 print(f"uploaded {len(files)} files to https://huggingface.co/{config.hub_model_id}")
-    except RerankforgeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return report_errors(run, on_interrupt="rerun the same command to resume from the last checkpoint")
 
 
 def summary(output_dir: str, metrics: dict) -> str:

@@ -71,6 +71,9 @@ class TrainConfig:
 
     # --- optimisation
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (AdamW)."})
+    head_learning_rate: float | None = field(default=None, metadata={
+        "help": "Peak learning rate of the freshly initialised scoring head (default: learning_rate). A higher one "
+                "lets the head catch up with the pretrained body in the few hundred steps a small domain gives."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/norms)."})
     warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of the steps spent warming up."})
     lr_scheduler: Literal["linear", "cosine", "constant"] = field(default="linear", metadata={
@@ -253,8 +256,10 @@ def check_config(config: TrainConfig) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must be 0 or more, got {value}")
-    if not 0 < config.learning_rate < 1:
-        raise ConfigError(f"learning_rate must be in (0, 1), got {config.learning_rate}")
+    for key in ("learning_rate", "head_learning_rate"):
+        value = getattr(config, key)
+        if value is not None and not 0 < value < 1:
+            raise ConfigError(f"{key} must be in (0, 1), got {value}")
     if not 0 <= config.warmup_ratio < 1:
         raise ConfigError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
     if config.max_steps is None and config.num_epochs <= 0:

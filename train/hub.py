@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rerankforge.data_prep.errors import ConfigError
+from rerankforge.data_prep.errors import ConfigError, RerankforgeError
 
 # Never uploaded: resumable training state, tracker logs and leftovers of interrupted saves.
 IGNORE = ("checkpoints/*", "wandb/*", ".best/*", ".staging-*", "*.tmp")
@@ -35,7 +35,13 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = True, dry_run:
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", allow_patterns=files,
-                      commit_message="Upload reranker trained with rerankforge")
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", allow_patterns=files,
+                          commit_message="Upload reranker trained with rerankforge")
+    except Exception as error:  # network, auth (401/403), quota: all mean "not uploaded", said plainly
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+        raise RerankforgeError(f"upload of {folder} to https://huggingface.co/{repo_id} failed ({reason}). Check "
+                               f"network access and a token with write access (`hf auth login` or HF_TOKEN); "
+                               f"the folder is complete and can be pushed later with `rerankforge push`.") from None
     return files

@@ -83,7 +83,7 @@ def train(config: TrainConfig) -> dict:
     # run's dropout would drift from an uninterrupted one.
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenizer),
                         generator=torch.Generator().manual_seed(config.seed))
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total_steps = config.max_steps or math.ceil(config.num_epochs * updates_per_epoch)
@@ -93,6 +93,9 @@ def train(config: TrainConfig) -> dict:
     scheduler = accelerator.prepare(scheduler)
     state = TrainState()
     accelerator.register_for_checkpointing(state)
+    accelerator.print(f"{len(groups)} training groups of {1 + config.num_negatives}; {accelerator.num_processes} "
+                      f"process(es) ({accelerator.distributed_type.value}), {len(loader)} batches of "
+                      f"{config.batch_size} groups per process per epoch; {total_steps} optimizer steps")
 
     # 3. Resume from the last complete checkpoint, if any.
     checkpoint = latest_checkpoint(output_dir)
@@ -165,8 +168,9 @@ def train(config: TrainConfig) -> dict:
         best = output_dir / BEST
         if config.keep_best and best.is_dir():
             _restore_best(unwrapped, best)
+        tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
         save_reranker(unwrapped, tokenizer, output_dir, config.model)
-        metrics = _final_metrics(state, config)
+        metrics = _final_metrics(state, config, updates_per_epoch)
         settings = {"max_length": config.max_length, "fusion_weight": 1.0}
         if dev is not None and config.choose_fusion_weight:
             weight, curve = dev.choose_fusion_weight(reranker)
@@ -192,13 +196,20 @@ def _cpu_ranks() -> bool:
     return no_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _param_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: no weight decay on biases and norm weights (the usual transformer recipe)."""
-    decay, no_decay = [], []
+def _param_groups(model, config: TrainConfig) -> list[dict]:
+    """AdamW groups: no weight decay on biases and norm weights (the usual transformer recipe); the
+    scoring head at `head_learning_rate` when set."""
+    from .model import scoring_head_names
+
+    head = set(scoring_head_names(model)) if config.head_learning_rate else set()
+    groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            key = (name in head, param.ndim < 2 or "norm" in name.lower())
+            groups.setdefault(key, []).append(param)
+    return [{"params": params, "weight_decay": 0.0 if no_decay else config.weight_decay,
+             "lr": config.head_learning_rate if is_head else config.learning_rate}
+            for (is_head, no_decay), params in groups.items()]
 
 
 def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig, output_dir: Path,
@@ -279,13 +290,13 @@ def _window_logs(window: dict, scheduler, processes: int) -> dict:
     return logs
 
 
-def _final_metrics(state: TrainState, config: TrainConfig) -> dict:
+def _final_metrics(state: TrainState, config: TrainConfig, updates_per_epoch: int) -> dict:
     dev_rows = [h for h in state.history if "dev/nDCG@10" in h]
     first = next((h for h in state.history if "dev/first_stage_nDCG@10" in h), {})
     train_rows = [h for h in state.history if "train/pairs_per_s" in h]
     return {
         "steps": state.step,
-        "epochs_completed": state.epoch,
+        "epochs": round(state.step / updates_per_epoch, 3),
         "best_step": state.best_step if config.keep_best else state.step,
         "dev_queries": config.dev_queries,
         "dev_first_stage": {k.split("first_stage_")[1]: v for k, v in first.items() if "first_stage" in k},
@@ -323,5 +334,6 @@ def _require_wandb() -> None:
 
 
 def _init_wandb(accelerator, config: TrainConfig) -> None:
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)  # wandb's run folder goes inside
     accelerator.init_trackers(config.project, config=to_dict(config), init_kwargs={"wandb": {
         "name": config.run_name or Path(config.output_dir).name, "dir": str(Path(config.output_dir))}})

@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from rerankforge.data_prep.runs import readable_by_all
+
 from .config import TrainConfig
 
 ADAPTER_DIR = "adapter"
@@ -74,6 +76,7 @@ def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str) -> 
             if path.is_file():
                 target = output_dir / path.relative_to(staging)
                 target.parent.mkdir(parents=True, exist_ok=True)
+                readable_by_all(path)
                 os.replace(path, target)
                 written.append(str(target.relative_to(output_dir)))
         return written
