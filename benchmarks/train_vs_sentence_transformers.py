@@ -65,7 +65,7 @@ def train_sentence_transformers(config, rows: list[dict], out: Path, match: bool
     CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss).train()
     seconds = time.perf_counter() - started
     model.save_pretrained(str(out / "final"))
-    return seconds, model.max_length
+    return seconds, model.max_seq_length
 
 
 def test_ndcg(folder: str, collection, run, depth: int, max_length: int | None, bf16: bool) -> float:

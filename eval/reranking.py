@@ -8,6 +8,7 @@ adapter folder (merged into its base at load time, so scoring costs the same as 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -134,5 +135,19 @@ def load_adapter_merged(folder: Path, dtype=None):
     base_ref = config.get("base_model_name_or_path")
     if not base_ref:
         raise ModelNotFoundError(f"{folder / ADAPTER_CONFIG}: expected 'base_model_name_or_path', got none")
-    base = AutoModelForSequenceClassification.from_pretrained(resolve_model(base_ref), num_labels=1, dtype=dtype)
+    with new_head_expected():  # the base's head is replaced by the adapter's saved one
+        base = AutoModelForSequenceClassification.from_pretrained(resolve_model(base_ref), num_labels=1, dtype=dtype)
     return PeftModel.from_pretrained(base, folder).merge_and_unload()
+
+
+@contextmanager
+def new_head_expected():
+    """Silence transformers' "newly initialized: classifier" report where a fresh head is expected."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)

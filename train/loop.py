@@ -49,6 +49,7 @@ class TrainState:
 def train(config: TrainConfig) -> dict:
     """Train, save the reranker into `config.output_dir`, and return the final metrics."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
     from transformers import get_scheduler
@@ -57,7 +58,7 @@ def train(config: TrainConfig) -> dict:
     from rerankforge.eval.reranking import SETTINGS, Reranker
 
     from .dev_eval import DevSet
-    from .model import load_model, save_reranker
+    from .model import ADAPTER_DIR, load_model, save_reranker
 
     # 1. Everything that can be wrong with the input is found before a model loads.
     model_folder = resolve_model(config.model)
@@ -68,10 +69,12 @@ def train(config: TrainConfig) -> dict:
     groups = build_groups(rows, config)
     output_dir = Path(config.output_dir)
 
+    AcceleratorState._reset_state()  # an earlier run in this process (a notebook, a benchmark) may differ in precision
     accelerator = Accelerator(cpu=_cpu_ranks(), gradient_accumulation_steps=config.gradient_accumulation_steps,
                               mixed_precision=config.mixed_precision,
                               log_with="wandb" if config.report_to == "wandb" else None, project_dir=str(output_dir))
     main = accelerator.is_main_process
+    _use_the_cpu_cores(accelerator)
     set_seed(config.seed)
     dev = DevSet.build(config, dev_ids, show_progress=main) if dev_ids and main else None
 
@@ -178,7 +181,9 @@ def train(config: TrainConfig) -> dict:
             metrics["fusion"] = {"weight": weight, "dev_nDCG@10_by_weight": curve}
             accelerator.print(f"fusion weight chosen on dev: {weight} (dev nDCG@10 {curve[weight]:.4f}; "
                               f"reranker alone {curve[1.0]:.4f}, first stage alone {curve[0.0]:.4f})")
-        atomic_write_text(output_dir / SETTINGS, json.dumps(settings, indent=2) + "\n")
+        for folder in (output_dir, output_dir / ADAPTER_DIR):
+            if folder.is_dir():  # the adapter scores like the merged model, so it carries the same settings
+                atomic_write_text(folder / SETTINGS, json.dumps(settings, indent=2) + "\n")
         atomic_write_text(output_dir / "train_config.json", json.dumps(to_dict(config), indent=2) + "\n")
         atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         from .card import write_model_card
@@ -187,6 +192,19 @@ def train(config: TrainConfig) -> dict:
         shutil.rmtree(best, ignore_errors=True)
     accelerator.end_training()
     return metrics
+
+
+def _use_the_cpu_cores(accelerator) -> None:
+    """`accelerate launch` without `--cpu` starts a CPU-only run with OMP_NUM_THREADS=1, which halves
+    training speed on a 2-core laptop. Training on the CPU, spread the cores over the processes instead
+    (RERANKFORGE_CPU_THREADS=N chooses the number per process)."""
+    if accelerator.device.type != "cpu":
+        return
+    wanted = os.environ.get("RERANKFORGE_CPU_THREADS")
+    threads = int(wanted) if wanted else max(1, (os.cpu_count() or 1) // accelerator.num_processes)
+    if wanted or torch.get_num_threads() < threads:
+        torch.set_num_threads(threads)
+        accelerator.print(f"using {threads} CPU thread(s) per process")
 
 
 def _cpu_ranks() -> bool:

@@ -22,14 +22,11 @@ ADAPTER_DIR = "adapter"
 def load_model(config: TrainConfig, folder: str):
     """(model, tokenizer) for training, from a resolved model folder."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "classifier newly initialized" is expected when starting from an encoder
-    try:
+    from rerankforge.eval.reranking import new_head_expected
+
+    with new_head_expected():  # starting from an encoder, the scoring head is new
         model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
-    finally:
-        hf_logging.set_verbosity(verbosity)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model.config.id2label, model.config.label2id = {0: "LABEL_0"}, {"LABEL_0": 0}
     if config.gradient_checkpointing:
