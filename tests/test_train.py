@@ -247,7 +247,6 @@ def test_kill_and_resume_gives_the_same_model(tmp_path, mined_slice, scifact_sli
 
 def test_wandb_offline_run_holds_the_metrics(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert,
                                              monkeypatch):
-    pytest.importorskip("wandb")
     from rerankforge.train.cli import train_main
 
     monkeypatch.setenv("WANDB_MODE", "offline")
