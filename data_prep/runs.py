@@ -36,11 +36,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_trec(path: str | os.PathLike, run: Run, tag: str) -> None:
-    """Write `run` as a TREC run file (atomically). `tag` must be one token."""
+    """Write `run` as a TREC run file (atomically). `tag` must be one token. Scores keep full precision
+    (the shortest exact form), so trec_eval, which orders by score, sees no ties that rounding made."""
     if not tag or any(c.isspace() for c in tag):
         raise DataError(f"run tag must be one non-empty token without spaces, got {tag!r}")
     lines = [
-        f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}\n"
+        f"{qid} Q0 {doc_id} {rank} {float(score)!r} {tag}\n"
         for qid, hits in run.items()
         for rank, (doc_id, score) in enumerate(hits, start=1)
     ]

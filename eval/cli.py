@@ -1,30 +1,48 @@
-"""`rerankforge eval`: score TREC run files against a split's relevance labels."""
+"""`rerankforge eval`: first stage vs reranked on the same candidates, with a report folder."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rerankforge.data_prep.cli import add_command
+from rerankforge.data_prep.errors import DataError, located, preview
 
-from .metrics import DEFAULT_METRICS, MEASURES, mean, per_query
+from .report import REPORT_METRICS
 
-EVAL_HELP = "Score TREC run files against a split's relevance labels (nDCG, MRR, MAP, recall)."
+EVAL_HELP = ("Measure reranking gains: first stage(s) vs each reranker on the same candidates, with the ceiling, "
+             "significance, per-query view, depth and token-budget views, latency, and a report folder.")
 
 
 @dataclass
 class EvalArgs:
     data: str = field(metadata={"help": "A BEIR folder or a dataset name (as for `rerankforge mine`)."})
-    run: list[str] = field(metadata={"help": "One or more TREC run files to score."})
     split: str = field(default="test", metadata={"help": "Qrels split to score against."})
-    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS),
-                               metadata={"help": f"Metrics, from: {', '.join(MEASURES)}."})
+    run: list[str] = field(default_factory=list, metadata={
+        "help": "First-stage TREC run files (qid Q0 docid rank score tag), each reranked by every --reranker."})
+    retriever: list[str] = field(default_factory=list, metadata={
+        "help": "First stages to run here instead of (or besides) --run: bm25, dense, hybrid."})
+    model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
+        "help": "Bi-encoder of --retriever dense/hybrid (folder or Hub id)."})
     reranker: list[str] = field(default_factory=list, metadata={
-        "help": "Rerankers (folder, Hub id or LoRA adapter folder) applied to the first --run's candidates."})
-    depth: int = field(default=50, metadata={"help": "Candidates per query that the rerankers rescore."})
-    output: str | None = field(default=None, metadata={"help": "Folder for the reranked TREC run files."})
+        "help": "Rerankers: folders written by `rerankforge train`, CrossEncoder folders or Hub ids, LoRA adapter "
+                "folders. A model carrying a fusion weight (chosen on its dev split) is also reported fused."})
+    depth: int = field(default=50, metadata={"help": "Main reranking depth: candidates rescored per query."})
+    k: str = field(default="10,20,50,100", metadata={
+        "help": "Reranking depths of the metric-vs-depth curve, comma-separated (the first stage is retrieved "
+                "to the largest)."})
+    top_n: str = field(default="1,3,5,10", metadata={
+        "help": "Passages handed to an LLM: hit rate and tokens sent for each n, comma-separated."})
+    metrics: list[str] = field(default_factory=lambda: list(REPORT_METRICS), metadata={
+        "help": "Metrics of the main table: FAMILY@N with FAMILY in nDCG, MRR, MAP, R, P, Hit."})
+    primary: str = field(default="nDCG@10", metadata={
+        "help": "Metric of the significance tests, per-query view and depth curve."})
+    output: str | None = field(default=None, metadata={
+        "help": "Report folder: report.md, metrics.json, per_query.csv, runs/*.trec, plots/*.png."})
     batch_size: int = field(default=64, metadata={"help": "Pairs per forward pass when reranking."})
     bf16: bool = field(default=False, metadata={"help": "Rerank under bf16 autocast (faster on recent GPUs/CPUs)."})
+    seed: int = field(default=0, metadata={"help": "Seeds the randomization tests and bootstraps."})
 
 
 def add_eval_parser(subparsers) -> None:
@@ -32,35 +50,76 @@ def add_eval_parser(subparsers) -> None:
 
 
 def run_eval(args: EvalArgs) -> int:
-    from rerankforge.data_prep.runs import read_trec, write_trec
     from rerankforge.data_prep.sources import load_collection
 
-    from .reranking import fuse
+    from .report import EvalSettings, evaluate
+    from .report_files import console_table, write_report
 
+    settings = EvalSettings(depth=args.depth, ks=_ints(args.k, "--k"), top_ns=_ints(args.top_n, "--top_n"),
+                            metrics=tuple(args.metrics), primary=args.primary, seed=args.seed)
+    if not args.run and not args.retriever:
+        raise DataError("nothing to evaluate: give first-stage run files with --run, or --retriever bm25|dense|hybrid")
     collection = load_collection(args.data, split=args.split)
-    rerankers = [_load_reranker(ref, args.batch_size, args.bf16) for ref in args.reranker]  # a bad path fails before work
-    rows = []
-    runs = {Path(path).name: read_trec(path) for path in args.run}
-    for name, run in runs.items():
-        rows.append((name, mean(per_query(collection.qrels, run, tuple(args.metrics)))))
-    if rerankers:
-        first_name, first = next(iter(runs.items()))
-        candidates = {qid: hits[:args.depth] for qid, hits in first.items() if qid in collection.queries}
-        for reranker in rerankers:
-            scores = reranker.score_run(candidates, collection.queries, collection.doc_text, args.depth)
-            variants = {"alone": 1.0, f"fused w={reranker.fusion_weight:g}": reranker.fusion_weight}
-            for label, weight in variants.items():
-                if label != "alone" and weight >= 1.0:
-                    continue
-                reranked = {qid: fuse(hits, scores[qid], weight) for qid, hits in candidates.items()}
-                name = f"{reranker.name} {label} (top-{args.depth} of {first_name})"
-                rows.append((name, mean(per_query(collection.qrels, reranked, tuple(args.metrics)))))
-                if args.output:
-                    tag = f"{reranker.name}.{'alone' if weight >= 1.0 else 'fused'}"
-                    write_trec(Path(args.output) / f"{tag}.top{args.depth}.trec", reranked, tag=tag)
-    print(format_table(rows, args.metrics, title=f"{collection.name}/{args.split} "
-                                                  f"({len(collection.judged_query_ids())} judged queries)"))
+    first_stages = {name: run for name, run in _read_runs(args.run, collection)}
+    rerankers = [_load_reranker(ref, args.batch_size, args.bf16) for ref in args.reranker]  # bad paths fail early
+    first_stages.update(retrieve(collection, args.retriever, args.model, settings.max_depth))
+    report = evaluate(collection, first_stages, rerankers, settings)
+    print(console_table(report))
+    if args.output:
+        written = write_report(report, Path(args.output), collection)
+        print(f"report: {written['report']} (plots, per-query CSV, runs and metrics.json beside it)")
     return 0
+
+
+def retrieve(collection, kinds: list[str], model: str, k: int) -> dict:
+    """First stages run here: name -> run of the split's judged queries."""
+    from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
+
+    runs = {}
+    for kind in kinds:
+        if kind not in ("bm25", "dense", "hybrid"):
+            raise DataError(f"--retriever: expected bm25, dense or hybrid, got {kind!r}")
+        retriever = build_retriever(collection.corpus, RetrieverConfig(retriever=kind, model=model))
+        runs[kind] = retriever.search(collection.split_queries(), k)
+    return runs
+
+
+def _read_runs(paths: list[str], collection):
+    """Each run file, checked against the collection: every query and document id must exist, and the run
+    must cover some judged query of the split."""
+    from rerankforge.data_prep.runs import read_trec
+
+    for path in paths:
+        run = read_trec(path)
+        unknown_queries = sorted(q for q in run if q not in collection.queries)
+        unknown_docs = sorted({d for hits in run.values() for d, _ in hits if d not in collection.corpus})
+        for kind, unknown in (("query", unknown_queries), ("document", unknown_docs)):
+            if unknown:
+                raise DataError(f"{located(path, _line_of(path, unknown[0], kind))}: {len(unknown)} {kind} id(s) not in "
+                                f"{collection.name} ({preview(unknown)}); is this run from another collection?")
+        judged = set(collection.judged_query_ids())
+        if not judged & run.keys():
+            raise DataError(f"{path}: no query of the run is judged in {collection.name}/{collection.split} "
+                            f"({len(run)} run queries, e.g. {preview(sorted(run), 3)}; {len(judged)} judged, e.g. "
+                            f"{preview(sorted(judged), 3)}); wrong --split?")
+        yield Path(path).name.removesuffix(".trec"), run
+
+
+def _line_of(path: str, value: str, kind: str) -> int | None:
+    column = 0 if kind == "query" else 2
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            parts = line.split()
+            if len(parts) > column and parts[column] == value:
+                return number
+    return None
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise DataError(f"{option}: expected positive integers separated by commas (e.g. 10,20,50), got {text!r}")
+    return tuple(int(p) for p in parts)
 
 
 def format_table(rows: list[tuple[str, dict[str, float]]], metrics: list[str], title: str) -> str:

@@ -1,39 +1,57 @@
-"""Standard IR metrics through pytrec_eval (the trec_eval code), so numbers equal trec_eval's."""
+"""Standard IR metrics through pytrec_eval (the trec_eval code), so numbers equal trec_eval's.
+
+A metric is named `FAMILY@N` with any cut-off N: nDCG (graded relevance as given in the qrels), MRR,
+MAP, R (recall), P (precision) and Hit (hit rate: at least one relevant document in the top N; trec_eval's
+`success`). A document counts as relevant when its grade is at least 1, as in trec_eval."""
 
 from __future__ import annotations
+
+import re
 
 from rerankforge.data_prep.collection import Qrels
 from rerankforge.data_prep.errors import DataError, preview
 from rerankforge.data_prep.runs import Run
 
-# Our names -> pytrec_eval measures. nDCG uses graded relevance as given in the qrels.
-MEASURES = {
-    "nDCG@1": "ndcg_cut.1", "nDCG@3": "ndcg_cut.3", "nDCG@5": "ndcg_cut.5", "nDCG@10": "ndcg_cut.10",
-    "MRR@10": "recip_rank", "MAP@100": "map_cut.100",
-    "R@10": "recall.10", "R@20": "recall.20", "R@50": "recall.50", "R@100": "recall.100",
-}
+FAMILIES = {"nDCG": "ndcg_cut", "MRR": "recip_rank", "MAP": "map_cut", "R": "recall", "P": "P", "Hit": "success"}
+"""Our metric families -> pytrec_eval measures (MRR@N is recip_rank over the run cut at N)."""
+MEASURES = ("nDCG@1", "nDCG@3", "nDCG@5", "nDCG@10", "MRR@10", "MAP@100", "R@10", "R@20", "R@50", "R@100")
+"""The metrics `rerankforge eval` reports by default; any FAMILY@N is accepted."""
 DEFAULT_METRICS = ("nDCG@10", "MRR@10", "MAP@100", "R@10", "R@100")
+_NAME = re.compile(r"^(nDCG|MRR|MAP|R|P|Hit)@([1-9][0-9]*)$")
 
 
-def per_query(qrels: Qrels, run: Run, metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, dict[str, float]]:
+def parse_metric(name: str) -> tuple[str, int]:
+    """`nDCG@10` -> ("nDCG", 10); a clear error for anything else."""
+    match = _NAME.match(name)
+    if not match:
+        raise DataError(f"unknown metric {name!r}: expected FAMILY@N with FAMILY one of "
+                        f"{', '.join(FAMILIES)} and N a positive integer, e.g. nDCG@10, Hit@3")
+    return match.group(1), int(match.group(2))
+
+
+def judged(qrels: Qrels) -> Qrels:
+    """The queries with at least one relevant document: the ones every metric averages over."""
+    return {qid: docs for qid, docs in qrels.items() if any(rel > 0 for rel in docs.values())}
+
+
+def per_query(qrels: Qrels, run: Run, metrics: tuple[str, ...] = DEFAULT_METRICS,
+              run_name: str = "the run") -> dict[str, dict[str, float]]:
     """metric -> {query id -> value} over the judged queries; a judged query missing from the run scores 0."""
     import pytrec_eval
 
-    unknown = [m for m in metrics if m not in MEASURES]
-    if unknown:
-        raise DataError(f"unknown metrics {preview(unknown)}; known: {', '.join(MEASURES)}")
-    judged = {qid: docs for qid, docs in qrels.items() if any(rel > 0 for rel in docs.values())}
-    overlap = judged.keys() & run.keys()
+    parsed = {metric: parse_metric(metric) for metric in metrics}
+    relevant = judged(qrels)
+    overlap = relevant.keys() & run.keys()
     if not overlap:
-        raise DataError(f"the run shares no query with the judged queries ({len(judged)} judged, "
-                        f"{len(run)} in the run; run ids look like {preview(sorted(run), 3)})")
-    values: dict[str, dict[str, float]] = {m: dict.fromkeys(judged, 0.0) for m in metrics}
-    for depth, group in _by_depth(metrics).items():
+        raise DataError(f"{run_name} shares no query with the judged queries ({len(relevant)} judged, e.g. "
+                        f"{preview(sorted(relevant), 3)}; {len(run)} in the run, e.g. {preview(sorted(run), 3)})")
+    values: dict[str, dict[str, float]] = {m: dict.fromkeys(relevant, 0.0) for m in metrics}
+    for depth, group in _by_depth(parsed).items():
         scored = {qid: {doc_id: score for doc_id, score in run[qid][:depth]} for qid in overlap}
-        evaluator = pytrec_eval.RelevanceEvaluator(judged, _measure_specs(group))
+        evaluator = pytrec_eval.RelevanceEvaluator(relevant, _measure_specs([parsed[m] for m in group]))
         for qid, result in evaluator.evaluate(scored).items():
             for metric in group:
-                values[metric][qid] = result[MEASURES[metric].replace(".", "_")]
+                values[metric][qid] = result[_result_key(*parsed[metric])]
     return values
 
 
@@ -41,21 +59,24 @@ def mean(per_query_values: dict[str, dict[str, float]]) -> dict[str, float]:
     return {metric: sum(v.values()) / len(v) for metric, v in per_query_values.items()}
 
 
-def _by_depth(metrics: tuple[str, ...]) -> dict[int | None, list[str]]:
-    """Metrics grouped by how much of the ranking they read: MRR@10 reads only the top 10
-    (trec_eval's recip_rank has no cut-off), the others the whole run."""
+def _by_depth(parsed: dict[str, tuple[str, int]]) -> dict[int | None, list[str]]:
+    """Metrics grouped by how much of the ranking they read: MRR@N reads only the top N (trec_eval's
+    recip_rank has no cut-off), the others the whole run."""
     groups: dict[int | None, list[str]] = {}
-    for metric in metrics:
-        groups.setdefault(10 if metric == "MRR@10" else None, []).append(metric)
+    for metric, (family, cutoff) in parsed.items():
+        groups.setdefault(cutoff if family == "MRR" else None, []).append(metric)
     return groups
 
 
-def _measure_specs(metrics: list[str]) -> set[str]:
+def _measure_specs(parsed: list[tuple[str, int]]) -> set[str]:
     """pytrec_eval measure strings with the cut-offs asked for (its defaults lack e.g. ndcg_cut.1, recall.50)."""
-    cutoffs: dict[str, list[str]] = {}
-    for metric in metrics:
-        name, _, cutoff = MEASURES[metric].partition(".")
-        cutoffs.setdefault(name, [])
-        if cutoff:
-            cutoffs[name].append(cutoff)
-    return {f"{name}.{','.join(cuts)}" if cuts else name for name, cuts in cutoffs.items()}
+    cutoffs: dict[str, set[int]] = {}
+    for family, cutoff in parsed:
+        cutoffs.setdefault(FAMILIES[family], set())
+        if family != "MRR":
+            cutoffs[FAMILIES[family]].add(cutoff)
+    return {f"{name}.{','.join(map(str, sorted(cuts)))}" if cuts else name for name, cuts in cutoffs.items()}
+
+
+def _result_key(family: str, cutoff: int) -> str:
+    return "recip_rank" if family == "MRR" else f"{FAMILIES[family]}_{cutoff}"

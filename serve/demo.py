@@ -1,7 +1,8 @@
-"""`rerankforge demo`: the main job on a small default, end to end over the stages that exist.
+"""`rerankforge demo`: the main job, end to end on a small default.
 
-Now: first stage (BM25 and dense) on the test split, scored; hard negatives mined from the train
-split. Training and the reranked report join as those stages land."""
+SciFact with the packaged all-MiniLM-L6-v2: dense first stage -> hard negatives mined from the train
+split -> a reranker fine-tuned from the bi-encoder (configs/demo_scifact.yaml, sized for a 2-core CPU)
+-> the eval report on the test split, ending with the before/after table."""
 
 from __future__ import annotations
 
@@ -11,19 +12,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rerankforge.data_prep.cli import add_command, format_summary
+from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
 
-DEMO_HELP = "Run the whole pipeline on a small default (SciFact, all-MiniLM-L6-v2) and print the results."
+DEMO_HELP = ("Run the whole pipeline on a small default -- mine, train, eval -- and print the before/after table "
+             "(SciFact and all-MiniLM-L6-v2 unless told otherwise).")
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_scifact.yaml"
 
 
 @dataclass
 class DemoArgs:
     data: str = field(default="scifact", metadata={
-        "help": "BEIR folder or dataset name; its train split is mined, its test split scored."})
-    output_dir: str = field(default="outputs/demo", metadata={"help": "Where runs, mined data and reports go."})
-    model: str = field(default=DEFAULT_BI_ENCODER, metadata={"help": "Bi-encoder (folder or Hub id)."})
-    k: int = field(default=100, metadata={"help": "First-stage depth retrieved per test query."})
-    num_negatives: int = field(default=8, metadata={"help": "Negatives mined per (query, positive) pair."})
+        "help": "BEIR folder or dataset name: its train split is mined and trained on, its test split reported."})
+    output_dir: str = field(default="outputs/demo", metadata={
+        "help": "Where the mined data, the reranker and the report go."})
+    model: str = field(default=DEFAULT_BI_ENCODER, metadata={
+        "help": "Bi-encoder (folder or Hub id): the first stage, and the reranker's starting point."})
+    config: str = field(default=str(DEMO_CONFIG), metadata={
+        "help": "Training config; the demo sets its train_file, data, model, output_dir and dev_queries."})
+    depth: int = field(default=50, metadata={"help": "Test candidates reranked per query."})
+    dev_share: float = field(default=0.1, metadata={
+        "help": "Share of the train queries held out as the dev split (at most the config's dev_queries)."})
+    bf16: bool = field(default=True, metadata={"help": "Rerank the test candidates under bf16 autocast."})
 
 
 def add_demo_parser(subparsers) -> None:
@@ -34,37 +44,68 @@ def run_demo(args: DemoArgs) -> int:
     from rerankforge.data_prep.mined_files import rows, summary_path, write_rows
     from rerankforge.data_prep.mining import MiningConfig, mine_negatives
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
-    from rerankforge.data_prep.runs import write_trec
+    from rerankforge.data_prep.runs import atomic_write_text
     from rerankforge.data_prep.sources import load_collection
-    from rerankforge.eval.cli import format_table
-    from rerankforge.eval.metrics import mean, per_query
+    from rerankforge.eval.report import EvalSettings, evaluate
+    from rerankforge.eval.report_files import console_table, write_report
+    from rerankforge.eval.reranking import Reranker
+    from rerankforge.train.config import load_config
+    from rerankforge.train.loop import train
 
     started = time.perf_counter()
     out = Path(args.output_dir)
-    mining = MiningConfig(num_negatives=args.num_negatives)
+    if not Path(args.config).is_file():
+        raise ConfigError(f"--config: training config not found: {args.config}")
+    train_split = load_collection(args.data, split="train")
     test = load_collection(args.data, split="test")
-    train = load_collection(args.data, split="train")
+    timings = {}
 
-    print(f"[1/2] first stage on {test.name}/test ({len(test.judged_query_ids())} queries, "
-          f"{len(test.corpus)} documents)")
-    table = []
-    for kind in ("bm25", "dense"):
-        retriever = build_retriever(test.corpus, RetrieverConfig(retriever=kind, model=args.model))
-        run = retriever.search(test.split_queries(), args.k)
-        write_trec(out / f"{kind}.test.trec", run, tag=kind)
-        table.append((kind, mean(per_query(test.qrels, run))))
+    print(f"[1/4] dense first stage ({args.model}) over {train_split.name} ({len(train_split.corpus)} documents); "
+          "the corpus is encoded once and cached")
+    dense = build_retriever(train_split.corpus, RetrieverConfig(retriever="dense", model=args.model))
+    timings["first stage"] = time.perf_counter() - started
 
-    print(f"[2/2] mining {args.num_negatives} hard negatives per pair on {train.name}/train")
-    dense = build_retriever(train.corpus, RetrieverConfig(retriever="dense", model=args.model))
-    result = mine_negatives(train, dense, mining)
     mined = out / "mined.train.jsonl"
+    train_queries = len(train_split.judged_query_ids())
+    dev = max(1, min(int(train_queries * args.dev_share), _config_value(args.config, "dev_queries", 80)))
+    overrides = ["--train_file", str(mined), "--data", args.data, "--model", args.model,
+                 "--output_dir", str(out / "reranker"), "--first_stage_model", args.model, "--dev_queries", str(dev)]
+    config = load_config(["--config", args.config, *overrides])  # a bad config stops here, before the work
+    mining = MiningConfig(num_negatives=config.num_negatives, min_rank=3, max_rank=30, sampling="random", seed=13)
+    print(f"[2/4] mining {mining.num_negatives} hard negatives per pair from dense ranks {mining.min_rank}-"
+          f"{mining.max_rank} of {train_split.name}/train ({train_queries} queries)")
+    step = time.perf_counter()
+    result = mine_negatives(train_split, dense, mining)
     write_rows(mined, rows(result.examples, "n-tuple"))
-    (summary_path(mined)).write_text(json.dumps(result.summary, indent=2) + "\n")
-
-    metrics = list(table[0][1])
-    print()
-    print(format_table(table, metrics, title=f"first stage, {test.name}/test"))
-    print()
+    atomic_write_text(summary_path(mined), json.dumps(result.summary, indent=2) + "\n")
     print(format_summary(result.summary))
-    print(f"\noutputs in {out}/ (run files, {mined.name}); took {time.perf_counter() - started:.0f} s")
+    timings["mining"] = time.perf_counter() - step
+
+    print(f"[3/4] training a reranker from {args.model} ({Path(args.config).name}; {dev} train queries held "
+          "out as dev)")
+    step = time.perf_counter()
+    train(config)
+    timings["training"] = time.perf_counter() - step
+
+    print(f"[4/4] evaluating on {test.name}/test: dense top-{args.depth} vs reranked")
+    step = time.perf_counter()
+    settings = EvalSettings(depth=args.depth, ks=tuple(k for k in (10, 20, 50) if k <= args.depth))
+    run = dense.search(test.split_queries(), settings.max_depth)
+    reranker = Reranker.load(config.output_dir, bf16=args.bf16, batch_size=64)
+    report = evaluate(test, {"dense": run}, [reranker], settings)
+    written = write_report(report, out / "report", test)
+    timings["evaluation"] = time.perf_counter() - step
+
+    print()
+    print(console_table(report))
+    print("\n" + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in timings.items()) +
+          f"; total {(time.perf_counter() - started) / 60:.1f} min")
+    print(f"reranker: {config.output_dir}\nreport:   {written['report']} (plots, per-query CSV, runs beside it)")
     return 0
+
+
+def _config_value(path: str, key: str, default):
+    import yaml
+
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    return values.get(key, default) if isinstance(values, dict) else default

@@ -358,8 +358,9 @@ def test_trained_model_carries_its_dev_chosen_fusion_weight(tmp_path, mined_slic
     assert rerankforge(["eval", "--data", str(scifact_slice), "--run", str(run_file), "--reranker", str(out),
                         "--depth", "20", "--output", str(tmp_path / "reranked")]) == 0
     table = capsys.readouterr().out
-    assert "fw alone (top-20 of bm25.trec)" in table
-    assert (tmp_path / "reranked" / "fw.alone.top20.trec").is_file()
+    assert "\nbm25 >> fw " in table
+    assert (f"bm25 >> fw (fused {settings['fusion_weight']:g})" in table) == (settings["fusion_weight"] < 1.0)
+    assert (tmp_path / "reranked" / "runs" / "bm25__fw.trec").is_file()
 
 
 def test_eval_with_missing_reranker_fails_before_work(scifact_slice, tmp_path, capsys):

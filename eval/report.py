@@ -1,0 +1,302 @@
+"""What a reranker is worth on a collection: first stage vs reranked on the same candidates.
+
+`evaluate` computes everything a report holds -- metrics of every ranking, the ceiling a reranker of
+that depth can reach, gains with significance, the per-query view, metric vs reranking depth, the
+token-budget view for the top-n passed to an LLM, and reranking latency -- and returns it as one
+`Report`; `report_files.write_report` turns it into files."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rerankforge.data_prep.collection import Collection
+from rerankforge.data_prep.errors import DataError
+from rerankforge.data_prep.runs import Run
+
+from .metrics import judged, mean, parse_metric, per_query
+from .reranking import Reranker, fuse
+from .significance import Comparison, bootstrap_ci, compare
+
+REPORT_METRICS = ("nDCG@1", "nDCG@3", "nDCG@5", "nDCG@10", "MRR@10", "MAP@100")
+
+
+@dataclass
+class EvalSettings:
+    """How deep to rerank and what to measure."""
+
+    depth: int = 50
+    """Main reranking depth: each reranker rescores the first stage's top-`depth` (tables, significance)."""
+    ks: tuple[int, ...] = (10, 20, 50, 100)
+    """Depths of the metric-vs-depth curve (the main depth is always one of them)."""
+    top_ns: tuple[int, ...] = (1, 3, 5, 10)
+    """Passages handed to an LLM: hit rate and tokens sent for each n."""
+    primary: str = "nDCG@10"
+    """The metric that significance tests, the per-query view and the depth curve use."""
+    metrics: tuple[str, ...] = REPORT_METRICS
+    """Metrics of the main table (recall at each depth is added as the ceiling)."""
+    regressions: int = 10
+    """Worst per-query regressions listed per reranked ranking."""
+    seed: int = 0
+    """Seeds the randomization tests and bootstrap resampling."""
+
+    def __post_init__(self):
+        for metric in (self.primary, *self.metrics):
+            parse_metric(metric)
+        self.ks = tuple(sorted(set(self.ks) | {self.depth}))
+        self.top_ns = tuple(sorted(set(self.top_ns)))
+        if min(self.ks) < 1 or min(self.top_ns) < 1:
+            raise DataError(f"depths and top-n must be positive, got k={self.ks}, top-n={self.top_ns}")
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.ks)
+
+
+@dataclass
+class System:
+    """One ranking of the judged queries: a first stage, or a reranker applied to one."""
+
+    name: str
+    first_stage: str
+    reranker: str | None = None
+    fusion_weight: float = 1.0
+    run: Run = field(default_factory=dict, repr=False)
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    """metric -> {query id -> value}."""
+    means: dict[str, float] = field(default_factory=dict)
+    ci95: tuple[float, float] = (0.0, 0.0)
+    """Bootstrap 95% confidence interval of the primary metric's mean."""
+
+    @property
+    def is_first_stage(self) -> bool:
+        return self.reranker is None
+
+
+@dataclass
+class Regression:
+    query_id: str
+    query: str
+    before: float
+    after: float
+    rank_before: int | None
+    """Rank of the query's best-placed relevant document in the first stage (None: not retrieved)."""
+    rank_after: int | None
+
+
+@dataclass
+class Latency:
+    reranker: str
+    depth: int
+    queries: int
+    p50_ms: float
+    p95_ms: float
+    pairs_per_s: float
+    device: str
+    batch_size: int
+    bf16: bool
+
+
+@dataclass
+class Report:
+    collection: str
+    split: str
+    queries: int
+    settings: EvalSettings
+    systems: list[System]
+    ceiling: dict[str, dict[str, float]]
+    """first stage -> {"R@k": recall of its top-k, "nDCG@10@k": the best nDCG@10 a reranker of depth k can reach}."""
+    comparisons: list[Comparison]
+    regressions: dict[str, list[Regression]]
+    """reranked system -> its worst regressions against its first stage."""
+    depth_curve: dict[str, dict[int, float]]
+    """system (first stages, rerankers, "<first stage> ceiling") -> {k -> primary metric when reranking the top-k}."""
+    budget: dict[str, dict[int, dict[str, float]]]
+    """system -> {n -> {"hit_rate", "tokens"}}: what the top-n handed to an LLM holds and costs."""
+    latency: list[Latency]
+    tokenizer: str
+
+
+def evaluate(collection: Collection, first_stages: dict[str, Run], rerankers: list[Reranker],
+             settings: EvalSettings, progress=print) -> Report:
+    """Rerank every first stage with every reranker, on the same candidates, and measure it all."""
+    qrels = judged(collection.qrels)
+    queries = collection.queries
+    candidates = {name: {qid: [d for d, _ in run.get(qid, [])[:settings.max_depth]] for qid in qrels}
+                  for name, run in first_stages.items()}
+    scores, latency = {}, []
+    for reranker in rerankers:
+        progress(f"reranking with {reranker.name} (top-{settings.max_depth} of {', '.join(first_stages)})")
+        scores[reranker.name], timing = _score_all(reranker, candidates, queries, collection.doc_text)
+        latency.append(timing)
+
+    systems, curve, ceiling = [], {}, {}
+    for fs_name, run in first_stages.items():
+        first = {qid: run.get(qid, []) for qid in qrels}
+        systems.append(_system(fs_name, fs_name, None, 1.0, first, collection, settings))
+        curve[fs_name] = dict.fromkeys(settings.ks, systems[-1].means[settings.primary])
+        oracle = {k: _oracle(first, qrels, k) for k in settings.ks}
+        curve[f"{fs_name} ceiling"] = {k: _metric(collection, oracle[k], settings.primary) for k in settings.ks}
+        recall = mean(per_query(collection.qrels, first, tuple(f"R@{k}" for k in settings.ks)))
+        ceiling[fs_name] = {**recall, **{f"{settings.primary}@{k}": curve[f"{fs_name} ceiling"][k] for k in settings.ks}}
+        for reranker in rerankers:
+            for weight in _variants(reranker):
+                name = _system_name(fs_name, reranker, weight)
+                reranked = {k: _reranked(first, scores[reranker.name], k, weight) for k in settings.ks}
+                systems.append(_system(name, fs_name, reranker.name, weight, reranked[settings.depth],
+                                       collection, settings))
+                curve[name] = {k: _metric(collection, reranked[k], settings.primary) for k in settings.ks}
+
+    comparisons, regressions = _significance(systems, settings, collection)
+    budget = _budget(systems, collection, settings, rerankers)
+    return Report(collection=collection.name, split=collection.split, queries=len(qrels), settings=settings,
+                  systems=systems, ceiling=ceiling, comparisons=comparisons, regressions=regressions,
+                  depth_curve=curve, budget=budget, latency=latency,
+                  tokenizer=_tokenizer_name(rerankers))
+
+
+def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], queries: dict[str, str],
+               doc_text) -> tuple[dict[str, dict[str, float]], Latency]:
+    """Scores of every (query, candidate) pair of every first stage, each pair scored once. The first
+    first stage is scored query by query and timed (the serving view); the other stages' extra
+    candidates are scored in one length-sorted pass."""
+    names = list(candidates)
+    scores, seconds = reranker.score_timed(candidates[names[0]], queries, doc_text)
+    extra = [(qid, d) for name in names[1:] for qid, docs in candidates[name].items()
+             for d in docs if d not in scores[qid]]
+    extra = list(dict.fromkeys(extra))
+    if extra:
+        for (qid, doc_id), value in zip(extra, reranker.score([(queries[q], doc_text(d)) for q, d in extra])):
+            scores[qid][doc_id] = float(value)
+    timed = [s for qid, s in seconds.items() if candidates[names[0]][qid]]
+    pairs = sum(len(docs) for docs in candidates[names[0]].values())
+    device = next(reranker.model.parameters()).device
+    return scores, Latency(reranker=reranker.name, depth=max(map(len, candidates[names[0]].values()), default=0),
+                           queries=len(timed), p50_ms=1000 * float(np.percentile(timed, 50)),
+                           p95_ms=1000 * float(np.percentile(timed, 95)), pairs_per_s=pairs / sum(timed),
+                           device=_device_name(device), batch_size=reranker.batch_size, bf16=reranker.bf16)
+
+
+def _variants(reranker: Reranker) -> list[float]:
+    """The reranker alone, and fused with the first stage when the model carries a fusion weight < 1."""
+    return [1.0] + ([reranker.fusion_weight] if reranker.fusion_weight < 1.0 else [])
+
+
+def _system_name(first_stage: str, reranker: Reranker, weight: float) -> str:
+    return f"{first_stage} >> {reranker.name}" + ("" if weight >= 1.0 else f" (fused {weight:g})")
+
+
+def _reranked(first: Run, scores: dict[str, dict[str, float]], depth: int, weight: float) -> Run:
+    """The top-`depth` reordered, then the first stage's remainder in its own order (so recall below the
+    reranking depth stays comparable); scores decrease down the list, as TREC files need."""
+    out: Run = {}
+    for qid, hits in first.items():
+        head = fuse(hits[:depth], scores[qid], weight) if hits else []
+        floor = min((s for _, s in head), default=0.0)
+        tail = [(doc_id, floor - 1.0 - i) for i, (doc_id, _) in enumerate(hits[depth:])]
+        out[qid] = head + tail
+    return out
+
+
+def _oracle(first: Run, qrels: dict[str, dict[str, int]], depth: int) -> Run:
+    """The best a reranker of this depth can do: the top-`depth` sorted by relevance grade."""
+    out: Run = {}
+    for qid, hits in first.items():
+        head = sorted(hits[:depth], key=lambda hit: -qrels[qid].get(hit[0], 0))
+        out[qid] = [(doc_id, float(len(hits) - i)) for i, (doc_id, _) in enumerate(head + hits[depth:])]
+    return out
+
+
+def _metric(collection: Collection, run: Run, metric: str) -> float:
+    return mean(per_query(collection.qrels, run, (metric,)))[metric]
+
+
+def _system(name: str, first_stage: str, reranker: str | None, weight: float, run: Run, collection: Collection,
+            settings: EvalSettings) -> System:
+    metrics = tuple(dict.fromkeys((settings.primary, *settings.metrics, *(f"Hit@{n}" for n in settings.top_ns))))
+    values = per_query(collection.qrels, run, metrics, run_name=name)
+    system = System(name=name, first_stage=first_stage, reranker=reranker, fusion_weight=weight, run=run,
+                    per_query=values, means=mean(values))
+    system.ci95 = bootstrap_ci(np.array(list(values[settings.primary].values())), settings.seed)
+    return system
+
+
+def _significance(systems: list[System], settings: EvalSettings, collection: Collection):
+    """Each reranked ranking against its first stage, and reranked rankings of one first stage against
+    each other; with the worst per-query regressions against the first stage."""
+    metric = settings.primary
+    comparisons, regressions = [], {}
+    for first in (s for s in systems if s.is_first_stage):
+        reranked = [s for s in systems if s.first_stage == first.name and not s.is_first_stage]
+        for system in reranked:
+            comparisons.append(compare(metric, first.name, first.per_query[metric], system.name,
+                                       system.per_query[metric], settings.seed))
+            regressions[system.name] = _worst(first, system, collection, settings)
+        for i, a in enumerate(reranked):
+            for b in reranked[i + 1:]:
+                comparisons.append(compare(metric, a.name, a.per_query[metric], b.name, b.per_query[metric],
+                                           settings.seed))
+    return comparisons, regressions
+
+
+def _worst(first: System, system: System, collection: Collection, settings: EvalSettings) -> list[Regression]:
+    metric = settings.primary
+    before, after = first.per_query[metric], system.per_query[metric]
+    losers = sorted((qid for qid in before if after[qid] < before[qid] - 1e-12),
+                    key=lambda qid: (after[qid] - before[qid], qid))[:settings.regressions]
+    return [Regression(query_id=qid, query=collection.queries[qid], before=before[qid], after=after[qid],
+                       rank_before=first_relevant_rank(first.run, collection, qid),
+                       rank_after=first_relevant_rank(system.run, collection, qid))
+            for qid in losers]
+
+
+def first_relevant_rank(run: Run, collection: Collection, qid: str) -> int | None:
+    """1-based rank of the query's best-placed relevant document, None when none was retrieved."""
+    relevant = {d for d, rel in collection.qrels.get(qid, {}).items() if rel > 0}
+    return next((rank for rank, (doc_id, _) in enumerate(run.get(qid, []), 1) if doc_id in relevant), None)
+
+
+def _budget(systems: list[System], collection: Collection, settings: EvalSettings,
+            rerankers: list[Reranker]) -> dict[str, dict[int, dict[str, float]]]:
+    """For each n: the share of queries with a relevant passage in the top-n, and the mean tokens those
+    n passages cost (counted with the first reranker's tokenizer, whitespace words without one)."""
+    count = _token_counter(rerankers[0].tokenizer if rerankers else None, collection)
+    budget = {}
+    for system in systems:
+        budget[system.name] = {
+            n: {"hit_rate": system.means[f"Hit@{n}"],
+                "tokens": statistics.fmean(sum(count(d) for d, _ in system.run[qid][:n]) for qid in system.run)}
+            for n in settings.top_ns}
+    return budget
+
+
+def _tokenizer_name(rerankers: list[Reranker]) -> str:
+    tokenizer = rerankers[0].tokenizer if rerankers else None
+    return "whitespace" if tokenizer is None else Path(tokenizer.name_or_path).name or tokenizer.name_or_path
+
+
+def _token_counter(tokenizer, collection: Collection):
+    cache: dict[str, int] = {}
+
+    def count(doc_id: str) -> int:
+        if doc_id not in cache:
+            text = collection.doc_text(doc_id)
+            cache[doc_id] = (len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if tokenizer is not None
+                             else len(text.split()))
+        return cache[doc_id]
+
+    return count
+
+
+def _device_name(device) -> str:
+    import os
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)"

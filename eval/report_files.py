@@ -1,0 +1,211 @@
+"""A `Report` as files: report.md (tables), metrics.json, per_query.csv, runs/*.trec and plots/*.png.
+
+Every file is written through a temp file and a rename, so a folder never holds a half-written one."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+from rerankforge.data_prep.runs import atomic_write_text, write_trec
+
+from .report import Report, System, first_relevant_rank
+
+
+def write_report(report: Report, out: Path, collection) -> dict[str, Path]:
+    """Write every file of the report into `out`; returns what was written, by kind."""
+    from .plots import plot_budget, plot_depth_curve, plot_gains
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"report": out / "report.md", "metrics": out / "metrics.json", "per_query": out / "per_query.csv"}
+    for system in report.systems:
+        path = out / "runs" / f"{slug(system.name)}.trec"
+        write_trec(path, system.run, tag=slug(system.name))
+        written[f"run {system.name}"] = path
+    plots = {"depth": out / "plots" / "ndcg_vs_depth.png", "budget": out / "plots" / "hit_rate_vs_top_n.png",
+             "gains": out / "plots" / "per_query_gain.png"}
+    plot_depth_curve(report, plots["depth"])
+    plot_budget(report, plots["budget"])
+    if any(not s.is_first_stage for s in report.systems):
+        plot_gains(report, plots["gains"])
+    else:
+        del plots["gains"]
+    written.update({f"plot {k}": v for k, v in plots.items()})
+    atomic_write_text(written["metrics"], json.dumps(metrics_json(report), indent=2) + "\n")
+    atomic_write_text(written["per_query"], per_query_csv(report, collection))
+    atomic_write_text(written["report"], markdown(report, out))
+    return written
+
+
+def slug(name: str) -> str:
+    """A file-name-safe, one-token form of a system name."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", name.replace(" >> ", "__")).strip("_")
+
+
+def main_table(report: Report) -> list[tuple[str, dict[str, float]]]:
+    return [(s.name, s.means) for s in report.systems]
+
+
+def metrics_json(report: Report) -> dict:
+    return {
+        "collection": report.collection, "split": report.split, "judged_queries": report.queries,
+        "settings": asdict(report.settings),
+        "systems": {s.name: {"first_stage": s.first_stage, "reranker": s.reranker, "fusion_weight": s.fusion_weight,
+                             "metrics": s.means, f"{report.settings.primary}_ci95": list(s.ci95)}
+                    for s in report.systems},
+        "ceiling": report.ceiling,
+        "comparisons": [c.as_dict() for c in report.comparisons],
+        "depth_curve": report.depth_curve,
+        "budget": report.budget,
+        "budget_tokenizer": report.tokenizer,
+        "latency": [asdict(x) for x in report.latency],
+        "worst_regressions": {name: [asdict(r) for r in rows] for name, rows in report.regressions.items()},
+    }
+
+
+def per_query_csv(report: Report, collection) -> str:
+    """One row per (query, system): every metric, and the rank of the best-placed relevant document."""
+    metrics = list(report.systems[0].per_query)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["query_id", "system", *metrics, "first_relevant_rank", "relevant_docs", "query"])
+    for qid in report.systems[0].per_query[report.settings.primary]:
+        relevant = sum(rel > 0 for rel in collection.qrels[qid].values())
+        for system in report.systems:
+            rank = first_relevant_rank(system.run, collection, qid)
+            writer.writerow([qid, system.name, *(f"{system.per_query[m][qid]:.4f}" for m in metrics),
+                             "" if rank is None else rank, relevant, collection.queries[qid]])
+    return buffer.getvalue()
+
+
+def markdown(report: Report, out: Path) -> str:
+    s = report.settings
+    p = s.primary
+    lines = [f"# Reranking report: {report.collection} / {report.split}", "",
+             f"{report.queries} judged queries. Rerankers rescore each first stage's top-{s.depth} (main tables); "
+             f"the depth curve reranks the top-k for k in {', '.join(map(str, s.ks))}. Significance: paired "
+             f"randomization test (10,000 permutations) and paired t-test on per-query {p}; 95% confidence "
+             f"intervals by bootstrap (BCa). `*` p < 0.05, `**` p < 0.01 (randomization test, against the first "
+             "stage).", "", "## Metrics", ""]
+    versus = {(c.a, c.b): c for c in report.comparisons}
+    metrics = list(dict.fromkeys((p, *s.metrics)))
+    lines.append("| ranking | " + " | ".join(metrics) + f" | {p} 95% CI | gain | rel. gain | p (rand.) | gap closed |")
+    lines.append("|---" * (len(metrics) + 6) + "|")
+    for system in report.systems:
+        cells = [f"{system.means[m]:.4f}" for m in metrics]
+        gain = rel = pval = closed = ""
+        comparison = versus.get((system.first_stage, system.name))
+        if comparison is not None:
+            gain = f"{comparison.difference:+.4f}{comparison.stars()}"
+            rel = f"{comparison.relative:+.1%}" if comparison.relative is not None else ""
+            pval = f"{comparison.p_randomization:.4f}"
+            best = report.ceiling[system.first_stage][f"{p}@{s.depth}"]
+            room = best - comparison.mean_a
+            closed = f"{comparison.difference / room:.1%}" if room > 1e-12 else ""
+        lines.append(f"| {system.name} | " + " | ".join(cells) +
+                     f" | {system.ci95[0]:.4f}-{system.ci95[1]:.4f} | {gain} | {rel} | {pval} | {closed} |")
+    lines += ["", f"**Ceiling** — the most a reranker of depth k can reach on these candidates: the first stage's "
+              f"recall@k, and {p} with the top-k ideally ordered. *Gap closed* = gain / (ideal {p} at "
+              f"k={s.depth} - first stage).", "",
+              "| first stage | " + " | ".join(f"R@{k}" for k in s.ks) + " | " +
+              " | ".join(f"ideal {p} @k={k}" for k in s.ks) + " |",
+              "|---" * (1 + 2 * len(s.ks)) + "|"]
+    for name, values in report.ceiling.items():
+        lines.append(f"| {name} | " + " | ".join(f"{values[f'R@{k}']:.4f}" for k in s.ks) + " | " +
+                     " | ".join(f"{values[f'{p}@{k}']:.4f}" for k in s.ks) + " |")
+    lines += ["", "## Significance", "",
+              f"| A | B | {p} A | {p} B | B - A | 95% CI | p (randomization) | p (t-test) | wins / ties / losses of B |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for c in report.comparisons:
+        lines.append(f"| {c.a} | {c.b} | {c.mean_a:.4f} | {c.mean_b:.4f} | {c.difference:+.4f} | "
+                     f"{c.ci95[0]:+.4f} to {c.ci95[1]:+.4f} | {c.p_randomization:.4f} | {c.p_ttest:.4g} | "
+                     f"{c.wins} / {c.ties} / {c.losses} |")
+    lines += ["", f"## Metric vs reranking depth ({p})", "",
+              "| ranking | " + " | ".join(f"k={k}" for k in s.ks) + " |", "|---" * (1 + len(s.ks)) + "|"]
+    for name, values in report.depth_curve.items():
+        lines.append(f"| {name} | " + " | ".join(f"{values[k]:.4f}" for k in s.ks) + " |")
+    lines += ["", f"![{p} vs depth](plots/ndcg_vs_depth.png)", "",
+              "## Token budget: the top-n passed to an LLM", "",
+              f"Hit rate = share of queries with a relevant passage in the top-n; tokens = mean tokens of those n "
+              f"passages ({report.tokenizer} tokenizer).", "",
+              "| ranking | " + " | ".join(f"hit@{n} | tokens@{n}" for n in s.top_ns) + " |",
+              "|---" * (1 + 2 * len(s.top_ns)) + "|"]
+    for name, by_n in report.budget.items():
+        lines.append(f"| {name} | " + " | ".join(f"{by_n[n]['hit_rate']:.3f} | {by_n[n]['tokens']:.0f}"
+                                                 for n in s.top_ns) + " |")
+    lines += [""] + budget_sentences(report) + ["", "![hit rate vs n](plots/hit_rate_vs_top_n.png)", ""]
+    lines += ["## Per query", "", f"Wins / ties / losses on {p}, reranked vs first stage, are in the "
+              "significance table. The worst regressions (rank = where the best-placed relevant document sits; "
+              "- = not retrieved):", ""]
+    for name, rows in report.regressions.items():
+        lines += [f"**{name}**", "", f"| query | {p} before | after | rank before | rank after | text |",
+                  "|---|---|---|---|---|---|"]
+        for r in rows:
+            text = r.query if len(r.query) <= 90 else r.query[:87] + "..."
+            lines.append(f"| {r.query_id} | {r.before:.4f} | {r.after:.4f} | {r.rank_before or '-'} | "
+                         f"{r.rank_after or '-'} | {text.replace('|', '/')} |")
+        lines.append("")
+    if any(not x.is_first_stage for x in report.systems):
+        lines += ["![per-query gain](plots/per_query_gain.png)", ""]
+    if report.latency:
+        lines += ["## Cost", "", "Each query's candidates scored as one request (as a service would), after a "
+                  "warm-up batch.", "", "| reranker | depth | queries | p50 ms/query | p95 ms/query | pairs/s | "
+                  "device | batch | bf16 |", "|---|---|---|---|---|---|---|---|---|"]
+        for x in report.latency:
+            lines.append(f"| {x.reranker} | {x.depth} | {x.queries} | {x.p50_ms:.1f} | {x.p95_ms:.1f} | "
+                         f"{x.pairs_per_s:.1f} | {x.device} | {x.batch_size} | {x.bf16} |")
+        lines.append("")
+    lines += ["## Files", "", "metrics.json (everything above), per_query.csv (every metric per query and "
+              "ranking), runs/*.trec (every ranking, TREC format), plots/*.png.", ""]
+    return "\n".join(lines)
+
+
+def budget_sentences(report: Report) -> list[str]:
+    """The token-budget argument, measured: how few reranked passages reach the first stage's hit rate at
+    its largest n, and at what share of its tokens."""
+    ns = report.settings.top_ns
+    largest = ns[-1]
+    sentences = []
+    for first in (s for s in report.systems if s.is_first_stage):
+        target = report.budget[first.name][largest]
+        for system in report.systems:
+            if system.first_stage != first.name or system.is_first_stage:
+                continue
+            enough = [n for n in ns if report.budget[system.name][n]["hit_rate"] >= target["hit_rate"] - 1e-12]
+            if not enough:
+                sentences.append(f"- {system.name}: no n up to {largest} reaches {first.name}'s hit@{largest} "
+                                 f"({target['hit_rate']:.3f}).")
+                continue
+            n = enough[0]
+            tokens = report.budget[system.name][n]["tokens"]
+            sentences.append(f"- {system.name}: top-{n} reaches {first.name}'s hit@{largest} ({target['hit_rate']:.3f} "
+                             f"-> {report.budget[system.name][n]['hit_rate']:.3f}) with {tokens:.0f} tokens instead of "
+                             f"{target['tokens']:.0f} ({tokens / target['tokens']:.0%}).")
+    return sentences
+
+
+def console_table(report: Report) -> str:
+    """The before/after table printed at the end of `rerankforge eval` and `rerankforge demo`."""
+    p = report.settings.primary
+    versus = {(c.a, c.b): c for c in report.comparisons}
+    metrics = list(dict.fromkeys((p, "MRR@10", f"Hit@{report.settings.top_ns[0]}")))
+    metrics = [m for m in metrics if m in report.systems[0].means]
+    width = max(len(s.name) for s in report.systems)
+    lines = [f"{report.collection}/{report.split}: {report.queries} judged queries, rerank depth "
+             f"{report.settings.depth}", f"{'ranking':<{width}}  " + "  ".join(f"{m:>8}" for m in metrics) +
+             f"  {'gain':>9}  {'p':>7}"]
+    for system in report.systems:
+        row = f"{system.name:<{width}}  " + "  ".join(f"{system.means[m]:8.4f}" for m in metrics)
+        comparison = versus.get((system.first_stage, system.name))
+        if comparison is not None:
+            row += f"  {comparison.difference:+9.4f}  {comparison.p_randomization:7.4f}{comparison.stars()}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _systems_of(report: Report, first_stage: str) -> list[System]:
+    return [s for s in report.systems if s.first_stage == first_stage]
