@@ -43,7 +43,7 @@ def write_report(report: Report, out: Path, collection) -> dict[str, Path]:
 
 def slug(name: str) -> str:
     """A file-name-safe, one-token form of a system name."""
-    return re.sub(r"[^A-Za-z0-9.]+", "_", name.replace(" >> ", "__")).strip("_")
+    return "__".join(re.sub(r"[^A-Za-z0-9.-]+", "_", part).strip("_") for part in name.split(" >> "))
 
 
 def main_table(report: Report) -> list[tuple[str, dict[str, float]]]:
