@@ -49,6 +49,16 @@ class DenseRetriever:
         self._embeddings: np.ndarray | None = None
         self._index = None
 
+    @classmethod
+    def from_saved(cls, corpus: dict[str, Document], encoder: Encoder, embeddings: np.ndarray, index=None,
+                   **options) -> "DenseRetriever":
+        """A retriever over embeddings computed earlier (a saved index): nothing is encoded but the queries."""
+        if len(embeddings) != len(corpus):
+            raise ConfigError(f"saved embeddings hold {len(embeddings)} rows for {len(corpus)} documents")
+        retriever = cls(corpus, encoder, **options)
+        retriever._embeddings, retriever._index = embeddings, index
+        return retriever
+
     @property
     def embeddings(self) -> np.ndarray:
         if self._embeddings is None:

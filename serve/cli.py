@@ -12,12 +12,13 @@ from rerankforge.eval.cli import add_eval_parser
 from rerankforge.train.cli import add_push_parser, add_train_parser, train_main
 
 from .demo import add_demo_parser
+from .service import add_index_parser, serve_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rerankforge",
-        description="Train domain-specific rerankers: mine hard negatives, retrieve, train, evaluate. "
+        description="Train domain-specific rerankers: mine hard negatives, retrieve, train, evaluate, serve. "
                     "`rerankforge COMMAND --help` documents each command.")
     subparsers = add_subcommands(parser)
     add_demo_parser(subparsers)
@@ -26,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(subparsers)
     add_push_parser(subparsers)
     add_eval_parser(subparsers)
+    add_index_parser(subparsers)
+    subparsers.add_parser("serve", help="Serve a reranker over HTTP: Cohere- and TEI-compatible rerank, /search and "
+                                        "/ask over an index (`rerankforge serve --help` lists every key).")
     return parser
 
 
@@ -33,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:  # its own parser: YAML values become the defaults of the command line
         return train_main(argv[1:])
+    if argv[:1] == ["serve"]:  # likewise
+        return serve_main(argv[1:])
     return run_cli(build_parser(), argv)
 
 

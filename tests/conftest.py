@@ -146,3 +146,20 @@ def mined_slice(tmp_path_factory, scifact_slice) -> Path:
                                 "--num-negatives", "4", "--output", str(output), "--no_show_progress"])
     assert code == 0
     return output
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tmp_path_factory, tiny_bert) -> str:
+    """A tiny random single-logit reranker folder (what CrossEncoder and `rerankforge eval` load)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rerankforge.eval.reranking import new_head_expected
+
+    folder = tmp_path_factory.mktemp("tiny-reranker")
+    torch.manual_seed(1)
+    with new_head_expected():
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=1)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
+    return str(folder)

@@ -15,23 +15,6 @@ from rerankforge.serve.cli import main as rerankforge
 
 
 @pytest.fixture(scope="module")
-def tiny_reranker(tmp_path_factory, tiny_bert) -> str:
-    """A tiny random single-logit reranker folder (what CrossEncoder and `rerankforge eval` load)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from rerankforge.eval.reranking import new_head_expected
-
-    folder = tmp_path_factory.mktemp("tiny-reranker")
-    torch.manual_seed(1)
-    with new_head_expected():
-        model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=1)
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
 def bm25_run(tmp_path_factory, scifact_slice) -> Path:
     run_file = tmp_path_factory.mktemp("runs") / "bm25.trec"
     assert rerankforge(["retrieve", "--data", str(scifact_slice), "--retriever", "bm25", "--k", "30",

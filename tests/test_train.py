@@ -22,12 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- configs
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_loads(path, mined_slice):
-    config = load_config(["--config", str(path), "--train_file", str(mined_slice)])
-    assert isinstance(config, TrainConfig) and config.train_file == str(mined_slice)
-
-
 def test_command_line_overrides_yaml(tmp_path, mined_slice):
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text(f"train_file: {mined_slice}\nmax_steps: 5\nlora: false\nlearning_rate: 1.0e-4\n")

@@ -8,14 +8,11 @@ the model doesn't have."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from rerankforge.data_prep.cli import accept_none
+from rerankforge.data_prep.config_files import load_typed_config
 from rerankforge.data_prep.errors import ConfigError
 
 LOSSES = ("listwise", "bce", "ranknet", "margin", "margin_mse", "listwise_kl")
@@ -115,127 +112,17 @@ class TrainConfig:
         "help": "License of the training data, for the model card (e.g. CC BY 4.0 for SciFact)."})
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-
-
 def load_config(argv: list[str]) -> TrainConfig:
     """`[--config FILE.yaml] [--key value ...]`: the YAML's values, overridden by the command line,
-    fully checked. Command-line parsing is transformers' HfArgumentParser (so `--help` lists every
-    field with its doc); YAML values are type-checked here because argparse checks only strings."""
-    parser = build_parser()
-    known, _ = parser.parse_known_args(argv)  # just --config
-    values = {}
-    if known.config:
-        values = _read_yaml(known.config)
-        for key in values:
-            _check_key(key, known.config)
-        values = {key: _coerce(key, value, FIELDS[key].type, source=known.config) for key, value in values.items()}
-    parser.set_defaults(**values)
-    config, remaining = _parse(parser, argv)
-    for token in remaining:
-        if token.startswith("--"):
-            _check_key(token[2:].split("=")[0].replace("-", "_"), "command line")
-        raise ConfigError(f"command line: unexpected argument {token!r}")
+    fully checked (see data_prep/config_files.py)."""
+    config = load_typed_config(TrainConfig, argv, prog=PROG, description=DESCRIPTION)
     check_config(config)
     return config
 
 
-def build_parser():
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(TrainConfig, prog="rerankforge train", allow_abbrev=False,
-                              description="Fine-tune a cross-encoder reranker. Values come from --config FILE.yaml; "
-                                          "any key can be overridden on the command line: --key value.")
-    parser.add_argument("--config", default=None, help="YAML file of config keys (see configs/).")
-    accept_none(parser, [TrainConfig])
-    return parser
-
-
-def _parse(parser, argv: list[str]) -> tuple[TrainConfig, list[str]]:
-    namespace, remaining = parser.parse_known_args(argv)
-    values = {name: getattr(namespace, name) for name in FIELDS}
-    return TrainConfig(**values), remaining
-
-
-def _read_yaml(path: str) -> dict:
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        values = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else path
-        raise ConfigError(f"{where}: expected YAML, got a syntax error ({getattr(error, 'problem', error)})") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
-    return values
-
-
-def _check_key(key: str, source: str) -> None:
-    if key in FIELDS:
-        return
-    near = difflib.get_close_matches(str(key), list(FIELDS), n=1, cutoff=0.5)
-    hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(FIELDS)}"
-    raise ConfigError(f"{source}: unknown config key {key!r}{hint}")
-
-
-def _strip_optional(annotation):
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
-    return annotation
-
-
-def _coerce(key: str, value, annotation, source: str):
-    """`value` as the field's type; strings from the command line are parsed, YAML values checked."""
-    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
-    base = _strip_optional(annotation)
-    if value is None or (optional and isinstance(value, str) and value.lower() in {"none", "null"}):
-        if optional:
-            return None
-        raise ConfigError(f"{source}: {key} must not be empty (expected {_describe(base)})")
-    origin = typing.get_origin(base)
-    if origin is Literal:
-        choices = typing.get_args(base)
-        if value not in choices:
-            raise ConfigError(f"{source}: {key} must be one of {', '.join(map(str, choices))}; got {value!r}")
-        return value
-    if origin is list:
-        items = value if isinstance(value, list) else None
-        if items is None or not all(isinstance(v, str) for v in items) or not items:
-            raise ConfigError(f"{source}: {key} expects a non-empty list of strings, got {value!r}")
-        return list(items)
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in {"true", "yes", "1", "false", "no", "0"}:
-            return value.lower() in {"true", "yes", "1"}
-        raise ConfigError(f"{source}: {key} expects true or false, got {value!r}")
-    if base in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{source}: {key} expects {_describe(base)}, got {value!r}")
-        if isinstance(value, (int, float)) and (base is float or float(value).is_integer()):
-            return base(value)
-        if isinstance(value, str):
-            try:
-                return base(value) if base is float else int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{source}: {key} expects {_describe(base)}, got {value!r}")
-    if base is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{source}: {key} expects a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{source}: {key} has unsupported type {annotation}")  # pragma: no cover
-
-
-def _describe(base) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(base, str(base))
+PROG = "rerankforge train"
+DESCRIPTION = ("Fine-tune a cross-encoder reranker. Values come from --config FILE.yaml; any key can be overridden "
+               "on the command line: --key value.")
 
 
 def check_config(config: TrainConfig) -> None:

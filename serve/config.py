@@ -1,0 +1,71 @@
+"""`rerankforge serve` configuration: one typed dataclass, from configs/serve_*.yaml plus `--key value`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rerankforge.data_prep.config_files import load_typed_config
+from rerankforge.data_prep.errors import ConfigError
+
+from .generators import GeneratorConfig
+
+
+@dataclass
+class ServeConfig(GeneratorConfig):
+    """The rerank service and, with an index, the search/ask pipeline."""
+
+    reranker: str = field(default="", metadata={
+        "help": "Reranker: a `rerankforge train` folder, a CrossEncoder folder or Hub id, or a LoRA adapter folder."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0: every interface)."})
+    port: int = field(default=8080, metadata={"help": "TCP port."})
+    index: str | None = field(default=None, metadata={
+        "help": "Index folder from `rerankforge index`; enables /search and /ask."})
+    retriever: Literal["dense", "bm25", "hybrid"] = field(default="dense", metadata={
+        "help": "First stage over the index's chunks."})
+    k: int = field(default=50, metadata={"help": "/search and /ask: first-stage documents reranked per query."})
+    top_n: int = field(default=5, metadata={"help": "/search and /ask: documents kept after reranking."})
+    fusion_weight: float | None = field(default=None, metadata={
+        "help": "/search and /ask: weight of the reranker against the first stage (1.0: reranker alone); default "
+                "the weight the model carries (chosen on its dev split)."})
+    max_length: int | None = field(default=None, metadata={
+        "help": "Max tokens of a (query, document) pair; default the model's own."})
+    batch_size: int = field(default=32, metadata={"help": "Pairs per forward pass."})
+    bf16: bool = field(default=False, metadata={"help": "Score under bf16 autocast (recent GPUs and CPUs)."})
+    max_batch_tokens: int = field(default=32768, metadata={
+        "help": "Dynamic batching: most (padded) tokens scored together across concurrent requests."})
+    max_batch_requests: int = field(default=64, metadata={
+        "help": "Dynamic batching: most requests per batch (1: one request at a time)."})
+    max_wait_ms: float = field(default=2.0, metadata={
+        "help": "Dynamic batching: how long a batch waits for more requests to join."})
+    max_queue_pairs: int = field(default=4096, metadata={
+        "help": "Pairs waiting at most; beyond it requests get 503 with Retry-After."})
+    max_documents: int = field(default=1000, metadata={"help": "Most documents per rerank request (else 413)."})
+    max_body_bytes: int = field(default=5_000_000, metadata={"help": "Largest request body (else 413)."})
+    api_key_env: str | None = field(default=None, metadata={
+        "help": "Environment variable holding the API key; when set (and non-empty), requests need "
+                "`Authorization: Bearer KEY` (401 otherwise). /health, /ready and /metrics stay open for probes."})
+
+
+def load_serve_config(argv: list[str]) -> ServeConfig:
+    config = load_typed_config(ServeConfig, argv, prog="rerankforge serve",
+                               description="Serve a reranker over HTTP (Cohere- and TEI-compatible rerank endpoints; "
+                                           "/search and /ask with an index). Values come from --config FILE.yaml; "
+                                           "any key can be overridden: --key value.")
+    check_serve_config(config)
+    return config
+
+
+def check_serve_config(config: ServeConfig) -> None:
+    if not config.reranker:
+        raise ConfigError("reranker is required (a folder or Hub id)")
+    if not 0 < config.port < 65536:
+        raise ConfigError(f"port must be in 1..65535, got {config.port}")
+    for key in ("k", "top_n", "batch_size", "max_batch_tokens", "max_batch_requests", "max_queue_pairs",
+                "max_documents", "max_body_bytes", "max_new_tokens"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
+    if config.fusion_weight is not None and not 0 <= config.fusion_weight <= 1:
+        raise ConfigError(f"fusion_weight must be in [0, 1], got {config.fusion_weight}")
+    if config.generator != "none" and not config.index:
+        raise ConfigError(f"generator: {config.generator} needs an index (it answers from retrieved passages)")

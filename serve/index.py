@@ -1,0 +1,177 @@
+"""The search index the server loads: documents, their chunks, chunk embeddings and the faiss index.
+
+`rerankforge index --docs PATH --out INDEX` builds it once; `SearchIndex.load(INDEX)` serves it. The
+first stage runs over chunks (dense/faiss, BM25 or hybrid, from data_prep) and a document's score is
+aggregated from its retrieved chunks (max by default).
+
+    INDEX/manifest.json     model, chunking, counts, format version
+    INDEX/documents.jsonl   {"_id", "title", "text"} per document
+    INDEX/chunks.jsonl      {"chunk_id", "doc_id", "title", "text"} per chunk
+    INDEX/embeddings.npy    chunk embeddings (float32, normalised as the model wants)
+    INDEX/faiss.index       faiss index over them (flat, HNSW or IVF)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from rerankforge.data_prep.collection import Document
+from rerankforge.data_prep.errors import DataError
+from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
+from rerankforge.data_prep.runs import readable_by_all
+
+from .documents import Chunk, ChunkingConfig, chunk_documents, load_documents
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class IndexConfig:
+    """What `rerankforge index` builds."""
+
+    docs: str = field(metadata={"help": "A BEIR folder (corpus.jsonl), a .jsonl file of {_id, title?, text}, or a "
+                                        "folder of .txt/.md files."})
+    out: str = field(metadata={"help": "Index folder to write (replaced atomically if it exists)."})
+    model: str = field(default=DEFAULT_BI_ENCODER, metadata={"help": "Bi-encoder (folder or Hub id)."})
+    max_length: int = field(default=256, metadata={"help": "Bi-encoder max input tokens."})
+    index: Literal["flat", "hnsw", "ivf"] = field(default="flat", metadata={
+        "help": "faiss index: flat (exact), hnsw or ivf (approximate, large corpora)."})
+    batch_size: int = field(default=64, metadata={"help": "Bi-encoder batch size."})
+
+
+def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bool = True) -> dict:
+    """Build the index folder; returns its manifest. Written to a temp folder and renamed into place."""
+    import faiss
+    from transformers import AutoTokenizer
+
+    from rerankforge.data_prep.dense import build_index as build_faiss
+    from rerankforge.data_prep.embeddings import Encoder, EncoderSettings
+
+    docs = load_documents(config.docs)
+    encoder = Encoder(EncoderSettings(model=config.model, max_length=config.max_length),
+                      batch_size=config.batch_size, show_progress=show_progress)
+    tokenizer = AutoTokenizer.from_pretrained(encoder.model_path)
+    chunks = chunk_documents(docs, tokenizer, chunking)
+    started = time.perf_counter()
+    embeddings = encoder.encode_documents([c.document.full_text for c in chunks])
+    index = build_faiss(embeddings, config.index)
+    manifest = {"format_version": FORMAT_VERSION, "model": config.model, "max_length": config.max_length,
+                "index": config.index, "chunking": asdict(chunking), "documents": len(docs), "chunks": len(chunks),
+                "dimension": int(embeddings.shape[1]), "encode_seconds": round(time.perf_counter() - started, 1)}
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        _write_jsonl(staging / "documents.jsonl", ({"_id": d, "title": doc.title, "text": doc.text}
+                                                   for d, doc in docs.items()))
+        _write_jsonl(staging / "chunks.jsonl", (asdict(c) for c in chunks))
+        np.save(staging / "embeddings.npy", embeddings)
+        faiss.write_index(index, str(staging / "faiss.index"))
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        for file in staging.iterdir():
+            readable_by_all(file)
+        os.chmod(staging, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+@dataclass
+class DocHit:
+    """A document retrieved by the first stage, with the chunks that brought it in."""
+
+    doc_id: str
+    score: float
+    chunks: list[tuple[str, float]]
+    """(chunk id, first-stage score), best first."""
+
+
+class SearchIndex:
+    """A loaded index: first-stage search over chunks, results aggregated per document."""
+
+    def __init__(self, folder: Path, manifest: dict, docs: dict[str, Document], chunks: dict[str, Chunk],
+                 retriever, doc_score: str):
+        self.folder, self.manifest, self.docs, self.chunks = folder, manifest, docs, chunks
+        self.retriever = retriever
+        self.doc_score = doc_score
+
+    @classmethod
+    def load(cls, folder: str | Path, retriever: Literal["dense", "bm25", "hybrid"] = "dense",
+             doc_score: str | None = None, show_progress: bool = False) -> "SearchIndex":
+        import faiss
+
+        from rerankforge.data_prep.bm25 import BM25Retriever
+        from rerankforge.data_prep.dense import DenseRetriever
+        from rerankforge.data_prep.embeddings import Encoder, EncoderSettings
+        from rerankforge.data_prep.hybrid import HybridRetriever
+
+        folder = Path(folder)
+        if not (folder / MANIFEST).is_file():
+            raise DataError(f"index: {folder} is not an index folder (no {MANIFEST}); build one with "
+                            "`rerankforge index --docs PATH --out FOLDER`")
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{folder / MANIFEST}: expected format_version {FORMAT_VERSION}, got "
+                            f"{manifest.get('format_version')}; rebuild the index")
+        docs = {row["_id"]: Document(row["title"], row["text"]) for row in _read_jsonl(folder / "documents.jsonl")}
+        chunks = {row["chunk_id"]: Chunk(**row) for row in _read_jsonl(folder / "chunks.jsonl")}
+        corpus = {chunk_id: chunk.document for chunk_id, chunk in chunks.items()}
+        parts = []
+        if retriever in ("dense", "hybrid"):
+            encoder = Encoder(EncoderSettings(model=manifest["model"], max_length=manifest["max_length"]),
+                              show_progress=show_progress)
+            parts.append(DenseRetriever.from_saved(corpus, encoder, np.load(folder / "embeddings.npy"),
+                                                   faiss.read_index(str(folder / "faiss.index"))))
+        if retriever in ("bm25", "hybrid"):
+            parts.append(BM25Retriever(corpus, show_progress=show_progress))
+        if not parts:
+            raise DataError(f"retriever: expected dense, bm25 or hybrid, got {retriever!r}")
+        first_stage = parts[0] if len(parts) == 1 else HybridRetriever(parts)
+        return cls(folder, manifest, docs, chunks, first_stage,
+                   doc_score or manifest["chunking"].get("doc_score", "max"))
+
+    def search(self, queries: dict[str, str], k: int) -> dict[str, list[DocHit]]:
+        """Each query's top-k documents. Chunks are retrieved deep enough that k documents come back
+        when documents have several chunks."""
+        per_doc = max(1, round(len(self.chunks) / max(len(self.docs), 1)))
+        depth = min(len(self.chunks), k * per_doc * 2)
+        run = self.retriever.search(queries, depth)
+        return {qid: self._by_document(hits)[:k] for qid, hits in run.items()}
+
+    def _by_document(self, hits: list[tuple[str, float]]) -> list[DocHit]:
+        grouped: dict[str, list[tuple[str, float]]] = {}
+        for chunk_id, score in hits:
+            grouped.setdefault(self.chunks[chunk_id].doc_id, []).append((chunk_id, score))
+        aggregate = {"max": max, "sum": sum, "mean": lambda xs: sum(xs) / len(xs)}[self.doc_score]
+        docs = [DocHit(doc_id, float(aggregate([s for _, s in found])), found) for doc_id, found in grouped.items()]
+        return sorted(docs, key=lambda hit: -hit.score)
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

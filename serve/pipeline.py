@@ -1,0 +1,107 @@
+"""The two-stage RAG pipeline: retrieve top-k -> rerank -> keep top-n -> prompt -> LLM answer.
+
+    pipeline = Pipeline(SearchIndex.load("index/"), Reranker.load("outputs/scifact/reranker-minilm-full"),
+                        generator=OpenAIChat(base_url="http://localhost:8000/v1", model="..."))
+    passages = pipeline.search("Does vitamin D prevent fractures?", k=50, top_n=5)
+    answer = pipeline.ask("Does vitamin D prevent fractures?")
+
+The reranker is anything with `score(pairs) -> scores` (a `Reranker`, or the server's dynamic batcher
+in front of one); its final score can be fused with the first stage's with the weight the model
+carries (chosen on its dev split), exactly as `rerankforge eval` reports it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol, Sequence
+
+from rerankforge.data_prep.errors import DataError
+from rerankforge.eval.reranking import fuse
+
+from .index import DocHit, SearchIndex
+from .prompt import build_messages
+
+
+class Scorer(Protocol):
+    fusion_weight: float
+
+    def score(self, pairs: Sequence[tuple[str, str]]): ...
+
+
+class Generator(Protocol):
+    name: str
+
+    def generate(self, messages: list[dict[str, str]]) -> str: ...
+
+
+@dataclass
+class Passage:
+    rank: int
+    doc_id: str
+    title: str
+    text: str
+    """The document's best passage (its chunk with the highest rerank score; the whole text when unchunked)."""
+    chunk_id: str
+    first_stage_score: float
+    rerank_score: float | None
+    """The reranker's raw score of the best passage (None without a reranker)."""
+    score: float
+    """What the ranking is by: rerank score, or its fusion with the first stage's."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    answer: str | None
+    """The generator's text (None with no generator: the prompt and sources are the result)."""
+    sources: list[Passage]
+    """The passages the prompt cites, numbered [1]..[n] in this order."""
+    messages: list[dict[str, str]]
+    generator: str
+
+
+class Pipeline:
+    def __init__(self, retriever: SearchIndex, reranker: Scorer | None = None, generator: Generator | None = None,
+                 k: int = 50, top_n: int = 5, fusion_weight: float | None = None):
+        self.retriever, self.reranker, self.generator = retriever, reranker, generator
+        self.k, self.top_n = k, top_n
+        self.fusion_weight = fusion_weight
+        """Weight of the reranker against the first stage (1.0: reranker alone); None: the model's own."""
+
+    def search(self, query: str, k: int | None = None, top_n: int | None = None) -> list[Passage]:
+        """The top-n of the query's top-k first-stage documents after reranking."""
+        k, top_n = k or self.k, top_n or self.top_n
+        if not query.strip():
+            raise DataError("query: expected a non-empty string")
+        hits = self.retriever.search({"q": query}, k)["q"]
+        if self.reranker is None or not hits:
+            return [self._passage(rank, hit, hit.chunks[0][0], None, hit.score) for rank, hit in
+                    enumerate(hits[:top_n], 1)]
+        pairs = [(query, self.retriever.chunks[chunk_id].document.full_text) for hit in hits for chunk_id, _ in hit.chunks]
+        scores = iter(float(s) for s in self.reranker.score(pairs))
+        best: dict[str, tuple[str, float]] = {}
+        for hit in hits:  # a document's rerank score: its best chunk's
+            for chunk_id, _ in hit.chunks:
+                value = next(scores)
+                if hit.doc_id not in best or value > best[hit.doc_id][1]:
+                    best[hit.doc_id] = (chunk_id, value)
+        weight = self.reranker.fusion_weight if self.fusion_weight is None else self.fusion_weight
+        ranked = fuse([(hit.doc_id, hit.score) for hit in hits], {d: s for d, (_, s) in best.items()}, weight)
+        by_id = {hit.doc_id: hit for hit in hits}
+        return [self._passage(rank, by_id[doc_id], best[doc_id][0], best[doc_id][1], score)
+                for rank, (doc_id, score) in enumerate(ranked[:top_n], 1)]
+
+    def ask(self, query: str, k: int | None = None, top_n: int | None = None) -> Answer:
+        """Search, build a prompt citing the top-n passages as [1]..[n], and ask the generator."""
+        sources = self.search(query, k, top_n)
+        messages = build_messages(query, sources)
+        answer = self.generator.generate(messages) if self.generator is not None else None
+        return Answer(answer=answer, sources=sources, messages=messages,
+                      generator=self.generator.name if self.generator is not None else "none")
+
+    def _passage(self, rank: int, hit: DocHit, chunk_id: str, rerank: float | None, score: float) -> Passage:
+        doc = self.retriever.docs[hit.doc_id]
+        chunk = self.retriever.chunks[chunk_id]
+        return Passage(rank=rank, doc_id=hit.doc_id, title=doc.title, text=chunk.text, chunk_id=chunk_id,
+                       first_stage_score=hit.score, rerank_score=rerank, score=float(score))

@@ -1,0 +1,65 @@
+"""`rerankforge index` (build a search index) and `rerankforge serve` (the HTTP service)."""
+
+from __future__ import annotations
+
+import sys
+
+from rerankforge.data_prep.cli import add_command, report_errors
+
+from .documents import ChunkingConfig
+from .index import IndexConfig
+
+INDEX_HELP = ("Build a search index for /search and /ask: documents from a BEIR folder, a JSONL file or a folder of "
+              ".txt/.md files, split into overlapping token chunks, embedded, saved with a faiss index.")
+
+
+def add_index_parser(subparsers) -> None:
+    add_command(subparsers, "index", INDEX_HELP, [IndexConfig, ChunkingConfig], run_index)
+
+
+def run_index(config: IndexConfig, chunking: ChunkingConfig) -> int:
+    from .index import build_index
+
+    manifest = build_index(config, chunking)
+    print(f"indexed {manifest['documents']} documents as {manifest['chunks']} chunks "
+          f"({manifest['model']}, {manifest['index']} faiss index) into {config.out}")
+    return 0
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    """Load the reranker (and index, generator), then serve until interrupted."""
+    argv = sys.argv[1:] if argv is None else argv
+
+    def run() -> int:
+        import uvicorn
+
+        from .config import load_serve_config
+
+        config = load_serve_config(argv)
+        app = build_app(config)
+        print(f"serving {config.reranker} on http://{config.host}:{config.port} "
+              f"({'index ' + config.index if config.index else 'rerank only'})", flush=True)
+        uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+        return 0
+
+    return report_errors(run, on_interrupt="server stopped")
+
+
+def build_app(config):
+    """Everything `rerankforge serve` loads, put together: reranker, optional index + generator, the app."""
+    from rerankforge.eval.reranking import Reranker
+
+    from .app import create_app
+    from .generators import build_generator
+
+    reranker = Reranker.load(config.reranker, max_length=config.max_length, batch_size=config.batch_size,
+                             bf16=config.bf16)
+    pipeline = None
+    if config.index:
+        from .index import SearchIndex
+        from .pipeline import Pipeline
+
+        pipeline = Pipeline(SearchIndex.load(config.index, retriever=config.retriever), reranker,
+                            generator=build_generator(config), k=config.k, top_n=config.top_n,
+                            fusion_weight=config.fusion_weight)
+    return create_app(config, reranker, pipeline)
