@@ -86,6 +86,11 @@ def _from_hub(hub_id: str) -> str:
             return snapshot_download(hub_id, ignore_patterns=_IGNORE_ON_DOWNLOAD)
         except Exception as error:  # network, 401/404, disk: all mean "cannot be had here"
             reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    parent = Path(hub_id).parent
+    if parent.is_dir() and str(parent) != ".":  # e.g. outputs/typo: a local path is the likelier intent
+        raise ModelNotFoundError(f"model folder not found: {hub_id} (folder {parent}/ exists but holds no "
+                                 f"{Path(hub_id).name!r}; as a Hub id it is not cached and cannot be downloaded: "
+                                 f"{reason})")
     raise ModelNotFoundError(
         f"model {hub_id!r} is not a local folder, not in the Hugging Face cache, and cannot be downloaded "
         f"({reason}). Pass a local model folder instead (--model /path/to/folder, e.g. one made with "

@@ -3,23 +3,26 @@ vs the top-n handed to an LLM, and the per-query gain histogram."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from pathlib import Path
 
 from .report import Report
 
+MARKERS = "osD^vP*"
+
 
 def plot_depth_curve(report: Report, path: Path) -> None:
     plt = _pyplot()
     p = report.settings.primary
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(10.5, 5))
     for color, first in _first_stages(report):
         ks = sorted(report.depth_curve[first])
         ax.plot(ks, [report.depth_curve[first][k] for k in ks], "--", color=color, label=f"{first} (first stage)")
         ax.plot(ks, [report.depth_curve[f"{first} ceiling"][k] for k in ks], ":", color=color,
                 label=f"{first}: ideal reranking of top-k")
-        for marker, system in zip("osD^v", _reranked(report, first)):
+        for marker, system in zip(itertools.cycle(MARKERS), _reranked(report, first)):
             ax.plot(ks, [report.depth_curve[system][k] for k in ks], marker=marker, color=color, label=system)
     ks = report.settings.ks
     ax.set_xscale("log")
@@ -29,32 +32,37 @@ def plot_depth_curve(report: Report, path: Path) -> None:
     ax.set_ylabel(p)
     ax.set_title(f"{report.collection} / {report.split}: {p} vs reranking depth ({report.queries} queries)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _save(fig, path)
 
 
 def plot_budget(report: Report, path: Path) -> None:
     plt = _pyplot()
     ns = report.settings.top_ns
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
     for color, first in _first_stages(report):
-        systems = [first, *_reranked(report, first)]
-        for style, marker, system in zip(["--", "-", "-.", ":"], "xosD", systems):
+        reranked = _reranked(report, first)
+        styles = zip(["--", *itertools.islice(itertools.cycle(["-", "-.", ":"]), len(reranked))],
+                     ["x", *itertools.islice(itertools.cycle(MARKERS), len(reranked))], [first, *reranked])
+        for style, marker, system in styles:
             by_n = report.budget[system]
-            hits = [by_n[n]["hit_rate"] for n in ns]
+            every = sorted(by_n)
+            marks = [every.index(n) for n in ns if n in by_n]  # markers at the reported n
             label = f"{system} (first stage)" if system == first else system
-            left.plot(ns, hits, style, marker=marker, color=color, label=label)
-            right.plot([by_n[n]["tokens"] for n in ns], hits, style, marker=marker, color=color, label=label)
+            left.plot(every, [by_n[n]["hit_rate"] for n in every], style, marker=marker, markevery=marks,
+                      color=color, label=label)
+            right.plot([by_n[n]["tokens"] for n in every], [by_n[n]["hit_rate"] for n in every], style, marker=marker,
+                       markevery=marks, color=color, label=label)
     left.set_xticks(ns)
     left.set_xlabel("passages handed to the LLM (top-n)")
     left.set_ylabel("hit rate (a relevant passage in the top-n)")
     left.set_title("Hit rate vs n")
     right.set_xlabel(f"mean tokens sent per query ({report.tokenizer} tokenizer)")
     right.set_ylabel("hit rate")
-    right.set_title("Hit rate vs token budget (points: n = " + ", ".join(map(str, ns)) + ")")
+    right.set_title("Hit rate vs token budget (markers: n = " + ", ".join(map(str, ns)) + ")")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.suptitle(f"{report.collection} / {report.split}: what the LLM gets, before and after reranking "
                  f"(depth {report.settings.depth})")
     _save(fig, path)
@@ -63,18 +71,25 @@ def plot_budget(report: Report, path: Path) -> None:
 def plot_gains(report: Report, path: Path) -> None:
     plt = _pyplot()
     p = report.settings.primary
-    pairs = [(first, system) for _, first in _first_stages(report) for system in _reranked(report, first)]
-    fig, axes = plt.subplots(len(pairs), 1, figsize=(7.5, 2.6 * len(pairs)), squeeze=False)
+    firsts = [first for _, first in _first_stages(report)]
+    columns = max(len(_reranked(report, first)) for first in firsts)
+    fig, axes = plt.subplots(len(firsts), columns, figsize=(4.6 * columns, 3.0 * len(firsts) + 0.6),
+                             squeeze=False, sharex=True)
     by_name = {s.name: s for s in report.systems}
-    for ax, (first, name) in zip(axes[:, 0], pairs):
+    for row, first in enumerate(firsts):
+        for column in range(len(_reranked(report, first)), columns):
+            axes[row, column].axis("off")
+    cells = [(axes[row, column], first, name) for row, first in enumerate(firsts)
+             for column, name in enumerate(_reranked(report, first))]
+    for ax, first, name in cells:
         before, after = by_name[first].per_query[p], by_name[name].per_query[p]
         gains = [after[q] - before[q] for q in before]
         wins, losses = sum(g > 1e-12 for g in gains), sum(g < -1e-12 for g in gains)
         ax.hist(gains, bins=[i / 20 for i in range(-20, 21)], color="tab:blue", edgecolor="white")
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_title(f"{name}: {wins} wins, {len(gains) - wins - losses} ties, {losses} losses", fontsize=9)
+        ax.set_title(f"{name}\n{wins} wins, {len(gains) - wins - losses} ties, {losses} losses", fontsize=8)
         ax.set_ylabel("queries")
-    axes[-1, 0].set_xlabel(f"per-query gain in {p} (reranked - first stage)")
+        ax.set_xlabel(f"gain in {p} (reranked - first stage)", fontsize=8)
     fig.suptitle(f"{report.collection} / {report.split}: per-query {p} gain at depth {report.settings.depth}")
     _save(fig, path)
 
@@ -103,11 +118,11 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96) if fig._suptitle is not None else (0, 0, 1, 1))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:

@@ -115,7 +115,8 @@ class Report:
     depth_curve: dict[str, dict[int, float]]
     """system (first stages, rerankers, "<first stage> ceiling") -> {k -> primary metric when reranking the top-k}."""
     budget: dict[str, dict[int, dict[str, float]]]
-    """system -> {n -> {"hit_rate", "tokens"}}: what the top-n handed to an LLM holds and costs."""
+    """system -> {n -> {"hit_rate", "tokens"}} for n = 1..max(top_ns): what the top-n handed to an LLM holds
+    and costs."""
     latency: list[Latency]
     tokenizer: str
 
@@ -216,7 +217,8 @@ def _metric(collection: Collection, run: Run, metric: str) -> float:
 
 def _system(name: str, first_stage: str, reranker: str | None, weight: float, run: Run, collection: Collection,
             settings: EvalSettings) -> System:
-    metrics = tuple(dict.fromkeys((settings.primary, *settings.metrics, *(f"Hit@{n}" for n in settings.top_ns))))
+    hits = tuple(f"Hit@{n}" for n in range(1, max(settings.top_ns) + 1))  # every n, for the budget view
+    metrics = tuple(dict.fromkeys((settings.primary, *settings.metrics, *hits)))
     values = per_query(collection.qrels, run, metrics, run_name=name)
     system = System(name=name, first_stage=first_stage, reranker=reranker, fusion_weight=weight, run=run,
                     per_query=values, means=mean(values))
@@ -269,7 +271,7 @@ def _budget(systems: list[System], collection: Collection, settings: EvalSetting
         budget[system.name] = {
             n: {"hit_rate": system.means[f"Hit@{n}"],
                 "tokens": statistics.fmean(sum(count(d) for d, _ in system.run[qid][:n]) for qid in system.run)}
-            for n in settings.top_ns}
+            for n in range(1, max(settings.top_ns) + 1)}
     return budget
 
 

@@ -175,7 +175,8 @@ def budget_sentences(report: Report) -> list[str]:
         for system in report.systems:
             if system.first_stage != first.name or system.is_first_stage:
                 continue
-            enough = [n for n in ns if report.budget[system.name][n]["hit_rate"] >= target["hit_rate"] - 1e-12]
+            by_n = report.budget[system.name]
+            enough = [n for n in sorted(by_n) if by_n[n]["hit_rate"] >= target["hit_rate"] - 1e-12]
             if not enough:
                 sentences.append(f"- {system.name}: no n up to {largest} reaches {first.name}'s hit@{largest} "
                                  f"({target['hit_rate']:.3f}).")

@@ -93,8 +93,11 @@ class Reranker:
         first = next((qid for qid, docs in candidates.items() if docs), None)
         if first is not None:
             self.score([(queries[first], doc_text(d)) for d in candidates[first][:self.batch_size]])
+        from tqdm.auto import tqdm
+
         scores, seconds = {}, {}
-        for qid, doc_ids in candidates.items():
+        for qid, doc_ids in tqdm(candidates.items(), desc=f"reranking ({self.name})", unit="query",
+                                 disable=len(candidates) < 50, leave=False):
             pairs = [(queries[qid], doc_text(d)) for d in doc_ids]
             started = time.perf_counter()
             values = self.score(pairs)  # returns host arrays, so device work is finished

@@ -130,11 +130,15 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
         summary = "; ".join(f"{'.'.join(map(str, d['loc'][1:])) or 'body'}: {d['msg']}" for d in details[:5])
         return _error(422, "invalid_request", summary, details=details)
 
-    def score(pairs: list[tuple[str, str]]):
-        try:
-            return batcher.score(pairs)
-        except Overloaded as busy:
-            raise ApiError(503, "overloaded", str(busy), {"Retry-After": str(math.ceil(busy.retry_after))}) from None
+    @app.exception_handler(Overloaded)
+    async def overloaded(_: Request, busy: Overloaded):
+        return _error(503, "overloaded", str(busy), headers={"Retry-After": str(math.ceil(busy.retry_after))})
+
+    @app.exception_handler(GeneratorError)
+    async def generator_failed(_: Request, error: GeneratorError):
+        return _error(502, "generator_failed", str(error))
+
+    score = batcher.score
 
     def check_count(count: int) -> None:
         if count > config.max_documents:
@@ -188,21 +192,13 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
 
     @app.post("/search", dependencies=[Depends(authorized)])
     def search(body: SearchRequest) -> dict:
-        try:
-            passages = needs_index().search(body.query, body.k, body.top_n)
-        except Overloaded as busy:
-            raise ApiError(503, "overloaded", str(busy), {"Retry-After": str(math.ceil(busy.retry_after))}) from None
+        passages = needs_index().search(body.query, body.k, body.top_n)
         return {"query": body.query, "k": body.k or pipeline.k, "top_n": body.top_n or pipeline.top_n,
                 "results": [p.as_dict() for p in passages]}
 
     @app.post("/ask", dependencies=[Depends(authorized)])
     def ask(body: SearchRequest) -> dict:
-        try:
-            answer = needs_index().ask(body.query, body.k, body.top_n)
-        except Overloaded as busy:
-            raise ApiError(503, "overloaded", str(busy), {"Retry-After": str(math.ceil(busy.retry_after))}) from None
-        except GeneratorError as error:
-            raise ApiError(502, "generator_failed", str(error)) from None
+        answer = needs_index().ask(body.query, body.k, body.top_n)
         return {"query": body.query, "answer": answer.answer, "generator": answer.generator,
                 "citations": cited(answer.answer or "", len(answer.sources)),
                 "sources": [p.as_dict() for p in answer.sources], "messages": answer.messages}

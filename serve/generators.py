@@ -28,6 +28,9 @@ class GeneratorConfig:
         "help": "openai: the environment variable holding the API key (keys are never put in config files)."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest answer, in tokens."})
     temperature: float = field(default=0.0, metadata={"help": "Sampling temperature (0: greedy)."})
+    answer_prefix: str | None = field(default=None, metadata={
+        "help": "local: text the answer is made to start with (the model continues it). Small models that ignore "
+                "the citation instruction do cite when the answer starts 'According to source ['."})
     generator_timeout: float = field(default=60.0, metadata={"help": "openai: seconds to wait for an answer."})
 
 
@@ -42,7 +45,7 @@ def build_generator(config: GeneratorConfig):
             raise ConfigError("generator_base_url (or $OPENAI_BASE_URL) is required with generator: openai")
         return OpenAIChat(base_url, config.generator_model, os.environ.get(config.generator_api_key_env),
                           config.max_new_tokens, config.temperature, config.generator_timeout)
-    return LocalCausalLM(config.generator_model, config.max_new_tokens, config.temperature)
+    return LocalCausalLM(config.generator_model, config.max_new_tokens, config.temperature, config.answer_prefix)
 
 
 class OpenAIChat:
@@ -78,7 +81,8 @@ class LocalCausalLM:
     """A transformers causal LM with a chat template, greedy by default. A `.gguf` path is loaded through
     transformers' GGUF support (needs the `gguf` package; weights are dequantised)."""
 
-    def __init__(self, path: str, max_new_tokens: int = 256, temperature: float = 0.0):
+    def __init__(self, path: str, max_new_tokens: int = 256, temperature: float = 0.0,
+                 answer_prefix: str | None = None):
         import threading
 
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,16 +95,19 @@ class LocalCausalLM:
         self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
         self.model = AutoModelForCausalLM.from_pretrained(folder, **kwargs).eval()
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.answer_prefix = answer_prefix or ""
         self.name = f"local:{source.name}"
         self._lock = threading.Lock()  # one generation at a time: the model is not re-entrant
 
     def generate(self, messages: list[dict[str, str]]) -> str:
         import torch
 
-        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                    return_dict=True)
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        encoded = self.tokenizer(prompt + self.answer_prefix, return_tensors="pt", add_special_tokens=False)
+        inputs = {key: encoded[key] for key in ("input_ids", "attention_mask")}  # not token_type_ids
         sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
         with self._lock, torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
                                          pad_token_id=self.tokenizer.eos_token_id, **sampling)
-        return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        answer = self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return (self.answer_prefix + answer).strip()

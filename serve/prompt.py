@@ -10,7 +10,8 @@ def build_messages(query: str, passages) -> list[dict[str, str]]:
     """Chat messages (system + user) holding the question and the numbered sources."""
     sources = "\n\n".join(f"[{i}] {p.title + ': ' if p.title else ''}{p.text.strip()}"
                           for i, p in enumerate(passages, 1))
-    user = f"Sources:\n\n{sources}\n\nQuestion: {query.strip()}\n\nAnswer, citing the sources by number:"
+    user = (f"Question: {query.strip()}\n\nSources:\n\n{sources}\n\n"
+            "Answer the question using the sources, citing their numbers in square brackets, like [1].")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 

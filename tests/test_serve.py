@@ -392,3 +392,46 @@ def test_langchain_and_llamaindex_adapters(reranker):
         assert [n.node.id_ for n in kept] == [str(i) for i in order]
     if Document is None and NodeWithScore is None:
         pytest.skip("neither langchain-core nor llama-index-core is installed (extras: langchain, llamaindex)")
+
+
+def test_local_causal_lm_generates_from_the_chat_prompt(tmp_path, tiny_bert):
+    """A tiny random Llama with a chat template: the answer starts with the configured prefix."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from rerankforge.serve.generators import GeneratorConfig, build_generator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
+    tokenizer.eos_token = tokenizer.sep_token
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                 max_position_embeddings=512)).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    generator = build_generator(GeneratorConfig(generator="local", generator_model=str(tmp_path / "lm"),
+                                                max_new_tokens=5, answer_prefix="According to source ["))
+    answer = generator.generate([{"role": "user", "content": "Question: q\n\nSources:\n\n[1] a"}])
+    assert answer.startswith("According to source [") and len(answer) > len("According to source [")
+
+
+def test_generator_configs_and_failures(reranker, index_dir):
+    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.serve.app import create_app
+    from rerankforge.serve.config import ServeConfig
+    from rerankforge.serve.generators import GeneratorConfig, OpenAIChat, build_generator
+    from rerankforge.serve.index import SearchIndex
+    from rerankforge.serve.pipeline import Pipeline
+
+    with pytest.raises(ConfigError, match="generator_model is required"):
+        build_generator(GeneratorConfig(generator="openai"))
+    with pytest.raises(ConfigError, match="no such folder or .gguf file"):
+        build_generator(GeneratorConfig(generator="local", generator_model="/no/such/model.gguf"))
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    pipeline = Pipeline(SearchIndex.load(index_dir), reranker, generator=OpenAIChat(f"http://127.0.0.1:{dead}/v1", "m"))
+    with running(create_app(ServeConfig(reranker="tiny", index=str(index_dir)), reranker, pipeline)) as url:
+        response = httpx.post(f"{url}/ask", json={"query": "q"}, timeout=60)
+    assert response.status_code == 502 and "request failed" in response.json()["message"]
