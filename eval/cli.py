@@ -122,13 +122,6 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def format_table(rows: list[tuple[str, dict[str, float]]], metrics: list[str], title: str) -> str:
-    width = max(len(name) for name, _ in rows)
-    lines = [title, f"{'run':<{width}}  " + "  ".join(f"{m:>8}" for m in metrics)]
-    lines += [f"{name:<{width}}  " + "  ".join(f"{values[m]:8.4f}" for m in metrics) for name, values in rows]
-    return "\n".join(lines)
-
-
 def _load_reranker(ref: str, batch_size: int, bf16: bool):
     from .reranking import Reranker
 

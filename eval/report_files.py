@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rerankforge.data_prep.runs import atomic_write_text, write_trec
 
-from .report import Report, System, first_relevant_rank
+from .report import Report, first_relevant_rank
 
 
 def write_report(report: Report, out: Path, collection) -> dict[str, Path]:
@@ -44,10 +44,6 @@ def write_report(report: Report, out: Path, collection) -> dict[str, Path]:
 def slug(name: str) -> str:
     """A file-name-safe, one-token form of a system name."""
     return "__".join(re.sub(r"[^A-Za-z0-9.-]+", "_", part).strip("_") for part in name.split(" >> "))
-
-
-def main_table(report: Report) -> list[tuple[str, dict[str, float]]]:
-    return [(s.name, s.means) for s in report.systems]
 
 
 def metrics_json(report: Report) -> dict:
@@ -207,6 +203,3 @@ def console_table(report: Report) -> str:
         lines.append(row)
     return "\n".join(lines)
 
-
-def _systems_of(report: Report, first_stage: str) -> list[System]:
-    return [s for s in report.systems if s.first_stage == first_stage]
