@@ -104,6 +104,12 @@ def load_beir(folder: str | Path, split: str) -> Collection:
     return Collection(name=folder.name, corpus=corpus, queries=queries, qrels=qrels, split=split)
 
 
+def load_corpus(folder: str | Path) -> dict[str, Document]:
+    """Just the corpus of a BEIR folder (corpus.jsonl or .gz), checked as `load_beir` checks it."""
+    corpus, _ = _read_corpus(_find_file(Path(folder), "corpus.jsonl"))
+    return corpus
+
+
 def _find_file(folder: Path, name: str) -> Path:
     """`folder/name`, else `folder/name.gz`."""
     for candidate in (folder / name, folder / f"{name}.gz"):

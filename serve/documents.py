@@ -51,9 +51,9 @@ def load_documents(path: str | Path) -> dict[str, Document]:
     if not source.exists():
         raise DataError(f"--docs: no such file or folder: {source}")
     if source.is_dir() and any((source / name).is_file() for name in ("corpus.jsonl", "corpus.jsonl.gz")):
-        from rerankforge.data_prep.beir import _find_file, _read_corpus
+        from rerankforge.data_prep.beir import load_corpus
 
-        docs, _ = _read_corpus(_find_file(source, "corpus.jsonl"))
+        docs = load_corpus(source)
     elif source.is_dir():
         docs = _text_files(source)
     elif source.name.endswith((".jsonl", ".jsonl.gz")):
