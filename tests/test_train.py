@@ -239,6 +239,46 @@ def test_kill_and_resume_gives_the_same_model(tmp_path, mined_slice, scifact_sli
         assert torch.allclose(straight[name], resumed[name], atol=1e-5), name
 
 
+def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                          tiny_bert, monkeypatch):
+    """Best weights kept after the last checkpoint (the run then died) must not leak into the resumed run:
+    the checkpoint carries the kept-best weights that go with its best dev score."""
+    from safetensors.torch import load_file, save_file
+
+    from rerankforge.train import loop
+    from rerankforge.train.config import load_config
+    from rerankforge.train.dev_eval import DevSet
+
+    # Every evaluation scores the same, so the best is always the first one (step 3).
+    monkeypatch.setattr(DevSet, "evaluate", lambda self, reranker: {"nDCG@10": 0.5, "MRR@10": 0.5})
+    args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
+                                  "--max_steps", "9", "--num_epochs", "3", "--save_steps", "6",
+                                  "--choose_fusion_weight", "false")
+    assert loop.train(load_config(args(tmp_path / "straight")))["best_step"] == 3
+
+    real_save = loop.save_checkpoint
+
+    def save_then_die(accelerator, output_dir, step):
+        real_save(accelerator, output_dir, step)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(load_config(args(tmp_path / "killed")))
+    killed = tmp_path / "killed"
+    kept = killed / loop.BEST / loop.BEST_WEIGHTS
+    in_checkpoint = killed / "checkpoints" / "step-6" / loop.BEST_WEIGHTS
+    assert in_checkpoint.read_bytes() == kept.read_bytes()
+    # As if a later evaluation had kept other weights before the process died.
+    save_file({name: torch.zeros_like(t) for name, t in load_file(kept).items()}, str(kept))
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    assert loop.train(load_config(args(killed)))["best_step"] == 3
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(killed / "model.safetensors")
+    for name in straight:
+        assert torch.allclose(straight[name], resumed[name], atol=1e-5), name
+
+
 def test_wandb_offline_run_holds_the_metrics(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert,
                                              monkeypatch):
     from rerankforge.train.cli import train_main

@@ -25,6 +25,7 @@ from .losses import compute_loss
 
 CHECKPOINTS = "checkpoints"
 BEST = ".best"
+BEST_WEIGHTS = "best.safetensors"
 
 
 @dataclass
@@ -104,6 +105,8 @@ def train(config: TrainConfig) -> dict:
     checkpoint = latest_checkpoint(output_dir)
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
+        if main:
+            _best_from_checkpoint(checkpoint, output_dir / BEST)
         accelerator.print(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
     if config.report_to == "wandb":
         _init_wandb(accelerator, config)
@@ -169,7 +172,7 @@ def train(config: TrainConfig) -> dict:
     if main:
         unwrapped = accelerator.unwrap_model(model)
         best = output_dir / BEST
-        if config.keep_best and best.is_dir():
+        if config.keep_best and (best / BEST_WEIGHTS).is_file():
             _restore_best(unwrapped, best)
         tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
         save_reranker(unwrapped, tokenizer, output_dir, config.model)
@@ -261,15 +264,15 @@ def _save_best(model, folder: Path) -> None:
 
     tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "weights.safetensors.tmp"
+    tmp = folder / f"{BEST_WEIGHTS}.tmp"
     save_file(tensors, str(tmp))
-    tmp.replace(folder / "weights.safetensors")
+    tmp.replace(folder / BEST_WEIGHTS)
 
 
 def _restore_best(model, folder: Path) -> None:
     from safetensors.torch import load_file
 
-    tensors = load_file(str(folder / "weights.safetensors"))
+    tensors = load_file(str(folder / BEST_WEIGHTS))
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in tensors.items():
@@ -287,11 +290,24 @@ def save_checkpoint(accelerator, output_dir: Path, step: int) -> None:
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        best = output_dir / BEST / BEST_WEIGHTS
+        if best.is_file():  # the kept-best weights belong to the state: a resume must not see newer ones
+            shutil.copyfile(best, tmp / BEST_WEIGHTS)
         tmp.rename(final)
         for old in root.glob("step-*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def _best_from_checkpoint(checkpoint: Path, best: Path) -> None:
+    """Put back the kept-best weights the checkpoint holds, so they agree with its best dev score: weights
+    kept after the checkpoint was written (the run then died) belong to steps the resumed run repeats."""
+    shutil.rmtree(best, ignore_errors=True)
+    saved = checkpoint / BEST_WEIGHTS
+    if saved.is_file():
+        best.mkdir(parents=True)
+        shutil.copyfile(saved, best / BEST_WEIGHTS)
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
