@@ -41,10 +41,9 @@ def plot_budget(report: Report, path: Path) -> None:
     ns = report.settings.top_ns
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
     for color, first in _first_stages(report):
-        reranked = _reranked(report, first)
-        styles = zip(["--", *itertools.islice(itertools.cycle(["-", "-.", ":"]), len(reranked))],
-                     ["x", *itertools.islice(itertools.cycle(MARKERS), len(reranked))], [first, *reranked])
-        for style, marker, system in styles:
+        for i, system in enumerate([first, *_reranked(report, first)]):
+            style = "--" if i == 0 else ["-", "-.", ":"][(i - 1) % 3]
+            marker = "x" if i == 0 else MARKERS[(i - 1) % len(MARKERS)]
             by_n = report.budget[system]
             every = sorted(by_n)
             marks = [every.index(n) for n in ns if n in by_n]  # markers at the reported n
@@ -71,16 +70,16 @@ def plot_budget(report: Report, path: Path) -> None:
 def plot_gains(report: Report, path: Path) -> None:
     plt = _pyplot()
     p = report.settings.primary
-    firsts = [first for _, first in _first_stages(report)]
-    columns = max(len(_reranked(report, first)) for first in firsts)
-    fig, axes = plt.subplots(len(firsts), columns, figsize=(4.6 * columns, 3.0 * len(firsts) + 0.6),
+    reranked = {first: _reranked(report, first) for _, first in _first_stages(report)}
+    columns = max(len(names) for names in reranked.values())
+    fig, axes = plt.subplots(len(reranked), columns, figsize=(4.6 * columns, 3.0 * len(reranked) + 0.6),
                              squeeze=False, sharex=True)
     by_name = {s.name: s for s in report.systems}
-    for row, first in enumerate(firsts):
-        for column in range(len(_reranked(report, first)), columns):
+    for row, names in enumerate(reranked.values()):
+        for column in range(len(names), columns):
             axes[row, column].axis("off")
-    cells = [(axes[row, column], first, name) for row, first in enumerate(firsts)
-             for column, name in enumerate(_reranked(report, first))]
+    cells = [(axes[row, column], first, name) for row, (first, names) in enumerate(reranked.items())
+             for column, name in enumerate(names)]
     for ax, first, name in cells:
         before, after = by_name[first].per_query[p], by_name[name].per_query[p]
         gains = [after[q] - before[q] for q in before]
@@ -118,7 +117,7 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout(rect=(0, 0, 1, 0.96) if fig._suptitle is not None else (0, 0, 1, 1))
+    fig.tight_layout(rect=(0, 0, 1, 0.96) if fig.get_suptitle() else (0, 0, 1, 1))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     try:

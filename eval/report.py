@@ -55,6 +55,11 @@ class EvalSettings:
     def max_depth(self) -> int:
         return max(self.ks)
 
+    @property
+    def budget_ns(self) -> range:
+        """Every n from 1 to the largest top-n: the budget view draws the whole curve, not just `top_ns`."""
+        return range(1, max(self.top_ns) + 1)
+
 
 @dataclass
 class System:
@@ -217,7 +222,7 @@ def _metric(collection: Collection, run: Run, metric: str) -> float:
 
 def _system(name: str, first_stage: str, reranker: str | None, weight: float, run: Run, collection: Collection,
             settings: EvalSettings) -> System:
-    hits = tuple(f"Hit@{n}" for n in range(1, max(settings.top_ns) + 1))  # every n, for the budget view
+    hits = (f"Hit@{n}" for n in settings.budget_ns)
     metrics = tuple(dict.fromkeys((settings.primary, *settings.metrics, *hits)))
     values = per_query(collection.qrels, run, metrics, run_name=name)
     system = System(name=name, first_stage=first_stage, reranker=reranker, fusion_weight=weight, run=run,
@@ -271,7 +276,7 @@ def _budget(systems: list[System], collection: Collection, settings: EvalSetting
         budget[system.name] = {
             n: {"hit_rate": system.means[f"Hit@{n}"],
                 "tokens": statistics.fmean(sum(count(d) for d, _ in system.run[qid][:n]) for qid in system.run)}
-            for n in range(1, max(settings.top_ns) + 1)}
+            for n in settings.budget_ns}
     return budget
 
 
