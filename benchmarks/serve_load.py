@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8, help="requests per client")
     parser.add_argument("--documents", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--overload-clients", type=int, default=32)
     args = parser.parse_args()
 
@@ -93,7 +93,7 @@ class server:
         self.command = [sys.executable, "-m", "rerankforge.serve.cli", "serve", "--reranker", args.reranker,
                         "--port", str(self.port), "--batch_size", str(args.batch_size),
                         "--max_batch_requests", str(max_batch_requests), "--max_queue_pairs", str(max_queue_pairs),
-                        "--bf16", str(args.bf16).lower()]
+                        "--precision", args.precision]
 
     def __enter__(self) -> str:
         self.log = tempfile.TemporaryFile("w+")

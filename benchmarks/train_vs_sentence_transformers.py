@@ -59,7 +59,7 @@ def train_sentence_transformers(config, rows: list[dict], out: Path, match: bool
     args = CrossEncoderTrainingArguments(
         output_dir=str(out), per_device_train_batch_size=config.batch_size * (1 + config.num_negatives),
         learning_rate=2e-5, warmup_ratio=config.warmup_ratio, max_steps=config.max_steps, seed=config.seed,
-        bf16=match and config.mixed_precision == "bf16", use_cpu=True, logging_steps=10, save_strategy="no",
+        bf16=match and _precision(config) == "bf16", use_cpu=True, logging_steps=10, save_strategy="no",
         report_to="none", dataloader_drop_last=False)
     loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(config.num_negatives)))
     CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss).train()
@@ -68,8 +68,15 @@ def train_sentence_transformers(config, rows: list[dict], out: Path, match: bool
     return seconds, model.max_seq_length
 
 
-def test_ndcg(folder: str, collection, run, depth: int, max_length: int | None, bf16: bool) -> float:
-    reranker = Reranker.load(folder, max_length=max_length, batch_size=64, bf16=bf16)
+def _precision(config) -> str:
+    """What rerankforge trains in on this CPU (`auto` resolves to bf16 only where it is native)."""
+    from rerankforge.data_prep.hardware import resolve_precision
+
+    return resolve_precision(config.mixed_precision, "cpu").name
+
+
+def test_ndcg(folder: str, collection, run, depth: int, max_length: int | None, precision: str) -> float:
+    reranker = Reranker.load(folder, max_length=max_length, batch_size=64, precision=precision)
     reranked = reranker.rerank(run, collection.split_queries(), collection.doc_text, depth, fusion_weight=1.0)
     return mean(per_query(collection.qrels, reranked, ("nDCG@10",)))["nDCG@10"]
 
@@ -84,7 +91,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--match-settings", action="store_true",
                         help="give sentence-transformers rerankforge's max length and precision")
-    parser.add_argument("--bf16-eval", action="store_true", help="score the test candidates under bf16 autocast")
+    parser.add_argument("--eval-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="precision of the test scoring (auto: bf16 where the CPU has it natively)")
     args = parser.parse_args()
 
     test = load_collection(args.data, split="test")
@@ -105,17 +113,17 @@ def main() -> None:
 
         st_seconds, st_max_length = train_sentence_transformers(config, rows, tmp / "st", args.match_settings)
         rf_seconds = train_rerankforge(config)
-        st_ndcg = test_ndcg(str(tmp / "st" / "final"), test, run, args.depth, st_max_length, args.bf16_eval)
-        rf_ndcg = test_ndcg(str(tmp / "rf"), test, run, args.depth, config.max_length, args.bf16_eval)
+        st_ndcg = test_ndcg(str(tmp / "st" / "final"), test, run, args.depth, st_max_length, args.eval_precision)
+        rf_ndcg = test_ndcg(str(tmp / "rf"), test, run, args.depth, config.max_length, args.eval_precision)
 
     first = mean(per_query(test.qrels, {q: h[:args.depth] for q, h in run.items()}, ("nDCG@10",)))["nDCG@10"]
     pairs = config.max_steps * config.batch_size * (1 + config.num_negatives)
     print(f"\n{config.max_steps} steps x {config.batch_size * (1 + config.num_negatives)} pairs = {pairs} pairs, "
           f"base {DEFAULT_BI_ENCODER}, {len(rows)} training rows")
     print(f"sentence-transformers: BCE, lr 2e-5, max length {st_max_length}, "
-          f"{'bf16' if args.match_settings and config.mixed_precision == 'bf16' else 'fp32'}")
+          f"{_precision(config) if args.match_settings else 'fp32'}")
     print(f"rerankforge:           {config.loss}, lr {config.learning_rate:g}, max length {config.max_length}, "
-          f"{config.mixed_precision}")
+          f"{_precision(config)}")
     print(f"{'':22}{'sentence-transformers':>24}{'rerankforge':>14}{'ratio rf/st':>14}")
     print(f"{'training wall (s)':22}{st_seconds:24.1f}{rf_seconds:14.1f}{rf_seconds / st_seconds:14.3f}")
     print(f"{'pairs/s':22}{pairs / st_seconds:24.2f}{pairs / rf_seconds:14.2f}")

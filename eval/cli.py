@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rerankforge.data_prep.cli import add_command
 from rerankforge.data_prep.errors import DataError, located, preview
+from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
 
 from .report import REPORT_METRICS
 
@@ -41,7 +42,7 @@ class EvalArgs:
     output: str | None = field(default=None, metadata={
         "help": "Report folder: report.md, metrics.json, per_query.csv, runs/*.trec, plots/*.png."})
     batch_size: int = field(default=64, metadata={"help": "Pairs per forward pass when reranking."})
-    bf16: bool = field(default=False, metadata={"help": "Rerank under bf16 autocast (faster on recent GPUs/CPUs)."})
+    precision: ScoringPrecision = field(default="auto", metadata={"help": "Scoring precision. " + PRECISION_HELP})
     seed: int = field(default=0, metadata={"help": "Seeds the randomization tests and bootstraps."})
 
 
@@ -55,13 +56,16 @@ def run_eval(args: EvalArgs) -> int:
     from .report import EvalSettings, evaluate
     from .report_files import console_table, write_report
 
+    print(f"using {use_cpu_threads()}")
     settings = EvalSettings(depth=args.depth, ks=_ints(args.k, "--k"), top_ns=_ints(args.top_n, "--top_n"),
                             metrics=tuple(args.metrics), primary=args.primary, seed=args.seed)
     if not args.run and not args.retriever:
         raise DataError("nothing to evaluate: give first-stage run files with --run, or --retriever bm25|dense|hybrid")
     collection = load_collection(args.data, split=args.split)
     first_stages = {name: run for name, run in _read_runs(args.run, collection)}
-    rerankers = [_load_reranker(ref, args.batch_size, args.bf16) for ref in args.reranker]  # bad paths fail early
+    rerankers = [_load_reranker(ref, args.batch_size, args.precision) for ref in args.reranker]  # bad paths fail early
+    for reranker in rerankers:
+        print(f"{reranker.name}: precision {reranker.precision}")
     first_stages.update(retrieve(collection, args.retriever, args.model, settings.max_depth))
     report = evaluate(collection, first_stages, rerankers, settings)
     print(console_table(report))
@@ -122,7 +126,7 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def _load_reranker(ref: str, batch_size: int, bf16: bool):
+def _load_reranker(ref: str, batch_size: int, precision: str):
     from .reranking import Reranker
 
-    return Reranker.load(ref, batch_size=batch_size, bf16=bf16)
+    return Reranker.load(ref, batch_size=batch_size, precision=precision)

@@ -102,7 +102,7 @@ class Latency:
     pairs_per_s: float
     device: str
     batch_size: int
-    bf16: bool
+    precision: str  # fp32, bf16 or fp16: what the reranker scored in
 
 
 @dataclass
@@ -183,7 +183,8 @@ def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], 
     return scores, Latency(reranker=reranker.name, depth=max(map(len, candidates[names[0]].values()), default=0),
                            queries=len(timed), p50_ms=1000 * float(np.percentile(timed, 50)),
                            p95_ms=1000 * float(np.percentile(timed, 95)), pairs_per_s=pairs / sum(timed),
-                           device=_device_name(device), batch_size=reranker.batch_size, bf16=reranker.bf16)
+                           device=_device_name(device), batch_size=reranker.batch_size,
+                           precision=reranker.precision.name)
 
 
 def _variants(reranker: Reranker) -> list[float]:

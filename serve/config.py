@@ -7,6 +7,7 @@ from typing import Literal
 
 from rerankforge.data_prep.config_files import load_typed_config
 from rerankforge.data_prep.errors import ConfigError
+from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision
 
 from .generators import GeneratorConfig
 
@@ -31,7 +32,7 @@ class ServeConfig(GeneratorConfig):
     max_length: int | None = field(default=None, metadata={
         "help": "Max tokens of a (query, document) pair; default the model's own."})
     batch_size: int = field(default=32, metadata={"help": "Pairs per forward pass."})
-    bf16: bool = field(default=False, metadata={"help": "Score under bf16 autocast (recent GPUs and CPUs)."})
+    precision: ScoringPrecision = field(default="auto", metadata={"help": "Scoring precision. " + PRECISION_HELP})
     max_batch_tokens: int = field(default=32768, metadata={
         "help": "Dynamic batching: most (padded) tokens scored together across concurrent requests."})
     max_batch_requests: int = field(default=64, metadata={

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rerankforge.data_prep.cli import add_command, format_summary
 from rerankforge.data_prep.errors import ConfigError
+from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
 from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
 
 DEMO_HELP = ("Run the whole pipeline on a small default -- mine, train, eval -- and print the before/after table "
@@ -36,7 +37,8 @@ class DemoArgs:
                 "SciFact's dense recall@30 is 0.87, @50 0.89)."})
     dev_share: float = field(default=0.1, metadata={
         "help": "Share of the train queries held out as the dev split (at most the config's dev_queries)."})
-    bf16: bool = field(default=True, metadata={"help": "Rerank the test candidates under bf16 autocast."})
+    precision: ScoringPrecision = field(default="auto", metadata={
+        "help": "Precision of the test scoring (training follows the config's mixed_precision). " + PRECISION_HELP})
 
 
 def add_demo_parser(subparsers) -> None:
@@ -62,6 +64,7 @@ def run_demo(args: DemoArgs) -> int:
     train_split = load_collection(args.data, split="train")
     test = load_collection(args.data, split="test")
     timings = {}
+    print(f"using {use_cpu_threads()}")
 
     print(f"[1/4] dense first stage ({args.model}) over {train_split.name} ({len(train_split.corpus)} documents); "
           "the corpus is encoded once and cached")
@@ -99,7 +102,8 @@ def run_demo(args: DemoArgs) -> int:
     step = time.perf_counter()
     settings = EvalSettings(depth=args.depth, ks=tuple(k for k in (5, 10, 20, 50) if k <= args.depth))
     run = dense.search(test.split_queries(), settings.max_depth)
-    reranker = Reranker.load(config.output_dir, bf16=args.bf16, batch_size=64)
+    reranker = Reranker.load(config.output_dir, precision=args.precision, batch_size=64)
+    print(f"test scoring precision: {reranker.precision}")
     report = evaluate(test, {"dense": run}, [reranker], settings)
     written = write_report(report, out / "report", test)
     timings["evaluation"] = time.perf_counter() - step

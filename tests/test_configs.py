@@ -26,3 +26,6 @@ def test_every_shipped_config_loads(path, mined_slice):
 
         config = load_config(["--config", str(path), "--train_file", str(mined_slice)])
         assert isinstance(config, TrainConfig) and config.train_file == str(mined_slice)
+    # bf16 is emulated (~10x slower) on CPUs without AVX512-BF16/AMX: no recipe may ask for it outright
+    assert config.precision == "auto" if path.name.startswith("serve_") else config.mixed_precision == "auto"
+

@@ -19,9 +19,10 @@ def test_demo_runs_the_whole_pipeline(tmp_path, scifact_slice, tiny_bi_encoder, 
     small.write_text(yaml.safe_dump(config))
     out = tmp_path / "demo"
     assert rerankforge(["demo", "--data", str(scifact_slice), "--model", tiny_bi_encoder, "--config", str(small),
-                        "--output_dir", str(out), "--depth", "10", "--no_bf16"]) == 0
+                        "--output_dir", str(out), "--depth", "10", "--precision", "fp32"]) == 0
     printed = capsys.readouterr().out
     assert "[4/4] evaluating" in printed and "dense >> reranker" in printed and "report:" in printed
+    assert "precision: fp32 (as configured)" in printed and "CPU thread(s) per process" in printed
     summary = json.loads((out / "mined.train.summary.json").read_text())
     assert summary["queries"] == 40
     trained = json.loads((out / "reranker" / "train_config.json").read_text())

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rerankforge.data_prep.hardware import Precision
 from rerankforge.serve.cli import main as rerankforge
 
 
@@ -89,6 +90,7 @@ def test_comparisons_cover_each_reranker_against_its_first_stage(report_dir):
         assert 0 < c["p_randomization"] <= 1 and c["ci95"][0] <= c["difference"] <= c["ci95"][1]
     latency = metrics["latency"][0]
     assert latency["depth"] == 30 and latency["p50_ms"] <= latency["p95_ms"] and latency["pairs_per_s"] > 0
+    assert latency["precision"] == "fp32"  # what `auto` chose on a CPU without native bf16 (see conftest)
 
 
 def test_significance_of_equal_and_of_clearly_different_systems():
@@ -172,7 +174,7 @@ class _ConstantReranker:
     fusion_weight = 1.0
     tokenizer = None
     batch_size = 8
-    bf16 = False
+    precision = Precision("fp32", "fixed")
 
     def __init__(self, scores: dict[str, float]):
         import torch

@@ -81,8 +81,11 @@ class TrainConfig:
     num_epochs: float = field(default=1.0, metadata={"help": "Passes over the training groups."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many updates (overrides epochs)."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
-    mixed_precision: Literal["no", "bf16", "fp16"] = field(default="no", metadata={
-        "help": "Mixed precision on hardware that has it (bf16: recent GPUs and CPUs; fp16: GPUs)."})
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(default="auto", metadata={
+        "help": "auto: bf16 where the hardware has it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or "
+                "AMX), fp16 on other GPUs, else no (fp32; quote it in YAML: 'no'). An explicit bf16 where it would "
+                "be emulated (e.g. an AVX2 CPU: ~10x slower) runs with a warning; fp16 needs a GPU. accelerate "
+                "launch's own mixed precision setting is not used."})
     group_by_length: bool = field(default=True, metadata={
         "help": "Batch groups of similar length together (less padding), in shuffled order."})
     seed: int = field(default=42, metadata={"help": "Seeds data order, dev split, head init and dropout."})

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from rerankforge.data_prep.errors import ConfigError
+from rerankforge.data_prep.hardware import resolve_precision, use_cpu_threads
 from rerankforge.data_prep.runs import atomic_write_text
 
 from .config import TrainConfig, check_model_fields, to_dict
@@ -49,7 +51,7 @@ class TrainState:
 
 def train(config: TrainConfig) -> dict:
     """Train, save the reranker into `config.output_dir`, and return the final metrics."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, PartialState
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
@@ -71,10 +73,17 @@ def train(config: TrainConfig) -> dict:
     output_dir = Path(config.output_dir)
 
     AcceleratorState._reset_state()  # an earlier run in this process (a notebook, a benchmark) may differ in precision
-    accelerator = Accelerator(cpu=_cpu_ranks(), gradient_accumulation_steps=config.gradient_accumulation_steps,
-                              mixed_precision=config.mixed_precision,
+    cpu = _cpu_ranks()
+    device = PartialState(cpu=cpu).device
+    if config.mixed_precision == "fp16" and device.type == "cpu":  # accelerate would train in fp32, silently
+        raise ConfigError("mixed_precision: fp16 trains on GPUs only (accelerate has no fp16 autocast on the CPU); "
+                          "expected auto, no or bf16 here")
+    precision = resolve_precision(config.mixed_precision, device)
+    accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=config.gradient_accumulation_steps,
+                              mixed_precision=precision.accelerate,
                               log_with="wandb" if config.report_to == "wandb" else None, project_dir=str(output_dir))
     main = accelerator.is_main_process
+    accelerator.print(f"precision: {precision}")
     _use_the_cpu_cores(accelerator)
     set_seed(config.seed)
     dev = DevSet.build(config, dev_ids, show_progress=main) if dev_ids and main else None
@@ -110,7 +119,8 @@ def train(config: TrainConfig) -> dict:
         accelerator.print(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
     if config.report_to == "wandb":
         _init_wandb(accelerator, config)
-    reranker = Reranker(accelerator.unwrap_model(model), tokenizer, config.max_length, config.eval_batch_size)
+    reranker = Reranker(accelerator.unwrap_model(model), tokenizer, config.max_length, config.eval_batch_size,
+                        precision=precision.name)
     if dev is not None and state.step == 0:
         baseline = dev.first_stage()
         state.history.append({"step": 0, **{f"dev/first_stage_{k}": v for k, v in baseline.items()}})
@@ -177,6 +187,7 @@ def train(config: TrainConfig) -> dict:
         tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
         save_reranker(unwrapped, tokenizer, output_dir, config.model)
         metrics = _final_metrics(state, config, updates_per_epoch)
+        metrics["precision"] = precision.name  # what `mixed_precision` resolved to on this machine
         settings = {"max_length": config.max_length, "fusion_weight": 1.0}
         if dev is not None and config.choose_fusion_weight:
             weight, curve = dev.choose_fusion_weight(reranker)
@@ -198,16 +209,11 @@ def train(config: TrainConfig) -> dict:
 
 
 def _use_the_cpu_cores(accelerator) -> None:
-    """`accelerate launch` without `--cpu` starts a CPU-only run with OMP_NUM_THREADS=1, which halves
-    training speed on a 2-core laptop. Training on the CPU, spread the cores over the processes instead
-    (RERANKFORGE_CPU_THREADS=N chooses the number per process)."""
-    if accelerator.device.type != "cpu":
-        return
-    wanted = os.environ.get("RERANKFORGE_CPU_THREADS")
-    threads = int(wanted) if wanted else max(1, (os.cpu_count() or 1) // accelerator.num_processes)
-    if wanted or torch.get_num_threads() < threads:
-        torch.set_num_threads(threads)
-        accelerator.print(f"using {threads} CPU thread(s) per process")
+    """Training on the CPU, share the usable cores among the processes, whichever way the run was started
+    (`accelerate launch` without `--cpu` sets OMP_NUM_THREADS=1, which would leave cores idle); see
+    data_prep/hardware.py. RERANKFORGE_CPU_THREADS=N chooses the number per process."""
+    if accelerator.device.type == "cpu":
+        accelerator.print(f"using {use_cpu_threads(accelerator.num_processes)}")
 
 
 def _cpu_ranks() -> bool:
