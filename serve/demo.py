@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rerankforge.configs import recipe
 from rerankforge.data_prep.cli import add_command, format_summary
 from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
@@ -19,7 +20,7 @@ from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
 
 DEMO_HELP = ("Run the whole pipeline on a small default -- mine, train, eval -- and print the before/after table "
              "(SciFact and all-MiniLM-L6-v2 unless told otherwise).")
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_scifact.yaml"
+DEMO_CONFIG = recipe("demo_scifact.yaml")  # installed with the package (a checkout's configs/ when editable)
 
 
 @dataclass

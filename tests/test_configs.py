@@ -29,3 +29,23 @@ def test_every_shipped_config_loads(path, mined_slice):
     # bf16 is emulated (~10x slower) on CPUs without AVX512-BF16/AMX: no recipe may ask for it outright
     assert config.precision == "auto" if path.name.startswith("serve_") else config.mixed_precision == "auto"
 
+
+def test_the_configs_ship_with_the_package():
+    """`rerankforge demo` after a regular (non-editable) install: the recipes are package data."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")
+    from rerankforge.configs import recipe
+    from rerankforge.serve.demo import DEMO_CONFIG
+
+    assert DEMO_CONFIG == recipe("demo_scifact.yaml") and DEMO_CONFIG.is_file()
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "rerankforge.configs" in setuptools["packages"]
+    assert setuptools["package-dir"]["rerankforge.configs"] == "configs"
+    patterns = setuptools["package-data"]["rerankforge.configs"]
+    shipped = [p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*.yaml")]
+    assert len(shipped) >= 8 and "accelerate/cpu_2proc.yaml" in shipped
+    for name in shipped:
+        assert any(fnmatch.fnmatch(name, pattern) and name.count("/") == pattern.count("/")  # setuptools' globs
+                   for pattern in patterns), f"{name} is not package data"
+        assert recipe(name).is_file()
