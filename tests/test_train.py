@@ -325,11 +325,17 @@ def test_hub_dry_run_and_patched_upload(tmp_path, mined_slice, scifact_slice, ti
 
 
 @pytest.mark.slow
-def test_two_process_run_shares_the_data_and_saves_once(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
-                                                        tiny_bert):
+def test_two_process_run_shares_the_data_saves_once_and_keeps_the_schedule(tmp_path, mined_slice, scifact_slice,
+                                                                          tiny_bi_encoder, tiny_bert):
+    """Two gloo CPU processes with gradient accumulation: each takes every other batch, only the main process
+    saves, and the learning rate follows one process's schedule over as many optimizer steps (a prepared
+    scheduler steps once per process on each update, so it must be built that many times longer)."""
+    from rerankforge.train.loop import train
+
+    schedule = ["--batch_size", "2", "--gradient_accumulation_steps", "2", "--warmup_ratio", "0.5",
+                "--eval_steps", "0", "--save_steps", "0"]
     out = tmp_path / "ddp"
-    args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--num_epochs", "1",
-                      "--eval_steps", "0", "--save_steps", "0")
+    args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--num_epochs", "1", *schedule)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), str(REPO / "train" / "run.py"), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -337,9 +343,19 @@ def test_two_process_run_shares_the_data_and_saves_once(tmp_path, mined_slice, s
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     groups = len(split_dev(read_mined(mined_slice), 8, 42)[0])
-    # Each process gets every other batch of 4 groups: one epoch is half the batches per process.
-    assert metrics["steps"] == math.ceil(math.ceil(groups / 4) / 2)
+    # Each process gets every other batch of 2 groups and updates once every 2 of its batches.
+    steps = math.ceil(math.ceil(math.ceil(groups / 2) / 2) / 2)
+    assert metrics["steps"] == steps >= 3
     assert result.stdout.count("trained ") == 1  # only the main process saves and reports
+
+    one = train(load_config(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, tmp_path / "one",
+                                       "--max_steps", str(steps), "--choose_fusion_weight", "false", *schedule)))
+    lr = lambda m: {h["step"]: h["train/lr"] for h in m["history"] if "train/lr" in h}  # noqa: E731
+    assert list(lr(metrics)) == list(lr(one)) == list(range(1, steps + 1))
+    assert list(lr(metrics).values()) == pytest.approx(list(lr(one).values()), rel=1e-9, abs=1e-12)
+    # The one-process schedule itself: linear warmup to the peak over half the steps, then down to 0 at the end.
+    warmup = int(0.5 * steps)
+    assert lr(one)[warmup] == pytest.approx(1e-3) and lr(one)[steps] == 0 < lr(one)[steps - 1]
 
 
 def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):

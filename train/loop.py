@@ -91,9 +91,13 @@ def train(config: TrainConfig) -> dict:
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total_steps = config.max_steps or math.ceil(config.num_epochs * updates_per_epoch)
+    # The prepared scheduler steps once per process on each update (accelerate's AcceleratedScheduler, which
+    # assumes batches grow with the processes; it does not step between accumulated batches): count in its
+    # steps, so warmup and decay span the run on any number of processes.
+    ticks = 1 if accelerator.split_batches else accelerator.num_processes
     scheduler = get_scheduler(config.lr_scheduler if config.lr_scheduler != "constant" else "constant_with_warmup",
-                              optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+                              optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps) * ticks,
+                              num_training_steps=total_steps * ticks)
     scheduler = accelerator.prepare(scheduler)
     state = TrainState()
     accelerator.register_for_checkpointing(state)
