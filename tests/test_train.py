@@ -219,9 +219,9 @@ def test_kill_and_resume_gives_the_same_model(tmp_path, mined_slice, scifact_sli
 
     real_save = loop.save_checkpoint
 
-    def save_then_die(accelerator, output_dir, step):
-        real_save(accelerator, output_dir, step)
-        if step == 6:
+    def save_then_die(accelerator, output_dir, state):
+        real_save(accelerator, output_dir, state)
+        if state.step == 6:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
@@ -258,8 +258,8 @@ def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, 
 
     real_save = loop.save_checkpoint
 
-    def save_then_die(accelerator, output_dir, step):
-        real_save(accelerator, output_dir, step)
+    def save_then_die(accelerator, output_dir, state):
+        real_save(accelerator, output_dir, state)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
@@ -356,6 +356,58 @@ def test_two_process_run_shares_the_data_saves_once_and_keeps_the_schedule(tmp_p
     # The one-process schedule itself: linear warmup to the peak over half the steps, then down to 0 at the end.
     warmup = int(0.5 * steps)
     assert lr(one)[warmup] == pytest.approx(1e-3) and lr(one)[steps] == 0 < lr(one)[steps - 1]
+
+
+class _WritesAMarker:
+    """What a crafted checkpoint file can hold: unpickling it runs code (here: it creates `marker`)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+def test_resume_refuses_checkpoint_files_that_would_run_code(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                             tiny_bert, capsys):
+    """A checkpoint folder from someone else must not run code on resume: the training state is JSON, and a
+    pickle anywhere in the checkpoint (accelerate's own files included) must load with weights_only=True.
+    A checkpoint of the old format (the state in custom_checkpoint_0.pkl) is refused with what to do."""
+    import shutil
+
+    from rerankforge.train.cli import train_main
+
+    args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
+                                  "--max_steps", "3", "--choose_fusion_weight", "false")
+    assert train_main(args(tmp_path / "done")) == 0
+    checkpoint = Path("checkpoints") / "step-3"
+    saved = {p.name for p in (tmp_path / "done" / checkpoint).iterdir()}
+    assert {"train_state.json", "model.safetensors", "random_states_0.pkl"} <= saved
+    assert not any(name.startswith("custom_checkpoint") for name in saved)
+
+    marker = tmp_path / "code-ran"
+    cases = [("custom_checkpoint_0.pkl", "custom_checkpoint_0.pkl: a checkpoint in an old, unsafe format"),
+             ("random_states_0.pkl", "random_states_0.pkl: expected a torch file of tensors and plain values"),
+             ("optimizer.bin", "optimizer.bin: expected a torch file of tensors and plain values")]
+    for name, expected in cases:
+        out = tmp_path / name
+        shutil.copytree(tmp_path / "done", out)
+        torch.save(_WritesAMarker(marker), out / checkpoint / name)
+        capsys.readouterr()
+        assert train_main(args(out)) == 2, name
+        err = capsys.readouterr().err
+        assert expected in err and "\n" not in err.strip(), err
+        assert not marker.exists(), f"unpickling {name} ran code"
+        if name.startswith("custom_checkpoint"):
+            assert f"Delete {out / 'checkpoints'} to start the training over" in err
+
+    out = tmp_path / "bad-state"
+    shutil.copytree(tmp_path / "done", out)
+    state = json.loads((out / checkpoint / "train_state.json").read_text())
+    assert state["step"] == 3 and state["history"]
+    (out / checkpoint / "train_state.json").write_text(json.dumps({**state, "step": "3"}))
+    assert train_main(args(out)) == 2
+    assert "train_state.json: step expects a whole number >= 0, got '3'" in capsys.readouterr().err
 
 
 def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
