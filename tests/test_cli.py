@@ -127,3 +127,38 @@ def test_bad_option_values(scifact_slice, tmp_path, capsys):
     assert "--output" in err and ".jsonl" in err and "'.txt'" in err
     err = _mine_fails(scifact_slice, tmp_path / "out.jsonl", capsys, "--num-negatives", "0")
     assert "num_negatives must be >= 1" in err
+
+
+def _commands() -> list[str]:
+    import argparse
+
+    from rerankforge.serve.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(subparsers.choices)
+
+
+@pytest.mark.parametrize("command", [*_commands(), "mine-negatives"])
+def test_every_command_help_renders(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        if command == "mine-negatives":
+            mine_negatives_main(["--help"])
+        else:
+            rerankforge([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--" in out
+    assert "option_strings" not in out and "Traceback" not in out  # a help text read as a %-format
+
+
+def test_help_texts_keep_percent_signs(capsys):
+    from dataclasses import dataclass, field
+
+    from rerankforge.data_prep.cli import dataclass_parser
+
+    @dataclass
+    class Options:
+        share: float = field(default=0.5, metadata={"help": "Share of the data, e.g. 50% or 100%."})
+
+    dataclass_parser(Options, prog="demo").print_help()
+    assert "e.g. 50% or 100%. (default: 0.5)" in " ".join(capsys.readouterr().out.split())
