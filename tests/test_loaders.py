@@ -18,6 +18,7 @@ from rerankforge.data_prep import sources
 from rerankforge.data_prep.beir import load_beir
 from rerankforge.data_prep.collection import Document
 from rerankforge.data_prep.errors import DataError
+from rerankforge.data_prep.offline import OFFLINE_VARIABLES
 from rerankforge.data_prep.pairs import load_pairs_csv, load_pairs_hf, load_pairs_jsonl
 from rerankforge.data_prep.sources import load_collection, resolve_dataset_dir
 
@@ -460,9 +461,11 @@ class FakeResponse(io.BytesIO):
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch) -> Path:
-    """A private cache and no $RERANKFORGE_DATA, so names must come from the (fake) download."""
+    """A private cache and no $RERANKFORGE_DATA, so names must come from the (fake) download; online."""
     monkeypatch.setenv("RERANKFORGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("RERANKFORGE_DATA", raising=False)
+    for variable in OFFLINE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     return tmp_path / "cache"
 
 
@@ -524,3 +527,16 @@ def test_bad_archive_leaves_nothing(cache: Path, monkeypatch, payload: bytes, ex
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: FakeResponse(payload))
     assert expected in error_of(resolve_dataset_dir, "x")
     assert list((cache / "datasets").iterdir()) == []
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_offline_mode_never_downloads(cache: Path, monkeypatch, variable: str) -> None:
+    def no_network(url, timeout=None):
+        raise AssertionError(f"offline mode, yet {url} was fetched")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setenv(variable, "1")
+    message = error_of(load_collection, "nosuchset")
+    assert f"offline mode is on ({variable}=1)" in message
+    assert "$RERANKFORGE_DATA (unset)" in message and str(cache / "datasets") in message
+    assert not (cache / "datasets").exists()
