@@ -37,22 +37,41 @@ def open_text(path: Path, newline: str | None = None) -> TextIO:
 def iter_lines(path: Path, newline: str | None = None) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, line) of a text file (gzipped or not).
 
-    Undecodable bytes and broken gzip streams become `DataError`s near the line where they were met
-    (decoding works in chunks, so the line number is approximate for those)."""
+    Undecodable bytes and broken gzip streams become `DataError`s naming the line."""
     line_no = 0
     with open_text(path, newline=newline) as f:
         try:
             for line_no, line in enumerate(f, start=1):
                 yield line_no, line
         except UnicodeDecodeError as e:
+            bad_line, column = _first_undecodable_line(path)
             raise DataError(
-                f"{located(path, line_no + 1)}: expected UTF-8 text, got undecodable bytes ({e.reason})"
+                f"{located(path, bad_line or line_no + 1)}: expected UTF-8 text, got undecodable bytes "
+                f"({e.reason}{f' at byte {column} of the line' if column else ''})"
             ) from None
         except (gzip.BadGzipFile, EOFError, zlib.error) as e:
             raise DataError(
                 f"{located(path, line_no + 1)}: expected a complete gzip file, got a broken or "
                 f"truncated one ({e or type(e).__name__})"
             ) from None
+
+
+def _first_undecodable_line(path: Path) -> tuple[int | None, int | None]:
+    """(line number, 1-based byte in that line) of the first line that is not UTF-8.
+
+    Text files decode in blocks of several KB, so the error surfaces lines before the bad byte's own
+    line; the bytes are read again, line by line, to name the exact one (only when decoding failed)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            for line_no, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return line_no, e.start + 1
+    except (gzip.BadGzipFile, EOFError, zlib.error):  # a stream broken after the bad byte: keep the first error
+        pass
+    return None, None
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -170,6 +170,20 @@ def test_undecodable_and_broken_gzip(tmp_path: Path) -> None:
     assert "expected a complete gzip file" in error_of(load_beir, folder, "test")
 
 
+@pytest.mark.parametrize("name", ["corpus.jsonl", "corpus.jsonl.gz"])
+def test_undecodable_byte_names_its_own_line(tmp_path: Path, name: str) -> None:
+    """Deep in a file, past the first decoded block: the line of the bad byte, not one a block earlier."""
+    rows = [json.dumps({"_id": f"d{i}", "text": f"document number {i} " * 5}).encode() for i in range(600)]
+    rows[500] = rows[500].replace(b"number", b"n\xffmber")
+    folder = beir_folder(tmp_path, corpus="")
+    (folder / "corpus.jsonl").unlink()
+    payload = b"\n".join(rows) + b"\n"
+    (folder / name).write_bytes(gzip.compress(payload) if name.endswith(".gz") else payload)
+    message = error_of(load_beir, folder, "test")
+    column = rows[500].index(b"\xff") + 1
+    assert f"{name}:501: expected UTF-8 text" in message and f"at byte {column} of the line" in message
+
+
 @pytest.mark.parametrize(
     ("qrels_text", "expected"),
     [

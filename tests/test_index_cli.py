@@ -1,0 +1,19 @@
+"""`rerankforge index` as a user runs it: what it reads, and where it may write (never over a user's files)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from rerankforge.data_prep.errors import DataError
+from rerankforge.serve.documents import load_documents
+
+
+def test_undecodable_text_file_names_its_line(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_bytes(b"# Title\nline two\nab\xffc\n")
+    with pytest.raises(DataError, match=re.escape(f"{notes / 'a.md'}:3: expected UTF-8 text") + ".*at byte 3 of"):
+        load_documents(notes)
