@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -91,7 +92,34 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 f"{located(path, line_no)}: expected a JSON object {{...}}, got {type(obj).__name__} "
                 f"{line.strip()[:60]!r}"
             )
+        if _SURROGATE_ESCAPE.search(line):
+            check_unicode(obj, located(path, line_no))
         yield line_no, obj
+
+
+# A JSON escape in \ud800-\udfff: half of a surrogate pair (fine) or a lone surrogate, which is valid JSON
+# but not text -- no tokenizer, UTF-8 encoder or file writer takes it. Only lines holding one are walked.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def check_unicode(value: Any, where: str, field: str = "") -> None:
+    """Every string in `value` (keys and nested values too) must be encodable as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            name = f"field {field!r}" if field else "a field name"
+            raise DataError(
+                f"{where}: {name} holds a lone surrogate {value[e.start]!r} at character {e.start + 1}; expected "
+                "text UTF-8 can encode (a JSON \\ud800-\\udfff escape must be one half of a pair)"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_unicode(key, where, field)
+            check_unicode(item, where, f"{field}.{key}" if field else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_unicode(item, where, f"{field}[{i}]")
 
 
 def load_beir(folder: str | Path, split: str) -> Collection:

@@ -184,6 +184,30 @@ def test_undecodable_byte_names_its_own_line(tmp_path: Path, name: str) -> None:
     assert f"{name}:501: expected UTF-8 text" in message and f"at byte {column} of the line" in message
 
 
+LONE_SURROGATE = "\\ud800"  # as JSON writes it: valid JSON, but not text any encoder or tokenizer takes
+
+
+@pytest.mark.parametrize("file", ["corpus", "queries"])
+def test_lone_surrogate_is_a_clear_error(tmp_path: Path, file: str) -> None:
+    rows = [dict(row) for row in (CORPUS if file == "corpus" else QUERIES)]
+    lines = jsonl(rows).splitlines()
+    lines[1] = lines[1].replace('"text": "', f'"text": "ok {LONE_SURROGATE}', 1)
+    message = error_of(load_beir, beir_folder(tmp_path, **{file: "\n".join(lines) + "\n"}), "test")
+    assert f"{file}.jsonl:2: field 'text' holds a lone surrogate '\\ud800' at character 4" in message
+
+
+def test_surrogate_pairs_are_text(tmp_path: Path) -> None:
+    emoji = jsonl([{"_id": "d1", "text": "\U0001F600 smile"}, *CORPUS[1:]])  # json.dumps writes \ud83d\ude00
+    assert "\\ud83d\\ude00" in emoji
+    assert load_beir(beir_folder(tmp_path, corpus=emoji), "test").corpus["d1"].text == "\U0001F600 smile"
+
+
+def test_lone_surrogate_in_pairs_names_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path / "pairs.jsonl", '{"query": "q", "positive": "p"}\n'
+                 f'{{"query": "q2", "positive": "p2", "negatives": ["n1", "{LONE_SURROGATE}"]}}\n')
+    assert "pairs.jsonl:2: field 'negatives[1]' holds a lone surrogate" in error_of(load_pairs_jsonl, path)
+
+
 @pytest.mark.parametrize(
     ("qrels_text", "expected"),
     [
