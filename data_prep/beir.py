@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from .collection import Collection, Document, Qrels
 from .errors import DataError, located, preview
+from .runs import is_token
 
 QRELS_COLUMNS = "query-id<TAB>corpus-id<TAB>score"
 
@@ -222,7 +223,20 @@ def _id_field(obj: dict[str, Any], where: str) -> str:
     value = _required(obj, "_id", where)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return _str_field(value, "_id", where, expected="a string or integer")
+    return check_id(_str_field(value, "_id", where, expected="a string or integer"), "_id", where)
+
+
+def check_id(value: str, key: str, where: str) -> str:
+    """An id must be one token: TREC run and qrels files, which `retrieve` writes and `eval` and trec_eval
+    read, separate their fields by whitespace, so an id holding a space would shift every field after it.
+    Rejected here, where the file and line are known, rather than encoded: an encoded id would no longer
+    match the user's own qrels or runs."""
+    if not is_token(value):
+        raise DataError(
+            f"{where}: field {key!r} must be one token without whitespace (TREC run files separate fields "
+            f"by whitespace), got {value!r}"
+        )
+    return value
 
 
 def _str_field(value: Any, key: str, where: str, expected: str = "a string") -> str:

@@ -162,3 +162,28 @@ def test_help_texts_keep_percent_signs(capsys):
 
     dataclass_parser(Options, prog="demo").print_help()
     assert "e.g. 50% or 100%. (default: 0.5)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_ids_with_whitespace_stop_retrieve_before_a_run_is_written(scifact_slice, tmp_path, capsys):
+    data = _copy_beir(scifact_slice, tmp_path / "data")
+    lines = (data / "corpus.jsonl").read_text().splitlines()
+    row = json.loads(lines[4])
+    row["_id"] = f"doc {row['_id']}"
+    lines[4] = json.dumps(row)
+    (data / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    run_file = tmp_path / "bm25.trec"
+    assert rerankforge(["retrieve", "--data", str(data), "--retriever", "bm25", "--output", str(run_file)]) == 2
+    err = capsys.readouterr().err
+    assert "corpus.jsonl:5: field '_id' must be one token without whitespace" in err and repr(row["_id"]) in err
+    assert not run_file.exists()
+
+
+def test_run_writer_refuses_ids_no_reader_could_split(tmp_path):
+    from rerankforge.data_prep.errors import DataError
+    from rerankforge.data_prep.runs import read_trec, write_trec
+
+    with pytest.raises(DataError, match="one token without whitespace, got 'doc 2'"):
+        write_trec(tmp_path / "run.trec", {"q1": [("d1", 2.0), ("doc 2", 1.0)]}, tag="t")
+    assert not (tmp_path / "run.trec").exists()
+    write_trec(tmp_path / "run.trec", {"q1": [("d1", 2.0), ("d2", 1.0)]}, tag="t")
+    assert read_trec(tmp_path / "run.trec") == {"q1": [("d1", 2.0), ("d2", 1.0)]}

@@ -184,6 +184,24 @@ def test_undecodable_byte_names_its_own_line(tmp_path: Path, name: str) -> None:
     assert f"{name}:501: expected UTF-8 text" in message and f"at byte {column} of the line" in message
 
 
+@pytest.mark.parametrize("bad_id", ["doc 1", "doc\t1", " d1", "d1\u00a0", ""])
+@pytest.mark.parametrize("file", ["corpus", "queries"])
+def test_ids_must_be_one_token(tmp_path: Path, file: str, bad_id: str) -> None:
+    """TREC runs separate fields by whitespace: an id with a space would make `retrieve` write a run
+    that `eval` (and trec_eval) cannot read, so it is stopped at load, with its line."""
+    rows = [dict(row) for row in (CORPUS if file == "corpus" else QUERIES)]
+    rows[1]["_id"] = bad_id
+    message = error_of(load_beir, beir_folder(tmp_path, **{file: jsonl(rows)}), "test")
+    assert f"{file}.jsonl:2: field '_id' must be one token without whitespace" in message and repr(bad_id) in message
+
+
+def test_pairs_given_ids_must_be_one_token(tmp_path: Path) -> None:
+    path = write(tmp_path / "pairs.jsonl", '{"query": "q", "positive": "p", "query_id": "query one"}\n')
+    assert "pairs.jsonl:1: field 'query_id' must be one token" in error_of(load_pairs_jsonl, path)
+    path = write(tmp_path / "pairs.jsonl", '{"query": "q", "positives": ["p", "r"], "positive_ids": ["a", "b c"]}\n')
+    assert "pairs.jsonl:1: field 'positive_id' must be one token" in error_of(load_pairs_jsonl, path)
+
+
 LONE_SURROGATE = "\\ud800"  # as JSON writes it: valid JSON, but not text any encoder or tokenizer takes
 
 
