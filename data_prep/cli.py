@@ -79,14 +79,16 @@ def run_mine(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningCo
 
 
 def run_retrieve(args: RetrieveArgs, retriever_config: RetrieverConfig) -> int:
+    from .outputs import check_output_file
     from .retrieval import build_retriever
     from .runs import write_trec
     from .sources import load_collection
 
+    output = check_output_file(args.output, "--output")
     collection = load_collection(args.data, split=args.split)
     retriever = build_retriever(collection.corpus, retriever_config)
     run = retriever.search(collection.split_queries(), args.k)
-    write_trec(args.output, run, tag=args.tag or retriever.name)
+    write_trec(output, run, tag=args.tag or retriever.name)
     print(f"wrote the top-{args.k} of {len(run)} queries ({collection.name}/{args.split}, {retriever.name}) "
           f"to {args.output}")
     return 0

@@ -187,3 +187,43 @@ def test_run_writer_refuses_ids_no_reader_could_split(tmp_path):
     assert not (tmp_path / "run.trec").exists()
     write_trec(tmp_path / "run.trec", {"q1": [("d1", 2.0), ("d2", 1.0)]}, tag="t")
     assert read_trec(tmp_path / "run.trec") == {"q1": [("d1", 2.0), ("d2", 1.0)]}
+
+
+def _bad_outputs(tmp_path: Path, name: str) -> dict[str, str]:
+    """Output paths no command can write, each with what its error must say."""
+    folder = tmp_path / f"a_folder{Path(name).suffix}"  # named as the command wants its files named
+    folder.mkdir()
+    (tmp_path / "a_file.txt").write_text("keep me\n")
+    return {str(folder): "is a folder",
+            str(tmp_path / "a_file.txt" / name): "a_file.txt is a file, so it cannot hold"}
+
+
+@pytest.mark.parametrize("command,name", [("retrieve", "run.trec"), ("mine", "mined.jsonl")])
+def test_unwritable_output_file_is_one_line_before_any_work(command, name, tmp_path, capsys):
+    for output, words in _bad_outputs(tmp_path, name).items():
+        # --data does not exist: the output is checked first, before anything is loaded
+        code = rerankforge([command, "--data", str(tmp_path / "no-data"), "--retriever", "bm25", "--output", output])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(f"error: --output {output}: ") and words in err, err
+        assert len(err.splitlines()) == 1
+    assert (tmp_path / "a_file.txt").read_text() == "keep me\n"
+
+
+def test_unwritable_eval_report_folder_is_one_line_before_any_work(tmp_path, capsys):
+    (tmp_path / "a_file.txt").write_text("keep me\n")
+    for output, words in ((tmp_path / "a_file.txt", "is a file; expected a folder"),
+                          (tmp_path / "a_file.txt" / "report", "a_file.txt is a file, so it cannot hold report")):
+        code = rerankforge(["eval", "--data", str(tmp_path / "no-data"), "--retriever", "bm25", "--output", str(output)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(f"error: --output {output}: ") and words in err, err
+    assert (tmp_path / "a_file.txt").read_text() == "keep me\n"
+
+
+def test_train_output_dir_that_is_a_file_stops_before_training(tmp_path, capsys):
+    train_file = tmp_path / "mined.jsonl"
+    train_file.write_text("{}\n")
+    for output_dir in (train_file, train_file / "reranker"):
+        assert rerankforge(["train", "--train_file", str(train_file), "--output_dir", str(output_dir)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: output_dir {output_dir}: ") and "is a file" in err, err
+    assert train_file.read_text() == "{}\n"
