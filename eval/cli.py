@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,11 @@ def _read_runs(paths: list[str], collection):
             raise DataError(f"{path}: no query of the run is judged in {collection.name}/{collection.split} "
                             f"({len(run)} run queries, e.g. {preview(sorted(run), 3)}; {len(judged)} judged, e.g. "
                             f"{preview(sorted(judged), 3)}); wrong --split?")
+        covered = len(judged & run.keys())
+        if covered < len(judged):  # said now, before the reranking, and again beside the numbers
+            print(f"warning: {path} ranks {covered} of the {len(judged)} judged queries of {collection.name}/"
+                  f"{collection.split}; metrics are given over all {len(judged)} (a query it did not rank scores 0) "
+                  f"and over its {covered}", file=sys.stderr)
         yield Path(path).name.removesuffix(".trec"), run
 
 
