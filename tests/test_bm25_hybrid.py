@@ -58,6 +58,11 @@ def test_stemming_lets_running_match_runs(toy_bm25):
     assert unstemmed.search({"q": "running"}, k=10) == {"q": []}
 
 
+def test_corpus_without_an_indexable_word_is_a_clear_error():
+    with pytest.raises(DataError, match="none of the 2 documents holds a word it indexes"):
+        BM25Retriever({"d1": Document("", "a b"), "d2": Document("", "the of")})
+
+
 def test_stopword_only_and_unknown_queries_give_empty_lists(toy_bm25):
     queries = {"stop": "the and a", "unknown": "zebra", "empty": "", "ok": "bird"}
     run = toy_bm25.search(queries, k=3)
