@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 
 from .collection import Collection, Document, Qrels
 from .errors import DataError, located, preview
+from .runs import is_token
 
 QRELS_COLUMNS = "query-id<TAB>corpus-id<TAB>score"
 
@@ -37,22 +39,41 @@ def open_text(path: Path, newline: str | None = None) -> TextIO:
 def iter_lines(path: Path, newline: str | None = None) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, line) of a text file (gzipped or not).
 
-    Undecodable bytes and broken gzip streams become `DataError`s near the line where they were met
-    (decoding works in chunks, so the line number is approximate for those)."""
+    Undecodable bytes and broken gzip streams become `DataError`s naming the line."""
     line_no = 0
     with open_text(path, newline=newline) as f:
         try:
             for line_no, line in enumerate(f, start=1):
                 yield line_no, line
         except UnicodeDecodeError as e:
+            bad_line, column = _first_undecodable_line(path)
             raise DataError(
-                f"{located(path, line_no + 1)}: expected UTF-8 text, got undecodable bytes ({e.reason})"
+                f"{located(path, bad_line or line_no + 1)}: expected UTF-8 text, got undecodable bytes "
+                f"({e.reason}{f' at byte {column} of the line' if column else ''})"
             ) from None
         except (gzip.BadGzipFile, EOFError, zlib.error) as e:
             raise DataError(
                 f"{located(path, line_no + 1)}: expected a complete gzip file, got a broken or "
                 f"truncated one ({e or type(e).__name__})"
             ) from None
+
+
+def _first_undecodable_line(path: Path) -> tuple[int | None, int | None]:
+    """(line number, 1-based byte in that line) of the first line that is not UTF-8.
+
+    Text files decode in blocks of several KB, so the error surfaces lines before the bad byte's own
+    line; the bytes are read again, line by line, to name the exact one (only when decoding failed)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            for line_no, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return line_no, e.start + 1
+    except (gzip.BadGzipFile, EOFError, zlib.error):  # a stream broken after the bad byte: keep the first error
+        pass
+    return None, None
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -72,7 +93,34 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 f"{located(path, line_no)}: expected a JSON object {{...}}, got {type(obj).__name__} "
                 f"{line.strip()[:60]!r}"
             )
+        if _SURROGATE_ESCAPE.search(line):
+            check_unicode(obj, located(path, line_no))
         yield line_no, obj
+
+
+# A JSON escape in \ud800-\udfff: half of a surrogate pair (fine) or a lone surrogate, which is valid JSON
+# but not text -- no tokenizer, UTF-8 encoder or file writer takes it. Only lines holding one are walked.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def check_unicode(value: Any, where: str, field: str = "") -> None:
+    """Every string in `value` (keys and nested values too) must be encodable as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            name = f"field {field!r}" if field else "a field name"
+            raise DataError(
+                f"{where}: {name} holds a lone surrogate {value[e.start]!r} at character {e.start + 1}; expected "
+                "text UTF-8 can encode (a JSON \\ud800-\\udfff escape must be one half of a pair)"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_unicode(key, where, field)
+            check_unicode(item, where, f"{field}.{key}" if field else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_unicode(item, where, f"{field}[{i}]")
 
 
 def load_beir(folder: str | Path, split: str) -> Collection:
@@ -175,7 +223,20 @@ def _id_field(obj: dict[str, Any], where: str) -> str:
     value = _required(obj, "_id", where)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return _str_field(value, "_id", where, expected="a string or integer")
+    return check_id(_str_field(value, "_id", where, expected="a string or integer"), "_id", where)
+
+
+def check_id(value: str, key: str, where: str) -> str:
+    """An id must be one token: TREC run and qrels files, which `retrieve` writes and `eval` and trec_eval
+    read, separate their fields by whitespace, so an id holding a space would shift every field after it.
+    Rejected here, where the file and line are known, rather than encoded: an encoded id would no longer
+    match the user's own qrels or runs."""
+    if not is_token(value):
+        raise DataError(
+            f"{where}: field {key!r} must be one token without whitespace (TREC run files separate fields "
+            f"by whitespace), got {value!r}"
+        )
+    return value
 
 
 def _str_field(value: Any, key: str, where: str, expected: str = "a string") -> str:

@@ -134,6 +134,10 @@ class BM25Retriever:
         if fields == "flat":
             self._index = bm25s.BM25(k1=k1, b=b, method=method)
             tokens = self._tokenize([doc.full_text for doc in corpus.values()], as_ids=True)
+            if not tokens.vocab:  # bm25s would fail deep inside (max() of an empty vocabulary)
+                raise DataError(f"cannot build a BM25 index: none of the {len(corpus)} documents holds a word it "
+                                "indexes (words of 2+ letters that are not stopwords); expected real text, or use "
+                                "--retriever dense")
             self._index.index(tokens, show_progress=show_progress)
         else:
             self._field_indexes = [

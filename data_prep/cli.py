@@ -6,6 +6,7 @@ documented once, where it is defined; `--num-negatives` and `--num_negatives` bo
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
@@ -78,14 +79,16 @@ def run_mine(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningCo
 
 
 def run_retrieve(args: RetrieveArgs, retriever_config: RetrieverConfig) -> int:
+    from .outputs import check_output_file
     from .retrieval import build_retriever
     from .runs import write_trec
     from .sources import load_collection
 
+    output = check_output_file(args.output, "--output")
     collection = load_collection(args.data, split=args.split)
     retriever = build_retriever(collection.corpus, retriever_config)
     run = retriever.search(collection.split_queries(), args.k)
-    write_trec(args.output, run, tag=args.tag or retriever.name)
+    write_trec(output, run, tag=args.tag or retriever.name)
     print(f"wrote the top-{args.k} of {len(run)} queries ({collection.name}/{args.split}, {retriever.name}) "
           f"to {args.output}")
     return 0
@@ -108,19 +111,35 @@ def format_summary(summary: dict) -> str:
 
 def mine_negatives_main(argv: list[str] | None = None) -> int:
     """The `mine-negatives` console script: `rerankforge mine` under its own name."""
-    from transformers import HfArgumentParser
-
     types = [MineArgs, RetrieverConfig, MiningConfig]
-    parser = HfArgumentParser(types, prog="mine-negatives", description=MINE_HELP)
+    parser = dataclass_parser(types, prog="mine-negatives", description=MINE_HELP)
     _finish(parser, types, run_mine)
     return run_cli(parser, sys.argv[1:] if argv is None else argv)
 
 
 def add_subcommands(parser: argparse.ArgumentParser):
     """The subparsers object that `add_*_parser` functions register their commands with."""
+    parser.formatter_class = ProseHelpFormatter  # it lists the commands' help texts
+    return parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=dataclass_parser)
+
+
+class ProseHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help texts are prose, so a `%` in one is a percent sign. argparse reads every help text as a
+    %-format string: an unescaped "~30% slower" made `--help` print a dict instead of the help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "%" in action.help:
+            action = copy.copy(action)
+            action.help = action.help.replace("%", "%%")
+        return super()._get_help_string(action)
+
+
+def dataclass_parser(dataclass_types=None, **kwargs) -> argparse.ArgumentParser:
+    """transformers' HfArgumentParser (options from dataclass fields) with help texts taken as prose.
+    Every command line of the project builds its parser here."""
     from transformers import HfArgumentParser
 
-    return parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=HfArgumentParser)
+    return HfArgumentParser(dataclass_types, formatter_class=ProseHelpFormatter, **kwargs)
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: list[str]) -> int:

@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from .cli import accept_none
+from .cli import accept_none, dataclass_parser
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -41,9 +41,7 @@ def load_typed_config(config_type: type[T], argv: list[str], prog: str, descript
 
 
 def build_parser(config_type: type, prog: str, description: str):
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(config_type, prog=prog, allow_abbrev=False, description=description)
+    parser = dataclass_parser(config_type, prog=prog, allow_abbrev=False, description=description)
     parser.add_argument("--config", default=None, help="YAML file of config keys (see configs/).")
     accept_none(parser, [config_type])
     return parser

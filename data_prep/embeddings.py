@@ -1,8 +1,8 @@
-"""Bi-encoder embeddings with an on-disk cache that survives restarts.
+"""Bi-encoder embeddings, with an on-disk cache of corpus embeddings that survives restarts.
 
 Encoding a corpus is the slow part of dense retrieval on a CPU (all-MiniLM-L6-v2: ~18 SciFact
-abstracts/s on 2 cores), so embeddings are cached under a key made of the model's files, the
-texts and every setting that changes the vectors. Encoding proceeds in shards that are each
+abstracts/s on 2 cores), so corpus embeddings are cached under a key made of the model's files, the
+texts and every setting that changes the vectors. Queries are not cached. Encoding proceeds in shards that are each
 written atomically: a killed run, started again with the same arguments, continues from the last
 finished shard instead of starting over."""
 
@@ -81,7 +81,14 @@ class Encoder:
         return similarity == "cosine"
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode_cached(texts, kind="query")
+        """Queries are encoded in memory, never cached: they are short and cheap next to a corpus, and a
+        server sees new ones in every request -- caching them grew the disk by a folder per request."""
+        if not texts:
+            raise ValueError("nothing to encode: the list of texts is empty")
+        progress = _progress(len(texts), "encoding queries", self.show_progress)
+        vectors = self._encode(texts, "query", progress)
+        progress.close()
+        return vectors
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         return self._encode_cached(texts, kind="document")
@@ -114,8 +121,7 @@ class Encoder:
         # batch holds texts of similar length (little padding).
         order = np.argsort([-len(t) for t in texts], kind="stable")
         shards = [order[i : i + SHARD_SIZE] for i in range(0, len(order), SHARD_SIZE)]
-        label = "encoding queries" if kind == "query" else "encoding documents"
-        progress = _progress(len(texts), label, self.show_progress)
+        progress = _progress(len(texts), "encoding documents", self.show_progress)
         parts = []
         for number, shard in enumerate(shards):
             shard_file = folder / f"shard-{number:05d}.npy"

@@ -137,10 +137,10 @@ def score_fusion(
 class HybridRetriever:
     """Several retrievers fused into one first stage (the `Retriever` protocol).
 
-    Each component is searched to `max(k, candidate_depth)` so fusion sees more than the final k;
-    the component lists of the last `search` are kept per query so `score_pairs` reproduces the
-    fused score without searching again (queries not seen in the last search are searched to
-    `candidate_depth` on demand)."""
+    Each component is searched to `max(k, candidate_depth)` so fusion sees more than the final k.
+    Every call works on lists of its own and keeps nothing on the object, so one retriever serves
+    concurrent calls (a server's threads): `score_pairs` searches the components again, to
+    `candidate_depth`, and so gives the fused scores of a `search` with k <= candidate_depth."""
 
     def __init__(
         self,
@@ -167,18 +167,17 @@ class HybridRetriever:
         self.weights = _check_weights(weights, len(self.retrievers))
         self.candidate_depth = candidate_depth
         self.name = f"hybrid-{method}"
-        self._lists: dict[str, tuple[str, list[list[Hit]]]] = {}
-        """query id -> (query text, one hit list per component) from the last search."""
 
     def search(self, queries: dict[str, str], k: int) -> Run:
         if k < 1:
             raise ConfigError(f"k must be a positive integer; got {k!r}")
-        self._lists = self._component_lists(queries, max(k, self.candidate_depth))
-        return {qid: _ranked(self._fuse(lists))[:k] for qid, (_, lists) in self._lists.items()}
+        lists = self._component_lists(queries, max(k, self.candidate_depth))
+        return {qid: _ranked(self._fuse(per_component))[:k] for qid, per_component in lists.items()}
 
-    def _component_lists(self, queries: dict[str, str], depth: int) -> dict[str, tuple[str, list[list[Hit]]]]:
+    def _component_lists(self, queries: dict[str, str], depth: int) -> dict[str, list[list[Hit]]]:
+        """query id -> one hit list per component, searched to `depth`."""
         runs = [retriever.search(queries, depth) for retriever in self.retrievers]
-        return {qid: (text, [run.get(qid, []) for run in runs]) for qid, text in queries.items()}
+        return {qid: [run.get(qid, []) for run in runs] for qid in queries}
 
     def _fuse(self, lists: list[list[Hit]]) -> dict[str, float]:
         if self.method == "rrf":
@@ -196,7 +195,7 @@ class HybridRetriever:
         missing = [qid for qid in doc_ids if qid not in queries]
         if missing:
             raise DataError(f"score_pairs: no query text for query ids {preview(missing)}")
-        lists = self._lists_for({qid: queries[qid] for qid in doc_ids})
+        lists = self._component_lists({qid: queries[qid] for qid in doc_ids}, self.candidate_depth)
         if self.method == "rrf":
             return {qid: self._rrf_pairs(lists[qid], docs) for qid, docs in doc_ids.items()}
         raw = [retriever.score_pairs(queries, doc_ids) for retriever in self.retrievers]
@@ -204,13 +203,6 @@ class HybridRetriever:
             qid: self._score_pairs_fused(lists[qid], [r.get(qid, {}) for r in raw], docs)
             for qid, docs in doc_ids.items()
         }
-
-    def _lists_for(self, queries: dict[str, str]) -> dict[str, list[list[Hit]]]:
-        """Cached component lists where the last search saw the same query text, else search now."""
-        cached = self._lists
-        todo = {qid: text for qid, text in queries.items() if qid not in cached or cached[qid][0] != text}
-        fresh = self._component_lists(todo, self.candidate_depth) if todo else {}
-        return {qid: (fresh.get(qid) or self._lists[qid])[1] for qid in queries}
 
     def _rrf_pairs(self, lists: list[list[Hit]], docs: list[str]) -> dict[str, float]:
         fused = _rrf_scores(lists, self.rrf_k, self.weights)

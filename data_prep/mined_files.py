@@ -15,6 +15,7 @@ from typing import Iterator
 
 from .errors import ConfigError
 from .mining import MinedExample
+from .outputs import check_output_file
 from .runs import readable_by_all
 
 FORMATS = ("n-tuple", "triplet", "labeled-pair")
@@ -22,15 +23,15 @@ SUFFIXES = (".jsonl", ".parquet")
 
 
 def check_output_path(path: str | os.PathLike, output_format: str) -> Path:
-    """Validate the output path and format before any work is done."""
+    """Validate the output path (and its summary's, beside it) and format before any work is done."""
     path = Path(path)
     if output_format not in FORMATS:
         raise ConfigError(f"output format must be one of {', '.join(FORMATS)}; got {output_format!r}")
     if path.suffix not in SUFFIXES:
         raise ConfigError(f"--output {path}: the extension picks the file type and must be one of "
                           f"{', '.join(SUFFIXES)}; got {path.suffix or 'none'!r}")
-    if path.is_dir():
-        raise ConfigError(f"--output {path}: is a folder; expected a file name")
+    check_output_file(path, "--output")
+    check_output_file(summary_path(path), "--output")
     return path
 
 

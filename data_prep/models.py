@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from .errors import ModelNotFoundError
+from .offline import offline_mode
 
 DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -79,8 +80,8 @@ def _from_hub(hub_id: str) -> str:
         return snapshot_download(hub_id, local_files_only=True, ignore_patterns=_IGNORE_ON_DOWNLOAD)
     except LocalEntryNotFoundError:
         pass
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-    reason = "HF_HUB_OFFLINE is set"
+    offline = offline_mode()
+    reason = f"offline mode is on: {offline}"
     if not offline:
         try:
             return snapshot_download(hub_id, ignore_patterns=_IGNORE_ON_DOWNLOAD)

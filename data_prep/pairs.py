@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .beir import iter_lines, read_jsonl
+from .beir import check_id, iter_lines, read_jsonl
 from .collection import Collection, Document
 from .errors import DataError, located
 
@@ -257,7 +257,7 @@ def _id(value: Any, name: str, where: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str) and value:
-        return value
+        return check_id(value, name, where)
     raise DataError(
         f"{where}: {name!r} must be a non-empty string or integer, got {type(value).__name__} {value!r:.60}"
     )

@@ -35,11 +35,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def is_token(text: str) -> bool:
+    """One non-empty token without whitespace: what every field of a TREC run or qrels line must be."""
+    return text.split() == [text]
+
+
 def write_trec(path: str | os.PathLike, run: Run, tag: str) -> None:
     """Write `run` as a TREC run file (atomically). `tag` must be one token. Scores keep full precision
     (the shortest exact form), so trec_eval, which orders by score, sees no ties that rounding made."""
-    if not tag or any(c.isspace() for c in tag):
+    if not is_token(tag):
         raise DataError(f"run tag must be one non-empty token without spaces, got {tag!r}")
+    # Loaders reject such ids with their file and line; this keeps any other source of a run from
+    # writing a file that no reader (trec_eval, `eval`) could split into its six fields.
+    for qid, hits in run.items():
+        bad = next((x for x in (qid, *(doc_id for doc_id, _ in hits)) if not is_token(x)), None)
+        if bad is not None:
+            raise DataError(f"{path}: ids in a TREC run must be one token without whitespace, got {bad!r} "
+                            f"(query {qid!r}); nothing written")
     lines = [
         f"{qid} Q0 {doc_id} {rank} {float(score)!r} {tag}\n"
         for qid, hits in run.items()

@@ -2,7 +2,8 @@
 
 A source is a `datasets.Dataset`, `hf:NAME[:CONFIG]`, a BEIR folder, a pairs file, or the name of
 a BEIR dataset. Names are looked up in $RERANKFORGE_DATA, then in the cache, and finally downloaded
-from the BEIR mirror into the cache, so `--data scifact` works on a fresh machine. A download is
+from the BEIR mirror into the cache, so `--data scifact` works on a fresh machine (unless offline mode
+is on: HF_HUB_OFFLINE, HF_DATASETS_OFFLINE or TRANSFORMERS_OFFLINE). A download is
 unpacked in a temp folder and renamed into place, so a killed download never leaves a half dataset
 that later runs would take as complete.
 """
@@ -27,6 +28,7 @@ from .beir import load_beir
 from .cache import cache_root
 from .collection import Collection
 from .errors import DataError
+from .offline import offline_mode
 from .pairs import load_pairs_csv, load_pairs_hf, load_pairs_jsonl
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def load_collection(source: Any, split: str = "test") -> Collection:
 
 def resolve_dataset_dir(name: str) -> Path:
     """The folder of BEIR dataset `name`: $RERANKFORGE_DATA/<name> if it holds a corpus, else the
-    cached copy, else a fresh download into the cache."""
+    cached copy, else a fresh download into the cache -- which offline mode refuses, saying where it looked."""
     if not _NAME.fullmatch(name) or name in {".", ".."}:
         raise DataError(
             f"invalid dataset name {name!r}: expected letters, digits, '.', '_' and '-' only "
@@ -80,6 +82,10 @@ def resolve_dataset_dir(name: str) -> Path:
     cached = cache_root() / "datasets" / name
     if cached.is_dir():
         return cached
+    offline = offline_mode()
+    if offline:
+        raise DataError(_not_found_message(name, BEIR_URL.format(name=name), data_root,
+                                           f"was not tried: offline mode is on ({offline})"))
     return _download(name, cached, data_root)
 
 
@@ -115,7 +121,7 @@ def _download(name: str, dest: Path, data_root: str | None) -> Path:
         try:
             _fetch(url, archive)
         except (OSError, http.client.HTTPException) as e:
-            raise DataError(_not_found_message(name, url, _reason(e), data_root)) from e
+            raise DataError(_not_found_message(name, url, data_root, f"failed: {_reason(e)}")) from e
         unpacked = _unpack(archive, name, work, url)
         try:
             os.replace(unpacked, dest)
@@ -163,10 +169,10 @@ def _reason(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _not_found_message(name: str, url: str, reason: str, data_root: str | None) -> str:
+def _not_found_message(name: str, url: str, data_root: str | None, download: str) -> str:
     data = f"$RERANKFORGE_DATA ({data_root})" if data_root else "$RERANKFORGE_DATA (unset)"
     return (
         f"dataset {name!r} not found: not in {data}, not in the cache folder {cache_root() / 'datasets'}, "
-        f"and the download from {url} failed: {reason}. To fix: pass a folder in BEIR layout with "
+        f"and the download from {url} {download}. To fix: pass a folder in BEIR layout with "
         f"--data PATH, or set RERANKFORGE_DATA to a folder that holds {name}/corpus.jsonl"
     )

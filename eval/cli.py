@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,11 +52,13 @@ def add_eval_parser(subparsers) -> None:
 
 
 def run_eval(args: EvalArgs) -> int:
+    from rerankforge.data_prep.outputs import check_output_folder
     from rerankforge.data_prep.sources import load_collection
 
     from .report import EvalSettings, evaluate
     from .report_files import console_table, write_report
 
+    output = check_output_folder(args.output, "--output") if args.output is not None else None
     print(f"using {use_cpu_threads()}")
     settings = EvalSettings(depth=args.depth, ks=_ints(args.k, "--k"), top_ns=_ints(args.top_n, "--top_n"),
                             metrics=tuple(args.metrics), primary=args.primary, seed=args.seed)
@@ -69,8 +72,8 @@ def run_eval(args: EvalArgs) -> int:
     first_stages.update(retrieve(collection, args.retriever, args.model, settings.max_depth))
     report = evaluate(collection, first_stages, rerankers, settings)
     print(console_table(report))
-    if args.output:
-        written = write_report(report, Path(args.output), collection)
+    if output is not None:
+        written = write_report(report, output, collection)
         print(f"report: {written['report']} (plots, per-query CSV, runs and metrics.json beside it)")
     return 0
 
@@ -106,6 +109,11 @@ def _read_runs(paths: list[str], collection):
             raise DataError(f"{path}: no query of the run is judged in {collection.name}/{collection.split} "
                             f"({len(run)} run queries, e.g. {preview(sorted(run), 3)}; {len(judged)} judged, e.g. "
                             f"{preview(sorted(judged), 3)}); wrong --split?")
+        covered = len(judged & run.keys())
+        if covered < len(judged):  # said now, before the reranking, and again beside the numbers
+            print(f"warning: {path} ranks {covered} of the {len(judged)} judged queries of {collection.name}/"
+                  f"{collection.split}; metrics are given over all {len(judged)} (a query it did not rank scores 0) "
+                  f"and over its {covered}", file=sys.stderr)
         yield Path(path).name.removesuffix(".trec"), run
 
 

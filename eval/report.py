@@ -73,8 +73,14 @@ class System:
     per_query: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     """metric -> {query id -> value}."""
     means: dict[str, float] = field(default_factory=dict)
+    """Over every judged query of the split; one the first stage did not rank scores 0."""
     ci95: tuple[float, float] = (0.0, 0.0)
     """Bootstrap 95% confidence interval of the primary metric's mean."""
+    covered: int = 0
+    """Judged queries its first stage ranked: fewer than all when a run file covers only some."""
+    covered_means: dict[str, float] = field(default_factory=dict)
+    """Means over those covered queries only (what trec_eval reports for a run, which averages over the
+    run's queries). Equal to `means` when the first stage covers every judged query."""
 
     @property
     def is_first_stage(self) -> bool:
@@ -125,6 +131,11 @@ class Report:
     latency: list[Latency]
     tokenizer: str
 
+    def partly_covered(self) -> list[System]:
+        """First stages that rank only some of the judged queries: their means over all judged queries
+        count the others as 0, so the report gives both views."""
+        return [s for s in self.systems if s.is_first_stage and s.covered < self.queries]
+
 
 def evaluate(collection: Collection, first_stages: dict[str, Run], rerankers: list[Reranker],
              settings: EvalSettings, progress=print) -> Report:
@@ -142,7 +153,8 @@ def evaluate(collection: Collection, first_stages: dict[str, Run], rerankers: li
     systems, curve, ceiling = [], {}, {}
     for fs_name, run in first_stages.items():
         first = {qid: run.get(qid, []) for qid in qrels}
-        systems.append(_system(fs_name, fs_name, None, 1.0, first, collection, settings))
+        covered = [qid for qid in qrels if qid in run]
+        systems.append(_system(fs_name, fs_name, None, 1.0, first, collection, settings, covered))
         curve[fs_name] = dict.fromkeys(settings.ks, systems[-1].means[settings.primary])
         oracle = {k: _oracle(first, qrels, k) for k in settings.ks}
         curve[f"{fs_name} ceiling"] = {k: _metric(collection, oracle[k], settings.primary) for k in settings.ks}
@@ -153,7 +165,7 @@ def evaluate(collection: Collection, first_stages: dict[str, Run], rerankers: li
                 name = _system_name(fs_name, reranker, weight)
                 reranked = {k: _reranked(first, scores[reranker.name], k, weight) for k in settings.ks}
                 systems.append(_system(name, fs_name, reranker.name, weight, reranked[settings.depth],
-                                       collection, settings))
+                                       collection, settings, covered))
                 curve[name] = {k: _metric(collection, reranked[k], settings.primary) for k in settings.ks}
 
     comparisons, regressions = _significance(systems, settings, collection)
@@ -222,12 +234,13 @@ def _metric(collection: Collection, run: Run, metric: str) -> float:
 
 
 def _system(name: str, first_stage: str, reranker: str | None, weight: float, run: Run, collection: Collection,
-            settings: EvalSettings) -> System:
+            settings: EvalSettings, covered: list[str]) -> System:
     hits = (f"Hit@{n}" for n in settings.budget_ns)
     metrics = tuple(dict.fromkeys((settings.primary, *settings.metrics, *hits)))
     values = per_query(collection.qrels, run, metrics, run_name=name)
     system = System(name=name, first_stage=first_stage, reranker=reranker, fusion_weight=weight, run=run,
-                    per_query=values, means=mean(values))
+                    per_query=values, means=mean(values), covered=len(covered),
+                    covered_means=mean({m: {qid: by_query[qid] for qid in covered} for m, by_query in values.items()}))
     system.ci95 = bootstrap_ci(np.array(list(values[settings.primary].values())), settings.seed)
     return system
 

@@ -51,7 +51,8 @@ def metrics_json(report: Report) -> dict:
         "collection": report.collection, "split": report.split, "judged_queries": report.queries,
         "settings": asdict(report.settings),
         "systems": {s.name: {"first_stage": s.first_stage, "reranker": s.reranker, "fusion_weight": s.fusion_weight,
-                             "metrics": s.means, f"{report.settings.primary}_ci95": list(s.ci95)}
+                             "metrics": s.means, f"{report.settings.primary}_ci95": list(s.ci95),
+                             "covered_queries": s.covered, "metrics_over_covered_queries": s.covered_means}
                     for s in report.systems},
         "ceiling": report.ceiling,
         "comparisons": [c.as_dict() for c in report.comparisons],
@@ -104,6 +105,12 @@ def markdown(report: Report, out: Path) -> str:
             closed = f"{comparison.difference / room:.1%}" if room > 1e-12 else ""
         lines.append(f"| {system.name} | " + " | ".join(cells) +
                      f" | {system.ci95[0]:.4f}-{system.ci95[1]:.4f} | {gain} | {rel} | {pval} | {closed} |")
+    for first in report.partly_covered():
+        lines += ["", f"**Coverage** — {coverage_sentence(report, first)} Over those {first.covered} queries only "
+                  "(as trec_eval averages a run):", "", "| ranking | " + " | ".join(metrics) + " |",
+                  "|---" * (len(metrics) + 1) + "|"]
+        lines += [f"| {system.name} | " + " | ".join(f"{system.covered_means[m]:.4f}" for m in metrics) + " |"
+                  for system in report.systems if system.first_stage == first.name]
     lines += ["", f"**Ceiling** — the most a reranker of depth k can reach on these candidates: the first stage's "
               f"recall@k, and {p} with the top-k ideally ordered. *Gap closed* = gain / (ideal {p} at "
               f"k={s.depth} - first stage).", "",
@@ -192,14 +199,24 @@ def console_table(report: Report) -> str:
     metrics = list(dict.fromkeys((p, "MRR@10", f"Hit@{report.settings.top_ns[0]}")))
     metrics = [m for m in metrics if m in report.systems[0].means]
     width = max(len(s.name) for s in report.systems)
+    header = f"{'ranking':<{width}}  " + "  ".join(f"{m:>8}" for m in metrics)
     lines = [f"{report.collection}/{report.split}: {report.queries} judged queries, rerank depth "
-             f"{report.settings.depth}", f"{'ranking':<{width}}  " + "  ".join(f"{m:>8}" for m in metrics) +
-             f"  {'gain':>9}  {'p':>7}"]
+             f"{report.settings.depth}", header + f"  {'gain':>9}  {'p':>7}"]
     for system in report.systems:
         row = f"{system.name:<{width}}  " + "  ".join(f"{system.means[m]:8.4f}" for m in metrics)
         comparison = versus.get((system.first_stage, system.name))
         if comparison is not None:
             row += f"  {comparison.difference:+9.4f}  {comparison.p_randomization:7.4f}{comparison.stars()}"
         lines.append(row)
+    for first in report.partly_covered():
+        lines += [f"warning: {coverage_sentence(report, first)} Over those {first.covered} queries only:", header]
+        lines += [f"{system.name:<{width}}  " + "  ".join(f"{system.covered_means[m]:8.4f}" for m in metrics)
+                  for system in report.systems if system.first_stage == first.name]
     return "\n".join(lines)
+
+
+def coverage_sentence(report: Report, first) -> str:
+    """What a first stage that ranks only some judged queries does to the means above."""
+    return (f"{first.name} ranks {first.covered} of the {report.queries} judged queries; the means above are over "
+            f"all {report.queries}, a query it did not rank scoring 0.")
 

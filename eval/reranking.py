@@ -20,6 +20,18 @@ from rerankforge.data_prep.runs import Run
 
 ADAPTER_CONFIG = "adapter_config.json"
 SETTINGS = "rerankforge.json"  # beside the weights: the score fusion weight chosen on the dev split
+CHARS_PER_TOKEN_BOUND = 32
+"""Characters one token spans at most in ordinary text (English averages about 4, CJK about 1). A text
+cut to this many characters per token it may keep tokenises like the whole text up to that many tokens."""
+
+
+def clip_text(text: str, max_tokens: int, left: bool = False) -> str:
+    """`text` cut to what its first (or, `left`, last) `max_tokens` tokens can span, so the tokenizer,
+    which reads every character before it truncates, costs at most that much however long the text."""
+    budget = max_tokens * CHARS_PER_TOKEN_BOUND
+    if len(text) <= budget:
+        return text
+    return text[-budget:] if left else text[:budget]
 
 
 class Reranker:
@@ -78,7 +90,8 @@ class Reranker:
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 for start in range(0, len(order), self.batch_size):
                     chunk = order[start:start + self.batch_size]
-                    batch = self.tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk],
+                    batch = self.tokenizer([clip_text(pairs[i][0], self.max_length) for i in chunk],
+                                           [clip_text(pairs[i][1], self.max_length) for i in chunk],
                                            padding=True, truncation=True, max_length=self.max_length,
                                            return_tensors="pt").to(device)
                     logits = self.model(**batch).logits.view(-1).float().cpu().numpy()

@@ -5,29 +5,35 @@
     POST /search, /ask            the two-stage pipeline over a loaded index
     GET  /health, /ready, /metrics
 
-Errors are JSON: {"error": TYPE, "message": TEXT} (422 adds "details"). Every scoring request goes
-through one `DynamicBatcher`, so concurrent requests share forward passes and a full queue answers 503
-with Retry-After instead of growing without bound."""
+Every error, whatever raised it, is JSON: {"error": TYPE, "message": TEXT} (422 adds "details", 500 and
+502 a "request_id" that the server log files the cause under; every response carries X-Request-ID).
+Every scoring request goes through one `DynamicBatcher`, so concurrent requests share forward passes and
+a full queue answers 503 with Retry-After instead of growing without bound. Text is cut before it is
+tokenised and queries are capped (`max_query_tokens`), so no request costs more tokenising than the
+model's own length allows."""
 
 from __future__ import annotations
 
 import math
-import os
-import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, StrictBool, StrictStr, field_validator
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .batching import DynamicBatcher, Overloaded
-from .config import ServeConfig
+from rerankforge.eval.reranking import clip_text
+
+from .batching import DynamicBatcher, Overloaded, TooLarge
+from .config import ServeConfig, api_key
 from .generators import GeneratorError
+from .middleware import ApiKeyGuard, BodyLimit, RequestLog, error_response, logger
 from .prompt import cited
+from .schemas import (AskResponse, CohereRerankRequest, CohereRerankResponse, HealthResponse, ReadyResponse,
+                      SearchRequest, SearchResponse, TeiRank, TeiRerankRequest, error_responses)
 
 
 class ApiError(Exception):
@@ -36,58 +42,16 @@ class ApiError(Exception):
         self.status, self.kind, self.message, self.headers = status, kind, message, headers
 
 
-def _non_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must be a non-empty string")
-    return value
-
-
-class CohereRerankRequest(BaseModel):
-    """Cohere's /v1/rerank and /v2/rerank body. `model` is accepted and echoed (one model is served)."""
-
-    query: StrictStr
-    documents: list[StrictStr | dict[str, Any]] = Field(min_length=1)
-    model: StrictStr | None = None
-    top_n: int | None = Field(default=None, ge=1)
-    return_documents: StrictBool = False
-    max_tokens_per_doc: int | None = Field(default=None, ge=1)
-    rank_fields: list[StrictStr] | None = None
-    max_chunks_per_doc: int | None = Field(default=None, ge=1)  # v1; accepted, documents are scored whole
-
-    _query = field_validator("query")(_non_blank)
-
-
-class TeiRerankRequest(BaseModel):
-    """TEI's /rerank body."""
-
-    query: StrictStr
-    texts: list[StrictStr] = Field(min_length=1)
-    raw_scores: StrictBool = False
-    return_text: StrictBool = False
-    truncate: StrictBool = False
-    truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
-
-    _query = field_validator("query")(_non_blank)
-
-
-class SearchRequest(BaseModel):
-    query: StrictStr
-    k: int | None = Field(default=None, ge=1, le=1000)
-    top_n: int | None = Field(default=None, ge=1, le=1000)
-
-    _query = field_validator("query")(_non_blank)
-
-
 def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
     """The app around a loaded reranker (and optionally a `Pipeline` whose reranker is the app's batcher)."""
     from .metrics import ServiceMetrics
 
+    key = api_key(config)  # before anything starts: a configured but missing key is an error
     metrics = ServiceMetrics()
     batcher = DynamicBatcher(reranker, config.max_batch_tokens, config.max_batch_requests, config.max_queue_pairs,
                              config.max_wait_ms, on_batch=metrics.observe_batch)
     if pipeline is not None:
         pipeline.reranker = batcher
-    api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -100,86 +64,115 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
                   description="Domain reranker: Cohere- and TEI-compatible rerank, search and ask.")
     app.state.ready = False
     app.state.batcher = batcher
-
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
-            response = _error(413, "payload_too_large", f"request body of {length} bytes exceeds max_body_bytes="
-                                                        f"{config.max_body_bytes}")
-        elif request.method == "POST" and length is None and len(await request.body()) > config.max_body_bytes:
-            response = _error(413, "payload_too_large", f"request body exceeds max_body_bytes={config.max_body_bytes}")
-        else:
-            response = await call_next(request)
-        metrics.observe_request(request.url.path, response.status_code, time.perf_counter() - started)
-        return response
-
-    def authorized(request: Request) -> None:
-        if api_key and request.headers.get("authorization", "") != f"Bearer {api_key}":
-            raise ApiError(401, "unauthorized", "missing or wrong API key: send `Authorization: Bearer KEY`",
-                           {"WWW-Authenticate": "Bearer"})
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    if key:
+        app.add_middleware(ApiKeyGuard, key=key)
+    app.add_middleware(RequestLog, metrics=metrics, router=app.router)  # outermost: counts every answer
+    guarded = (401,) if key else ()
+    scoring = error_responses(400, *guarded, 413, 422, 500, 503)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError):
-        return _error(error.status, error.kind, error.message, headers=error.headers)
+        return error_response(error.status, error.kind, error.message, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError):
         details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        if details and details[0]["type"] == "json_invalid":
+            syntax = error.errors()[0].get("ctx", {}).get("error", "a syntax error")
+            return error_response(400, "invalid_json", f"body: expected JSON, got {syntax} at character "
+                                                       f"{details[0]['loc'][-1]}")
         summary = "; ".join(f"{'.'.join(map(str, d['loc'][1:])) or 'body'}: {d['msg']}" for d in details[:5])
-        return _error(422, "invalid_request", summary, details=details)
+        return error_response(422, "invalid_request", summary, details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        """FastAPI's and Starlette's own errors (unparsable body, no such route, wrong method), in our shape."""
+        kind, message = {
+            400: ("invalid_json", "body: expected a JSON object in UTF-8, got something the JSON parser refused "
+                                  "(bad bytes, or nesting too deep)"),
+            404: ("not_found", f"no route {request.url.path}"),
+            405: ("method_not_allowed", f"{request.method} is not allowed on {request.url.path}"),
+        }.get(error.status_code, ("http_error", str(error.detail)))
+        return error_response(error.status_code, kind, message, headers=error.headers)
 
     @app.exception_handler(Overloaded)
     async def overloaded(_: Request, busy: Overloaded):
-        return _error(503, "overloaded", str(busy), headers={"Retry-After": str(math.ceil(busy.retry_after))})
+        return error_response(503, "overloaded", str(busy), headers={"Retry-After": str(math.ceil(busy.retry_after))})
+
+    @app.exception_handler(TooLarge)
+    async def too_large(_: Request, error: TooLarge):
+        return error_response(413, "too_many_pairs", str(error))
 
     @app.exception_handler(GeneratorError)
-    async def generator_failed(_: Request, error: GeneratorError):
-        return _error(502, "generator_failed", str(error))
+    async def generator_failed(request: Request, error: GeneratorError):
+        """The upstream's answer can hold anything (its URL, a key it echoes): it goes to the log only."""
+        request_id = request.state.request_id
+        logger.error("request %s: %s", request_id, error)
+        return error_response(502, "generator_failed", f"the answer generator failed; the server log has the "
+                                                       f"details under request id {request_id}",
+                              request_id=request_id)
 
     score = batcher.score
+    tokenizer = reranker.tokenizer
 
     def check_count(count: int) -> None:
         if count > config.max_documents:
             raise ApiError(413, "too_many_documents", f"{count} documents exceed max_documents={config.max_documents}")
 
+    def check_query(query: str) -> None:
+        """At most `max_query_tokens` tokens, counted on a cut copy: a long query costs no more to refuse."""
+        limit = config.max_query_tokens
+        cut = clip_text(query, limit + 1)
+        count = len(tokenizer(cut, add_special_tokens=False, verbose=False)["input_ids"])
+        if count > limit or len(cut) < len(query):
+            got = f"{count} tokens" if len(cut) == len(query) else f"over {len(cut)} characters"
+            raise ApiError(422, "invalid_request", f"query: expected at most max_query_tokens={limit} tokens, "
+                                                   f"got {got}")
+
     def cohere(body: CohereRerankRequest, version: str) -> dict:
         check_count(len(body.documents))
+        check_query(body.query)
         texts = [_document_text(d, body.rank_fields, i) for i, d in enumerate(body.documents)]
-        if body.max_tokens_per_doc:
-            texts = [_truncate_tokens(reranker.tokenizer, t, body.max_tokens_per_doc) for t in texts]
+        if body.max_tokens_per_doc:  # beyond the model's length the scorer truncates anyway
+            limit = min(body.max_tokens_per_doc, reranker.max_length)
+            texts = [_truncate_tokens(tokenizer, t, limit) for t in texts]
         scores = score([(body.query, t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: -scores[i])[:body.top_n or len(texts)]
         results = []
         for i in order:
             result = {"index": i, "relevance_score": _sigmoid(scores[i])}
             if body.return_documents:
-                result["document"] = {"text": texts[i]} if isinstance(body.documents[i], str) else body.documents[i]
+                document = body.documents[i]
+                result["document"] = {"text": document} if isinstance(document, str) else document
             results.append(result)
         return {"id": str(uuid.uuid4()), "results": results,
                 "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}}}
 
-    @app.post("/v1/rerank", dependencies=[Depends(authorized)])
+    cohere_route = {"response_model": CohereRerankResponse, "response_model_exclude_unset": True,
+                    "responses": scoring}
+
+    @app.post("/v1/rerank", **cohere_route)
     def rerank_v1(body: CohereRerankRequest) -> dict:
         return cohere(body, "1")
 
-    @app.post("/v2/rerank", dependencies=[Depends(authorized)])
+    @app.post("/v2/rerank", **cohere_route)
     def rerank_v2(body: CohereRerankRequest) -> dict:
         return cohere(body, "2")
 
-    @app.post("/rerank", dependencies=[Depends(authorized)])
+    @app.post("/rerank", response_model=list[TeiRank], response_model_exclude_unset=True, responses=scoring)
     def rerank_tei(body: TeiRerankRequest) -> list[dict]:
         check_count(len(body.texts))
+        check_query(body.query)
         texts = body.texts
         limit = reranker.max_length
         if not body.truncate:
-            too_long = [i for i, t in enumerate(texts) if _pair_tokens(reranker.tokenizer, body.query, t) > limit]
+            too_long = [i for i, t in enumerate(texts) if _pair_tokens(tokenizer, body.query, t, limit) > limit]
             if too_long:
                 raise ApiError(413, "validation", f"texts {too_long[:5]} are longer than the model's {limit} tokens "
                                                   "with the query; send truncate: true")
         elif body.truncation_direction.lower() == "left":
-            texts = [_truncate_tokens(reranker.tokenizer, t, limit, left=True) for t in texts]
+            texts = [_truncate_tokens(tokenizer, t, limit, left=True) for t in texts]
         scores = score([(body.query, t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: -scores[i])
         return [{"index": i, "score": float(scores[i]) if body.raw_scores else _sigmoid(scores[i]),
@@ -190,39 +183,41 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
             raise ApiError(404, "no_index", "this server has no index: start it with `index: FOLDER` for /search and /ask")
         return pipeline
 
-    @app.post("/search", dependencies=[Depends(authorized)])
+    @app.post("/search", response_model=SearchResponse, responses={**scoring, **error_responses(404)})
     def search(body: SearchRequest) -> dict:
-        passages = needs_index().search(body.query, body.k, body.top_n)
+        found = needs_index()
+        check_query(body.query)
+        passages = found.search(body.query, body.k, body.top_n)
         return {"query": body.query, "k": body.k or pipeline.k, "top_n": body.top_n or pipeline.top_n,
                 "results": [p.as_dict() for p in passages]}
 
-    @app.post("/ask", dependencies=[Depends(authorized)])
+    @app.post("/ask", response_model=AskResponse, responses={**scoring, **error_responses(404, 502)})
     def ask(body: SearchRequest) -> dict:
-        answer = needs_index().ask(body.query, body.k, body.top_n)
+        found = needs_index()
+        check_query(body.query)
+        answer = found.ask(body.query, body.k, body.top_n)
         return {"query": body.query, "answer": answer.answer, "generator": answer.generator,
                 "citations": cited(answer.answer or "", len(answer.sources)),
                 "sources": [p.as_dict() for p in answer.sources], "messages": answer.messages}
 
-    @app.get("/health")
+    @app.get("/health", response_model=HealthResponse)
     def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.get("/ready", response_model=ReadyResponse, responses=error_responses(503))
     def ready():
         if not app.state.ready:
-            return _error(503, "not_ready", "model still loading")
+            return error_response(503, "not_ready", "model still loading")
         return {"status": "ready", "reranker": reranker.name, "index": bool(pipeline)}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format."}})
     def prometheus() -> Response:
         body, content_type = metrics.render(batcher.queued_pairs)
         return Response(body, media_type=content_type)
 
     return app
-
-
-def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
-    return JSONResponse({"error": kind, "message": message, **extra}, status_code=status, headers=headers)
 
 
 def _sigmoid(x: float) -> float:
@@ -249,11 +244,14 @@ def _document_text(document: str | dict[str, Any], rank_fields: list[str] | None
     return text
 
 
-def _pair_tokens(tokenizer, query: str, text: str) -> int:
-    return len(tokenizer(query, text, truncation=False, verbose=False)["input_ids"])
+def _pair_tokens(tokenizer, query: str, text: str, limit: int) -> int:
+    """Tokens of the pair, or more than `limit` when it is longer: only what `limit` tokens can span is read."""
+    return len(tokenizer(clip_text(query, limit), clip_text(text, limit), truncation=False,
+                         verbose=False)["input_ids"])
 
 
 def _truncate_tokens(tokenizer, text: str, limit: int, left: bool = False) -> str:
+    text = clip_text(text, limit, left=left)
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     if len(offsets) <= limit:
         return text

@@ -3,8 +3,11 @@
 Request threads call `score(pairs)` and block; one worker thread takes whole requests off a bounded
 queue, up to a token budget per batch, scores them in one pass and hands each request its slice. A full
 queue refuses new work at once (`Overloaded`, which the server turns into 503 + Retry-After): memory
-stays bounded however many clients pile up. `max_batch_requests=1` gives one-request-at-a-time
-scoring, the baseline the load benchmark compares against."""
+stays bounded however many clients pile up; a request larger than the whole queue is refused for good
+(`TooLarge`, 413). A batch that fails is scored again one request at a time, so a request the model
+cannot take fails alone instead of taking the requests it was batched with down too.
+`max_batch_requests=1` gives one-request-at-a-time scoring, the baseline the load benchmark compares
+against."""
 
 from __future__ import annotations
 
@@ -22,6 +25,15 @@ class Overloaded(RerankforgeError):
     def __init__(self, queued: int, limit: int, retry_after: float):
         super().__init__(f"server busy: {queued} pairs queued (limit {limit}); retry after {retry_after:.0f} s")
         self.retry_after = retry_after
+
+
+class TooLarge(RerankforgeError):
+    """A request with more pairs than the queue ever holds: waiting would not help (413, not 503)."""
+
+    def __init__(self, pairs: int, limit: int):
+        super().__init__(f"{pairs} (query, document) pairs to score exceed max_queue_pairs={limit}, the most the "
+                         f"server queues at once: send fewer documents (or a smaller k)")
+        self.pairs, self.limit = pairs, limit
 
 
 @dataclass
@@ -56,9 +68,12 @@ class DynamicBatcher:
         return self._queued_pairs
 
     def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """Scores of `pairs`, computed with whatever else is waiting; raises `Overloaded` when the queue is full."""
+        """Scores of `pairs`, computed with whatever else is waiting; raises `Overloaded` when the queue is full,
+        `TooLarge` when it could never hold them."""
         if not pairs:
             return np.empty(0, dtype=np.float32)
+        if len(pairs) > self.max_queue_pairs:
+            raise TooLarge(len(pairs), self.max_queue_pairs)
         request = _Request(list(pairs), sum(self._tokens(q, d) for q, d in pairs))
         with self._cv:
             if self._closed:
@@ -106,19 +121,29 @@ class DynamicBatcher:
             batch = self._take()
             if not batch:
                 return
-            pairs = [pair for request in batch for pair in request.pairs]
-            started = time.perf_counter()
-            try:
-                scores = self.reranker.score(pairs)
-            except BaseException as error:  # each waiting request gets the error, the worker lives on
+            self._score(batch)
+
+    def _score(self, batch: list[_Request]) -> None:
+        pairs = [pair for request in batch for pair in request.pairs]
+        started = time.perf_counter()
+        try:
+            scores = self.reranker.score(pairs)
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].future.set_exception(error)
+            else:  # find the request at fault: each is scored on its own, only the bad one gets the error
                 for request in batch:
-                    request.future.set_exception(error)
-                continue
-            seconds = time.perf_counter() - started
-            self._seconds_per_pair = 0.8 * self._seconds_per_pair + 0.2 * seconds / len(pairs)
-            offset = 0
+                    self._score([request])
+            return
+        except BaseException as error:  # each waiting request gets the error, the worker lives on
             for request in batch:
-                request.future.set_result(scores[offset:offset + len(request.pairs)])
-                offset += len(request.pairs)
-            if self.on_batch is not None:
-                self.on_batch(len(batch), len(pairs), seconds)
+                request.future.set_exception(error)
+            return
+        seconds = time.perf_counter() - started
+        self._seconds_per_pair = 0.8 * self._seconds_per_pair + 0.2 * seconds / len(pairs)
+        offset = 0
+        for request in batch:
+            request.future.set_result(scores[offset:offset + len(request.pairs)])
+            offset += len(request.pairs)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), len(pairs), seconds)

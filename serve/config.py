@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,9 +44,12 @@ class ServeConfig(GeneratorConfig):
         "help": "Pairs waiting at most; beyond it requests get 503 with Retry-After."})
     max_documents: int = field(default=1000, metadata={"help": "Most documents per rerank request (else 413)."})
     max_body_bytes: int = field(default=5_000_000, metadata={"help": "Largest request body (else 413)."})
+    max_query_tokens: int = field(default=2048, metadata={
+        "help": "Longest query, in reranker tokens (else 422); Cohere's limit."})
     api_key_env: str | None = field(default=None, metadata={
-        "help": "Environment variable holding the API key; when set (and non-empty), requests need "
-                "`Authorization: Bearer KEY` (401 otherwise). /health, /ready and /metrics stay open for probes."})
+        "help": "Environment variable holding the API key: the server refuses to start while it is unset or "
+                "empty. Every request but /health, /ready and /metrics (probes) then needs `Authorization: Bearer "
+                "KEY` (401 otherwise), /docs, /redoc and /openapi.json included."})
 
 
 def load_serve_config(argv: list[str]) -> ServeConfig:
@@ -63,10 +67,30 @@ def check_serve_config(config: ServeConfig) -> None:
     if not 0 < config.port < 65536:
         raise ConfigError(f"port must be in 1..65535, got {config.port}")
     for key in ("k", "top_n", "batch_size", "max_batch_tokens", "max_batch_requests", "max_queue_pairs",
-                "max_documents", "max_body_bytes", "max_new_tokens"):
+                "max_documents", "max_body_bytes", "max_query_tokens", "max_new_tokens"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
+    # a request the queue can never hold would be refused every time: such limits are a mistake
+    for key, what in (("max_documents", "a rerank request of max_documents documents"),
+                      ("k", "a /search of k documents (at least one pair each)")):
+        if getattr(config, key) > config.max_queue_pairs:
+            raise ConfigError(f"{key} must be at most max_queue_pairs={config.max_queue_pairs}, got "
+                              f"{getattr(config, key)}: {what} could never be queued")
     if config.fusion_weight is not None and not 0 <= config.fusion_weight <= 1:
         raise ConfigError(f"fusion_weight must be in [0, 1], got {config.fusion_weight}")
     if config.generator != "none" and not config.index:
         raise ConfigError(f"generator: {config.generator} needs an index (it answers from retrieved passages)")
+    api_key(config)
+
+
+def api_key(config: ServeConfig) -> str | None:
+    """The key requests must carry, from `api_key_env`; None when no key is configured. A configured
+    variable that is unset or empty is an error: serving without auth by accident is worse than not serving."""
+    if not config.api_key_env:
+        return None
+    key = os.environ.get(config.api_key_env, "")
+    if not key.strip():
+        raise ConfigError(f"api_key_env: expected the environment variable {config.api_key_env} to hold the API "
+                          f"key, got it {'empty' if config.api_key_env in os.environ else 'unset'} (set it, or "
+                          f"drop api_key_env to serve without a key)")
+    return key

@@ -108,10 +108,13 @@ def _jsonl(path: Path) -> dict[str, Document]:
 def _text_files(folder: Path) -> dict[str, Document]:
     docs = {}
     for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES):
+        data = file.read_bytes()
         try:
-            text = file.read_text(encoding="utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise DataError(f"{file}: expected UTF-8 text, got undecodable bytes at offset {error.start}") from None
+            line, column = data.count(b"\n", 0, error.start) + 1, error.start - data.rfind(b"\n", 0, error.start)
+            raise DataError(f"{located(file, line)}: expected UTF-8 text, got undecodable bytes ({error.reason} "
+                            f"at byte {column} of the line)") from None
         title = next((line.lstrip("#").strip() for line in text.splitlines() if line.startswith("# ")), file.stem)
         docs[str(file.relative_to(folder))] = Document(title=title, text=text)
     return docs

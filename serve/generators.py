@@ -67,14 +67,18 @@ class OpenAIChat:
         try:
             response = httpx.post(self.url, json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as error:
-            raise GeneratorError(f"generator {self.url}: request failed ({type(error).__name__}: {error})") from None
+            raise self._failed(f"request failed ({type(error).__name__}: {error})") from None
         if response.status_code != 200:
-            raise GeneratorError(f"generator {self.url}: HTTP {response.status_code}: {response.text[:300]}")
+            raise self._failed(f"HTTP {response.status_code}: {response.text[:300]}")
         try:
             return response.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise GeneratorError(f"generator {self.url}: expected an OpenAI chat completion, got "
-                                 f"{response.text[:300]}") from None
+            raise self._failed(f"expected an OpenAI chat completion, got {response.text[:300]}") from None
+
+    def _failed(self, what: str) -> GeneratorError:
+        """The error for the server log (clients never see it), without our key should the upstream echo it."""
+        message = f"generator {self.url}: {what}"
+        return GeneratorError(message.replace(self.api_key, "***") if self.api_key else message)
 
 
 class LocalCausalLM:

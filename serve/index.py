@@ -25,8 +25,9 @@ from typing import Literal
 import numpy as np
 
 from rerankforge.data_prep.collection import Document
-from rerankforge.data_prep.errors import DataError
+from rerankforge.data_prep.errors import ConfigError, DataError, preview
 from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
+from rerankforge.data_prep.outputs import check_output_folder
 from rerankforge.data_prep.runs import readable_by_all
 
 from .documents import Chunk, ChunkingConfig, chunk_documents, load_documents
@@ -41,7 +42,8 @@ class IndexConfig:
 
     docs: str = field(metadata={"help": "A BEIR folder (corpus.jsonl), a .jsonl file of {_id, title?, text}, or a "
                                         "folder of .txt/.md files."})
-    out: str = field(metadata={"help": "Index folder to write (replaced atomically if it exists)."})
+    out: str = field(metadata={"help": "Index folder to write: a new or empty folder, or an index built before "
+                                       "(replaced atomically). A folder holding other files is refused."})
     model: str = field(default=DEFAULT_BI_ENCODER, metadata={"help": "Bi-encoder (folder or Hub id)."})
     max_length: int = field(default=256, metadata={"help": "Bi-encoder max input tokens."})
     index: Literal["flat", "hnsw", "ivf"] = field(default="flat", metadata={
@@ -57,6 +59,7 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
     from rerankforge.data_prep.dense import build_index as build_faiss
     from rerankforge.data_prep.embeddings import Encoder, EncoderSettings
 
+    out = check_index_out(config.out)
     docs = load_documents(config.docs)
     encoder = Encoder(EncoderSettings(model=config.model, max_length=config.max_length),
                       batch_size=config.batch_size, show_progress=show_progress)
@@ -68,7 +71,6 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
     manifest = {"format_version": FORMAT_VERSION, "model": config.model, "max_length": config.max_length,
                 "index": config.index, "chunking": asdict(chunking), "documents": len(docs), "chunks": len(chunks),
                 "dimension": int(embeddings.shape[1]), "encode_seconds": round(time.perf_counter() - started, 1)}
-    out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
@@ -93,6 +95,33 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def check_index_out(path: str) -> Path:
+    """The folder `--out` names, checked before any work: a new folder, an empty one, or an index built
+    earlier. Building replaces the folder as a whole, so a folder holding anything else (a user's files)
+    is refused rather than deleted, and so is the current folder or one above it."""
+    out = check_output_folder(path, "--out").resolve()
+    here = Path.cwd().resolve()
+    if out == here or out in here.parents:
+        raise ConfigError(f"--out {path}: an index folder is replaced as a whole when built, so it cannot be the "
+                          f"current folder or one above it; expected a folder of its own, e.g. --out index")
+    if out.is_dir() and not _is_index(out):
+        found = sorted(p.name for p in out.iterdir())
+        if found:
+            raise ConfigError(f"--out {path}: holds files that are not a rerankforge index ({preview(found)}); an "
+                              "index folder is replaced as a whole, so expected a new or empty folder or an index "
+                              "built before")
+    return out
+
+
+def _is_index(folder: Path) -> bool:
+    """A folder `build_index` wrote: its manifest names a format version and a model."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"format_version", "model"} <= manifest.keys()
 
 
 @dataclass

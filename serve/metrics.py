@@ -10,9 +10,11 @@ class ServiceMetrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        self.requests = Counter("rerankforge_requests", "HTTP requests by path and status code",
+        # `path` is a route template ("/v2/rerank", or "unmatched"), never the raw path: a client trying
+        # random paths must not grow the label set (and /metrics with it) without bound
+        self.requests = Counter("rerankforge_requests", "HTTP requests by route and status code",
                                 ["path", "status"], registry=self.registry)
-        self.latency = Histogram("rerankforge_request_seconds", "Request latency by path", ["path"],
+        self.latency = Histogram("rerankforge_request_seconds", "Request latency by route", ["path"],
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
                                  registry=self.registry)
         self.batch_pairs = Histogram("rerankforge_batch_pairs", "Pairs scored per dynamic batch",

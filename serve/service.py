@@ -32,11 +32,15 @@ def serve_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def run() -> int:
+        import logging
+
         import uvicorn
 
         from .config import load_serve_config
 
         config = load_serve_config(argv)
+        # the service logs what it keeps from clients (upstream failures, tracebacks) under request ids
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         print(f"using {use_cpu_threads()}", flush=True)
         reranker = load_reranker(config)
         print(f"precision: {reranker.precision}", flush=True)

@@ -17,10 +17,14 @@ def _datasets_root() -> Path:
     if (root / "scifact" / "corpus.jsonl").is_file():
         return root
     from rerankforge.data_prep.errors import DataError
+    from rerankforge.data_prep.offline import OFFLINE_VARIABLES
     from rerankforge.data_prep.sources import resolve_dataset_dir
 
     try:
-        return resolve_dataset_dir("scifact").parent
+        with pytest.MonkeyPatch.context() as patch:  # the one download the tests may make, offline mode aside
+            for variable in OFFLINE_VARIABLES:
+                patch.delenv(variable, raising=False)
+            return resolve_dataset_dir("scifact").parent
     except DataError as error:
         pytest.fail(f"the tests need SciFact: {error}")
 

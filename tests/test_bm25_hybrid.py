@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import pytrec_eval
@@ -54,6 +56,11 @@ def test_stemming_lets_running_match_runs(toy_bm25):
     assert dict(run["q"])["d2"] == pytest.approx(lucene_bm25(2, 2, 3), rel=1e-6)
     unstemmed = BM25Retriever(TOY, stemmer_language=None)
     assert unstemmed.search({"q": "running"}, k=10) == {"q": []}
+
+
+def test_corpus_without_an_indexable_word_is_a_clear_error():
+    with pytest.raises(DataError, match="none of the 2 documents holds a word it indexes"):
+        BM25Retriever({"d1": Document("", "a b"), "d2": Document("", "the of")})
 
 
 def test_stopword_only_and_unknown_queries_give_empty_lists(toy_bm25):
@@ -288,6 +295,58 @@ def test_hybrid_score_pairs_match_search(toy_bm25, method, normalization):
     again = fresh.score_pairs(QUERIES, {"q1": ["d1", "d2"], "q2": ["d1"]})
     assert again["q1"] == pytest.approx({d: pairs["q1"][d] for d in ["d1", "d2"]})
     assert again["q2"] == pytest.approx({"d1": pairs["q2"]["d1"]})
+
+
+class TextRetriever:
+    """Scores by query text, as a real retriever (the id is a label: the server calls every query "q").
+    A search holding `slow_text` signals `waiting`, then waits for `go`: a slow component."""
+
+    def __init__(self, scores: dict[str, dict[str, float]], slow_text: str | None = None):
+        self.name, self.scores, self.slow_text = "text", scores, slow_text
+        self.waiting, self.go = threading.Event(), threading.Event()
+
+    def search(self, queries: dict[str, str], k: int) -> Run:
+        if self.slow_text in queries.values():
+            self.waiting.set()
+            assert self.go.wait(timeout=30)
+        return {qid: sorted(self.scores[text].items(), key=lambda item: -item[1])[:k] for qid, text in queries.items()}
+
+    def score_pairs(self, queries, doc_ids):
+        return {qid: {d: self.scores[queries[qid]].get(d, -5.0) for d in docs} for qid, docs in doc_ids.items()}
+
+
+DENSE_BY_TEXT = {"cats": {"d1": 0.9, "d2": 0.5, "d3": 0.1}, "dogs": {"d3": 0.9, "d2": 0.6, "d1": 0.2},
+                 "birds": {"d2": 0.8, "d3": 0.4, "d1": 0.3}}
+BM25_BY_TEXT = {"cats": {"d1": 7.0, "d3": 2.0}, "dogs": {"d3": 5.0, "d1": 4.0, "d2": 1.0}, "birds": {"d3": 3.0}}
+
+
+@pytest.mark.parametrize("method", ["rrf", "score"])
+def test_concurrent_hybrid_calls_each_get_their_own_answer(method):
+    """One HybridRetriever serves every request of a server. While one caller waits in a slow component,
+    another searches the same query id with another text; each must get the answer it would get alone."""
+    slow = TextRetriever(DENSE_BY_TEXT, slow_text="birds")
+    shared = HybridRetriever([slow, TextRetriever(BM25_BY_TEXT)], method=method, candidate_depth=3)
+    alone = HybridRetriever([TextRetriever(DENSE_BY_TEXT), TextRetriever(BM25_BY_TEXT)], method=method,
+                            candidate_depth=3)
+    pairs_of = {"q": ["d1", "d2", "d3"], "q2": ["d1", "d2", "d3"]}
+    expected = {"cats": alone.search({"q": "cats"}, k=3), "dogs": alone.search({"q": "dogs"}, k=3),
+                "pairs": alone.score_pairs({"q": "cats", "q2": "birds"}, pairs_of)}
+
+    def first():  # search, then pair scores whose second query waits in the slow component
+        return shared.search({"q": "cats"}, k=3), shared.score_pairs({"q": "cats", "q2": "birds"}, pairs_of)
+
+    def second():  # meanwhile another request: same query id, another text
+        assert slow.waiting.wait(timeout=30)
+        try:
+            return shared.search({"q": "dogs"}, k=3)
+        finally:
+            slow.go.set()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a, b = pool.submit(first), pool.submit(second)
+        (cats, pairs), dogs = a.result(timeout=60), b.result(timeout=60)
+    assert cats == expected["cats"] and dogs == expected["dogs"]
+    assert pairs == expected["pairs"]
 
 
 def test_hybrid_rrf_pair_outside_depth_gets_no_contribution():

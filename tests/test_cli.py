@@ -127,3 +127,103 @@ def test_bad_option_values(scifact_slice, tmp_path, capsys):
     assert "--output" in err and ".jsonl" in err and "'.txt'" in err
     err = _mine_fails(scifact_slice, tmp_path / "out.jsonl", capsys, "--num-negatives", "0")
     assert "num_negatives must be >= 1" in err
+
+
+def _commands() -> list[str]:
+    import argparse
+
+    from rerankforge.serve.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(subparsers.choices)
+
+
+@pytest.mark.parametrize("command", [*_commands(), "mine-negatives"])
+def test_every_command_help_renders(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        if command == "mine-negatives":
+            mine_negatives_main(["--help"])
+        else:
+            rerankforge([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--" in out
+    assert "option_strings" not in out and "Traceback" not in out  # a help text read as a %-format
+
+
+def test_help_texts_keep_percent_signs(capsys):
+    from dataclasses import dataclass, field
+
+    from rerankforge.data_prep.cli import dataclass_parser
+
+    @dataclass
+    class Options:
+        share: float = field(default=0.5, metadata={"help": "Share of the data, e.g. 50% or 100%."})
+
+    dataclass_parser(Options, prog="demo").print_help()
+    assert "e.g. 50% or 100%. (default: 0.5)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_ids_with_whitespace_stop_retrieve_before_a_run_is_written(scifact_slice, tmp_path, capsys):
+    data = _copy_beir(scifact_slice, tmp_path / "data")
+    lines = (data / "corpus.jsonl").read_text().splitlines()
+    row = json.loads(lines[4])
+    row["_id"] = f"doc {row['_id']}"
+    lines[4] = json.dumps(row)
+    (data / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    run_file = tmp_path / "bm25.trec"
+    assert rerankforge(["retrieve", "--data", str(data), "--retriever", "bm25", "--output", str(run_file)]) == 2
+    err = capsys.readouterr().err
+    assert "corpus.jsonl:5: field '_id' must be one token without whitespace" in err and repr(row["_id"]) in err
+    assert not run_file.exists()
+
+
+def test_run_writer_refuses_ids_no_reader_could_split(tmp_path):
+    from rerankforge.data_prep.errors import DataError
+    from rerankforge.data_prep.runs import read_trec, write_trec
+
+    with pytest.raises(DataError, match="one token without whitespace, got 'doc 2'"):
+        write_trec(tmp_path / "run.trec", {"q1": [("d1", 2.0), ("doc 2", 1.0)]}, tag="t")
+    assert not (tmp_path / "run.trec").exists()
+    write_trec(tmp_path / "run.trec", {"q1": [("d1", 2.0), ("d2", 1.0)]}, tag="t")
+    assert read_trec(tmp_path / "run.trec") == {"q1": [("d1", 2.0), ("d2", 1.0)]}
+
+
+def _bad_outputs(tmp_path: Path, name: str) -> dict[str, str]:
+    """Output paths no command can write, each with what its error must say."""
+    folder = tmp_path / f"a_folder{Path(name).suffix}"  # named as the command wants its files named
+    folder.mkdir()
+    (tmp_path / "a_file.txt").write_text("keep me\n")
+    return {str(folder): "is a folder",
+            str(tmp_path / "a_file.txt" / name): "a_file.txt is a file, so it cannot hold"}
+
+
+@pytest.mark.parametrize("command,name", [("retrieve", "run.trec"), ("mine", "mined.jsonl")])
+def test_unwritable_output_file_is_one_line_before_any_work(command, name, tmp_path, capsys):
+    for output, words in _bad_outputs(tmp_path, name).items():
+        # --data does not exist: the output is checked first, before anything is loaded
+        code = rerankforge([command, "--data", str(tmp_path / "no-data"), "--retriever", "bm25", "--output", output])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(f"error: --output {output}: ") and words in err, err
+        assert len(err.splitlines()) == 1
+    assert (tmp_path / "a_file.txt").read_text() == "keep me\n"
+
+
+def test_unwritable_eval_report_folder_is_one_line_before_any_work(tmp_path, capsys):
+    (tmp_path / "a_file.txt").write_text("keep me\n")
+    for output, words in ((tmp_path / "a_file.txt", "is a file; expected a folder"),
+                          (tmp_path / "a_file.txt" / "report", "a_file.txt is a file, so it cannot hold report")):
+        code = rerankforge(["eval", "--data", str(tmp_path / "no-data"), "--retriever", "bm25", "--output", str(output)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(f"error: --output {output}: ") and words in err, err
+    assert (tmp_path / "a_file.txt").read_text() == "keep me\n"
+
+
+def test_train_output_dir_that_is_a_file_stops_before_training(tmp_path, capsys):
+    train_file = tmp_path / "mined.jsonl"
+    train_file.write_text("{}\n")
+    for output_dir in (train_file, train_file / "reranker"):
+        assert rerankforge(["train", "--train_file", str(train_file), "--output_dir", str(output_dir)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: output_dir {output_dir}: ") and "is a file" in err, err
+    assert train_file.read_text() == "{}\n"

@@ -62,6 +62,23 @@ def test_cache_key_changes_with_texts_length_and_kind(tiny_bi_encoder, tmp_path)
     assert key != _encoder(tiny_bi_encoder, tmp_path, max_length=64).cache_key(texts, "document")
 
 
+def test_queries_are_encoded_but_never_cached(tiny_bi_encoder, tmp_path):
+    """A server encodes a new query per request: a cache entry each would grow the disk without bound."""
+    encoder = _encoder(tiny_bi_encoder, tmp_path / "cache")
+    retriever = DenseRetriever(CORPUS, encoder)
+    retriever.search({"q": "warm up: the corpus is encoded and cached"}, k=2)
+    cached = sorted((tmp_path / "cache").iterdir())
+    assert len(cached) == 1  # the corpus
+    queries = ["aspirin heart attack", "cell biology", "vitamin d in winter"]
+    vectors = [encoder.encode_queries([query]) for query in queries]
+    retriever.search({f"q{i}": query for i, query in enumerate(queries)}, k=2)
+    assert sorted((tmp_path / "cache").iterdir()) == cached
+    model = encoder.model
+    for query, vector in zip(queries, vectors):
+        expected = model.encode_query([query], normalize_embeddings=True, convert_to_numpy=True)
+        np.testing.assert_allclose(vector, expected, atol=1e-5)
+
+
 def test_killed_encoding_resumes_from_finished_shards(tiny_bi_encoder, tmp_path, monkeypatch):
     monkeypatch.setattr(embeddings_module, "SHARD_SIZE", 2)
     texts = [f"document number {i} about topic {i % 3}" for i in range(7)]

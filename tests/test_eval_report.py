@@ -196,3 +196,40 @@ def _write_beir(folder: Path, docs: dict[str, str], queries: dict[str, str], qre
     (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in queries.items()))
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" +
                                                "".join(f"{q}\t{d}\t{r}\n" for q, d, r in qrels))
+
+
+def test_run_covering_some_judged_queries_is_reported_both_ways(scifact_slice, bm25_run, tiny_reranker, tmp_path,
+                                                                 capsys):
+    """A run of 5 of the 20 judged queries: the means over all 20 count 15 zeros, so the numbers over its 5
+    (what trec_eval prints for the run) come beside them, with a warning -- never silently only the first."""
+    import pytrec_eval
+
+    from rerankforge.data_prep.runs import read_trec
+    from rerankforge.eval.report_files import slug
+
+    full = read_trec(bm25_run)
+    kept = list(full)[:5]
+    partial = tmp_path / "partial.trec"
+    partial.write_text("".join(line + "\n" for line in bm25_run.read_text().splitlines() if line.split()[0] in kept))
+    out = tmp_path / "report"
+    assert rerankforge(["eval", "--data", str(scifact_slice), "--run", str(partial), "--reranker", tiny_reranker,
+                        "--depth", "10", "--k", "10", "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {partial} ranks 5 of the 20 judged queries" in captured.err
+
+    qrels = {}
+    for line in (scifact_slice / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        qid, doc_id, rel = line.split("\t")
+        qrels.setdefault(qid, {})[doc_id] = int(rel)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["systems"]) == ["partial", "partial >> tiny-reranker0"]
+    for name, system in metrics["systems"].items():
+        run = read_trec(out / "runs" / f"{slug(name)}.trec")
+        per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate({q: dict(h) for q, h in run.items()})
+        assert sorted(per_query) == sorted(kept) and system["covered_queries"] == 5
+        over_run = sum(v["ndcg_cut_10"] for v in per_query.values()) / 5  # what trec_eval prints
+        assert system["metrics_over_covered_queries"]["nDCG@10"] == pytest.approx(over_run, abs=1e-9)
+        assert system["metrics"]["nDCG@10"] == pytest.approx(over_run * 5 / 20, abs=1e-9)
+        assert f"{over_run:8.4f}" in captured.out and f"{over_run * 5 / 20:8.4f}" in captured.out
+    assert "warning: partial ranks 5 of the 20 judged queries" in captured.out
+    assert "**Coverage** — partial ranks 5 of the 20 judged queries" in (out / "report.md").read_text()

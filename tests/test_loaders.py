@@ -18,6 +18,7 @@ from rerankforge.data_prep import sources
 from rerankforge.data_prep.beir import load_beir
 from rerankforge.data_prep.collection import Document
 from rerankforge.data_prep.errors import DataError
+from rerankforge.data_prep.offline import OFFLINE_VARIABLES
 from rerankforge.data_prep.pairs import load_pairs_csv, load_pairs_hf, load_pairs_jsonl
 from rerankforge.data_prep.sources import load_collection, resolve_dataset_dir
 
@@ -167,6 +168,62 @@ def test_undecodable_and_broken_gzip(tmp_path: Path) -> None:
     (folder / "queries.jsonl").unlink()
     (folder / "queries.jsonl.gz").write_bytes(gzip.compress(jsonl(QUERIES).encode())[:-12])
     assert "expected a complete gzip file" in error_of(load_beir, folder, "test")
+
+
+@pytest.mark.parametrize("name", ["corpus.jsonl", "corpus.jsonl.gz"])
+def test_undecodable_byte_names_its_own_line(tmp_path: Path, name: str) -> None:
+    """Deep in a file, past the first decoded block: the line of the bad byte, not one a block earlier."""
+    rows = [json.dumps({"_id": f"d{i}", "text": f"document number {i} " * 5}).encode() for i in range(600)]
+    rows[500] = rows[500].replace(b"number", b"n\xffmber")
+    folder = beir_folder(tmp_path, corpus="")
+    (folder / "corpus.jsonl").unlink()
+    payload = b"\n".join(rows) + b"\n"
+    (folder / name).write_bytes(gzip.compress(payload) if name.endswith(".gz") else payload)
+    message = error_of(load_beir, folder, "test")
+    column = rows[500].index(b"\xff") + 1
+    assert f"{name}:501: expected UTF-8 text" in message and f"at byte {column} of the line" in message
+
+
+@pytest.mark.parametrize("bad_id", ["doc 1", "doc\t1", " d1", "d1\u00a0", ""])
+@pytest.mark.parametrize("file", ["corpus", "queries"])
+def test_ids_must_be_one_token(tmp_path: Path, file: str, bad_id: str) -> None:
+    """TREC runs separate fields by whitespace: an id with a space would make `retrieve` write a run
+    that `eval` (and trec_eval) cannot read, so it is stopped at load, with its line."""
+    rows = [dict(row) for row in (CORPUS if file == "corpus" else QUERIES)]
+    rows[1]["_id"] = bad_id
+    message = error_of(load_beir, beir_folder(tmp_path, **{file: jsonl(rows)}), "test")
+    assert f"{file}.jsonl:2: field '_id' must be one token without whitespace" in message and repr(bad_id) in message
+
+
+def test_pairs_given_ids_must_be_one_token(tmp_path: Path) -> None:
+    path = write(tmp_path / "pairs.jsonl", '{"query": "q", "positive": "p", "query_id": "query one"}\n')
+    assert "pairs.jsonl:1: field 'query_id' must be one token" in error_of(load_pairs_jsonl, path)
+    path = write(tmp_path / "pairs.jsonl", '{"query": "q", "positives": ["p", "r"], "positive_ids": ["a", "b c"]}\n')
+    assert "pairs.jsonl:1: field 'positive_id' must be one token" in error_of(load_pairs_jsonl, path)
+
+
+LONE_SURROGATE = "\\ud800"  # as JSON writes it: valid JSON, but not text any encoder or tokenizer takes
+
+
+@pytest.mark.parametrize("file", ["corpus", "queries"])
+def test_lone_surrogate_is_a_clear_error(tmp_path: Path, file: str) -> None:
+    rows = [dict(row) for row in (CORPUS if file == "corpus" else QUERIES)]
+    lines = jsonl(rows).splitlines()
+    lines[1] = lines[1].replace('"text": "', f'"text": "ok {LONE_SURROGATE}', 1)
+    message = error_of(load_beir, beir_folder(tmp_path, **{file: "\n".join(lines) + "\n"}), "test")
+    assert f"{file}.jsonl:2: field 'text' holds a lone surrogate '\\ud800' at character 4" in message
+
+
+def test_surrogate_pairs_are_text(tmp_path: Path) -> None:
+    emoji = jsonl([{"_id": "d1", "text": "\U0001F600 smile"}, *CORPUS[1:]])  # json.dumps writes \ud83d\ude00
+    assert "\\ud83d\\ude00" in emoji
+    assert load_beir(beir_folder(tmp_path, corpus=emoji), "test").corpus["d1"].text == "\U0001F600 smile"
+
+
+def test_lone_surrogate_in_pairs_names_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path / "pairs.jsonl", '{"query": "q", "positive": "p"}\n'
+                 f'{{"query": "q2", "positive": "p2", "negatives": ["n1", "{LONE_SURROGATE}"]}}\n')
+    assert "pairs.jsonl:2: field 'negatives[1]' holds a lone surrogate" in error_of(load_pairs_jsonl, path)
 
 
 @pytest.mark.parametrize(
@@ -460,9 +517,11 @@ class FakeResponse(io.BytesIO):
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch) -> Path:
-    """A private cache and no $RERANKFORGE_DATA, so names must come from the (fake) download."""
+    """A private cache and no $RERANKFORGE_DATA, so names must come from the (fake) download; online."""
     monkeypatch.setenv("RERANKFORGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("RERANKFORGE_DATA", raising=False)
+    for variable in OFFLINE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     return tmp_path / "cache"
 
 
@@ -524,3 +583,16 @@ def test_bad_archive_leaves_nothing(cache: Path, monkeypatch, payload: bytes, ex
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: FakeResponse(payload))
     assert expected in error_of(resolve_dataset_dir, "x")
     assert list((cache / "datasets").iterdir()) == []
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_offline_mode_never_downloads(cache: Path, monkeypatch, variable: str) -> None:
+    def no_network(url, timeout=None):
+        raise AssertionError(f"offline mode, yet {url} was fetched")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setenv(variable, "1")
+    message = error_of(load_collection, "nosuchset")
+    assert f"offline mode is on ({variable}=1)" in message
+    assert "$RERANKFORGE_DATA (unset)" in message and str(cache / "datasets") in message
+    assert not (cache / "datasets").exists()

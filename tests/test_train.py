@@ -219,9 +219,9 @@ def test_kill_and_resume_gives_the_same_model(tmp_path, mined_slice, scifact_sli
 
     real_save = loop.save_checkpoint
 
-    def save_then_die(accelerator, output_dir, step):
-        real_save(accelerator, output_dir, step)
-        if step == 6:
+    def save_then_die(accelerator, output_dir, state):
+        real_save(accelerator, output_dir, state)
+        if state.step == 6:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
@@ -258,8 +258,8 @@ def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, 
 
     real_save = loop.save_checkpoint
 
-    def save_then_die(accelerator, output_dir, step):
-        real_save(accelerator, output_dir, step)
+    def save_then_die(accelerator, output_dir, state):
+        real_save(accelerator, output_dir, state)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
@@ -325,11 +325,17 @@ def test_hub_dry_run_and_patched_upload(tmp_path, mined_slice, scifact_slice, ti
 
 
 @pytest.mark.slow
-def test_two_process_run_shares_the_data_and_saves_once(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
-                                                        tiny_bert):
+def test_two_process_run_shares_the_data_saves_once_and_keeps_the_schedule(tmp_path, mined_slice, scifact_slice,
+                                                                          tiny_bi_encoder, tiny_bert):
+    """Two gloo CPU processes with gradient accumulation: each takes every other batch, only the main process
+    saves, and the learning rate follows one process's schedule over as many optimizer steps (a prepared
+    scheduler steps once per process on each update, so it must be built that many times longer)."""
+    from rerankforge.train.loop import train
+
+    schedule = ["--batch_size", "2", "--gradient_accumulation_steps", "2", "--warmup_ratio", "0.5",
+                "--eval_steps", "0", "--save_steps", "0"]
     out = tmp_path / "ddp"
-    args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--num_epochs", "1",
-                      "--eval_steps", "0", "--save_steps", "0")
+    args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--num_epochs", "1", *schedule)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), str(REPO / "train" / "run.py"), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -337,9 +343,71 @@ def test_two_process_run_shares_the_data_and_saves_once(tmp_path, mined_slice, s
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     groups = len(split_dev(read_mined(mined_slice), 8, 42)[0])
-    # Each process gets every other batch of 4 groups: one epoch is half the batches per process.
-    assert metrics["steps"] == math.ceil(math.ceil(groups / 4) / 2)
+    # Each process gets every other batch of 2 groups and updates once every 2 of its batches.
+    steps = math.ceil(math.ceil(math.ceil(groups / 2) / 2) / 2)
+    assert metrics["steps"] == steps >= 3
     assert result.stdout.count("trained ") == 1  # only the main process saves and reports
+
+    one = train(load_config(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, tmp_path / "one",
+                                       "--max_steps", str(steps), "--choose_fusion_weight", "false", *schedule)))
+    lr = lambda m: {h["step"]: h["train/lr"] for h in m["history"] if "train/lr" in h}  # noqa: E731
+    assert list(lr(metrics)) == list(lr(one)) == list(range(1, steps + 1))
+    assert list(lr(metrics).values()) == pytest.approx(list(lr(one).values()), rel=1e-9, abs=1e-12)
+    # The one-process schedule itself: linear warmup to the peak over half the steps, then down to 0 at the end.
+    warmup = int(0.5 * steps)
+    assert lr(one)[warmup] == pytest.approx(1e-3) and lr(one)[steps] == 0 < lr(one)[steps - 1]
+
+
+class _WritesAMarker:
+    """What a crafted checkpoint file can hold: unpickling it runs code (here: it creates `marker`)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+def test_resume_refuses_checkpoint_files_that_would_run_code(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                             tiny_bert, capsys):
+    """A checkpoint folder from someone else must not run code on resume: the training state is JSON, and a
+    pickle anywhere in the checkpoint (accelerate's own files included) must load with weights_only=True.
+    A checkpoint of the old format (the state in custom_checkpoint_0.pkl) is refused with what to do."""
+    import shutil
+
+    from rerankforge.train.cli import train_main
+
+    args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
+                                  "--max_steps", "3", "--choose_fusion_weight", "false")
+    assert train_main(args(tmp_path / "done")) == 0
+    checkpoint = Path("checkpoints") / "step-3"
+    saved = {p.name for p in (tmp_path / "done" / checkpoint).iterdir()}
+    assert {"train_state.json", "model.safetensors", "random_states_0.pkl"} <= saved
+    assert not any(name.startswith("custom_checkpoint") for name in saved)
+
+    marker = tmp_path / "code-ran"
+    cases = [("custom_checkpoint_0.pkl", "custom_checkpoint_0.pkl: a checkpoint in an old, unsafe format"),
+             ("random_states_0.pkl", "random_states_0.pkl: expected a torch file of tensors and plain values"),
+             ("optimizer.bin", "optimizer.bin: expected a torch file of tensors and plain values")]
+    for name, expected in cases:
+        out = tmp_path / name
+        shutil.copytree(tmp_path / "done", out)
+        torch.save(_WritesAMarker(marker), out / checkpoint / name)
+        capsys.readouterr()
+        assert train_main(args(out)) == 2, name
+        err = capsys.readouterr().err
+        assert expected in err and "\n" not in err.strip(), err
+        assert not marker.exists(), f"unpickling {name} ran code"
+        if name.startswith("custom_checkpoint"):
+            assert f"Delete {out / 'checkpoints'} to start the training over" in err
+
+    out = tmp_path / "bad-state"
+    shutil.copytree(tmp_path / "done", out)
+    state = json.loads((out / checkpoint / "train_state.json").read_text())
+    assert state["step"] == 3 and state["history"]
+    (out / checkpoint / "train_state.json").write_text(json.dumps({**state, "step": "3"}))
+    assert train_main(args(out)) == 2
+    assert "train_state.json: step expects a whole number >= 0, got '3'" in capsys.readouterr().err
 
 
 def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):

@@ -14,6 +14,7 @@ from typing import Literal
 
 from rerankforge.data_prep.config_files import load_typed_config
 from rerankforge.data_prep.errors import ConfigError
+from rerankforge.data_prep.outputs import check_output_folder
 
 LOSSES = ("listwise", "bce", "ranknet", "margin", "margin_mse", "listwise_kl")
 
@@ -160,6 +161,7 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"temperature must be positive, got {config.temperature}")
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("push_to_hub: true needs hub_model_id (org/name)")
+    check_output_folder(config.output_dir, "output_dir")  # a file there would fail only after training
 
 
 def check_model_fields(config: TrainConfig, model_folder: str) -> None:

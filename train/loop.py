@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,32 +20,10 @@ from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.hardware import resolve_precision, use_cpu_threads
 from rerankforge.data_prep.runs import atomic_write_text
 
+from .checkpoints import BEST, BEST_WEIGHTS, TrainState, latest_checkpoint, read_checkpoint, resume, save_checkpoint
 from .config import TrainConfig, check_model_fields, to_dict
 from .groups import Collator, LengthGroupedBatches, TokenizedGroups, build_groups, read_mined, split_dev
 from .losses import compute_loss
-
-CHECKPOINTS = "checkpoints"
-BEST = ".best"
-BEST_WEIGHTS = "best.safetensors"
-
-
-@dataclass
-class TrainState:
-    """Where training stands; saved with every checkpoint so a rerun resumes exactly."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    best_ndcg: float | None = None
-    best_step: int | None = None
-    evals_without_gain: int = 0
-    history: list[dict] = field(default_factory=list)
-
-    def state_dict(self) -> dict:
-        return dict(vars(self))
-
-    def load_state_dict(self, state: dict) -> None:
-        vars(self).update(state)
 
 
 def train(config: TrainConfig) -> dict:
@@ -71,6 +48,8 @@ def train(config: TrainConfig) -> dict:
     rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed)
     groups = build_groups(rows, config)
     output_dir = Path(config.output_dir)
+    checkpoint = latest_checkpoint(output_dir)
+    state = read_checkpoint(checkpoint) if checkpoint is not None else TrainState()
 
     AcceleratorState._reset_state()  # an earlier run in this process (a notebook, a benchmark) may differ in precision
     cpu = _cpu_ranks()
@@ -100,22 +79,21 @@ def train(config: TrainConfig) -> dict:
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total_steps = config.max_steps or math.ceil(config.num_epochs * updates_per_epoch)
+    # The prepared scheduler steps once per process on each update (accelerate's AcceleratedScheduler, which
+    # assumes batches grow with the processes; it does not step between accumulated batches): count in its
+    # steps, so warmup and decay span the run on any number of processes.
+    ticks = 1 if accelerator.split_batches else accelerator.num_processes
     scheduler = get_scheduler(config.lr_scheduler if config.lr_scheduler != "constant" else "constant_with_warmup",
-                              optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+                              optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps) * ticks,
+                              num_training_steps=total_steps * ticks)
     scheduler = accelerator.prepare(scheduler)
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
     accelerator.print(f"{len(groups)} training groups of {1 + config.num_negatives}; {accelerator.num_processes} "
                       f"process(es) ({accelerator.distributed_type.value}), {len(loader)} batches of "
                       f"{config.batch_size} groups per process per epoch; {total_steps} optimizer steps")
 
-    # 3. Resume from the last complete checkpoint, if any.
-    checkpoint = latest_checkpoint(output_dir)
+    # 3. Resume from the last complete checkpoint, if any (its training state was read in step 1).
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        if main:
-            _best_from_checkpoint(checkpoint, output_dir / BEST)
+        resume(accelerator, checkpoint, output_dir)
         accelerator.print(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
     if config.report_to == "wandb":
         _init_wandb(accelerator, config)
@@ -164,7 +142,7 @@ def train(config: TrainConfig) -> dict:
             if config.eval_steps and state.step % config.eval_steps == 0:
                 stop = _evaluate(accelerator, dev, reranker, state, config, output_dir, tokenizer) or stop
             if config.save_steps and state.step % config.save_steps == 0:
-                save_checkpoint(accelerator, output_dir, state.step)
+                save_checkpoint(accelerator, output_dir, state)
             window["started"] += time.perf_counter() - paused
             if state.step >= total_steps or stop:
                 stop = True
@@ -283,42 +261,6 @@ def _restore_best(model, folder: Path) -> None:
     with torch.no_grad():
         for name, value in tensors.items():
             params[name].copy_(value)
-
-
-def save_checkpoint(accelerator, output_dir: Path, step: int) -> None:
-    """`save_state` into a temp folder renamed when complete: a kill mid-save leaves the previous
-    checkpoint intact. Only the newest checkpoint is kept."""
-    root = output_dir / CHECKPOINTS
-    final, tmp = root / f"step-{step}", root / f".tmp-step-{step}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        best = output_dir / BEST / BEST_WEIGHTS
-        if best.is_file():  # the kept-best weights belong to the state: a resume must not see newer ones
-            shutil.copyfile(best, tmp / BEST_WEIGHTS)
-        tmp.rename(final)
-        for old in root.glob("step-*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-def _best_from_checkpoint(checkpoint: Path, best: Path) -> None:
-    """Put back the kept-best weights the checkpoint holds, so they agree with its best dev score: weights
-    kept after the checkpoint was written (the run then died) belong to steps the resumed run repeats."""
-    shutil.rmtree(best, ignore_errors=True)
-    saved = checkpoint / BEST_WEIGHTS
-    if saved.is_file():
-        best.mkdir(parents=True)
-        shutil.copyfile(saved, best / BEST_WEIGHTS)
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    done = [p for p in (output_dir / CHECKPOINTS).glob("step-*") if p.is_dir()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
 def _window_logs(window: dict, scheduler, processes: int) -> dict:

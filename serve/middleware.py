@@ -1,0 +1,137 @@
+"""The service's ASGI middleware, outermost first: request ids, metrics and unexpected failures; the API key;
+the body limit.
+
+Plain ASGI rather than `@app.middleware("http")`, so each acts before FastAPI reads the body: a request
+without the key is refused unread, and a body is counted while it streams in, so a chunked upload past
+`max_body_bytes` is cut off at the limit instead of being read whole first."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.routing import Match
+
+logger = logging.getLogger("rerankforge.serve")
+
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+"""Probes: they answer without the API key."""
+
+UNMATCHED = "unmatched"
+"""The metrics label of every request no route matches (one label, however many paths are tried)."""
+
+
+def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    """The one shape of every error: {"error": KIND, "message": TEXT, ...}."""
+    return JSONResponse({"error": kind, "message": message, **extra}, status_code=status, headers=headers)
+
+
+class RequestLog:
+    """Gives each request an id (`request.state.request_id`, the X-Request-ID header), counts it in the
+    metrics under its route's template, and turns an unexpected exception into a 500 that names only the
+    id; the traceback goes to the log under that id."""
+
+    def __init__(self, app, metrics, router):
+        self.app, self.metrics, self.router = app, metrics, router
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started, status = time.perf_counter(), None
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("request %s: %s %s failed", request_id, scope["method"], scope["path"])
+            if status is not None:  # too late for an error body; the server closes the connection
+                raise
+            await error_response(500, "internal_error", f"internal server error; the server log has the details "
+                                                        f"under request id {request_id}",
+                                 request_id=request_id)(scope, receive, send_with_id)
+        finally:  # no answer at all: the client left first (499, as nginx counts it)
+            self.metrics.observe_request(self._route(scope), status or 499, time.perf_counter() - started)
+
+    def _route(self, scope) -> str:
+        """The template of the route the request is for (`/v2/rerank`), never the raw path: labels stay few."""
+        for route in self.router.routes:
+            if route.matches(scope)[0] is not Match.NONE:
+                return route.path
+        return UNMATCHED
+
+
+class ApiKeyGuard:
+    """Every path but the probes needs `Authorization: Bearer KEY` (the scheme in any case); the key is
+    compared in constant time, and checked before anything reads the body."""
+
+    def __init__(self, app, key: str):
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and not self._authorized(scope):
+            return await error_response(401, "unauthorized", "missing or wrong API key: send `Authorization: "
+                                                             "Bearer KEY`",
+                                        {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _authorized(self, scope) -> bool:
+        header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+        scheme, _, token = header.strip().partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)
+
+
+class BodyLimit:
+    """Refuses a body over `max_bytes` with 413: at once when Content-Length says so, else as soon as the
+    bytes received pass the limit. The app then gets the body as one message, so at most `max_bytes` (plus
+    one chunk) of a request is ever held."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._too_large(f"request body of {int(length)} bytes exceeds max_body_bytes="
+                                         f"{self.max_bytes}")(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._too_large(f"request body exceeds max_body_bytes={self.max_bytes}")(
+                    scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        body, delivered = b"".join(chunks), False
+
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    def _too_large(message: str) -> JSONResponse:
+        return error_response(413, "payload_too_large", message, {"Connection": "close"})

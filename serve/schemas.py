@@ -1,0 +1,194 @@
+"""The bodies of the HTTP API (pydantic): requests are validated here, at the edge, before any text reaches a
+tokenizer; responses and errors are declared so the OpenAPI schema documents every answer a client can get.
+
+Text fields take only strings that encode as UTF-8 (a lone surrogate such as "\\ud800" is valid JSON but
+breaks the tokenizer and the response writer); counts are whole JSON numbers (`2` or `2.0`, never `"2"`
+or `true`); Cohere's document objects are bounded in nesting depth."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, Discriminator, Field, StrictBool, StrictStr,
+                      Tag)
+
+from .pipeline import Passage
+
+MAX_NESTING = 32
+"""Deepest a document object may nest (objects and lists); deeper ones are answered 422."""
+
+
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"expected text that encodes as UTF-8, got a lone surrogate at character {error.start}") \
+            from None
+    return value
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _whole_number(value: Any) -> int:
+    """JSON's integers: 2 and 2.0 (JSON Schema counts both), not "2" or true (pydantic's lax mode would)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a whole number, got {type(value).__name__}")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected a whole number, got {value}")
+    return int(value)
+
+
+def _bounded_json(document: dict[str, Any]) -> dict[str, Any]:
+    """Every key and string UTF-8, objects and lists nested at most `MAX_NESTING` deep (walked without
+    recursion: the point is to refuse what would overflow the stack later)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)) and depth > MAX_NESTING:
+            raise ValueError(f"expected objects and lists nested at most {MAX_NESTING} deep, got deeper")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _utf8(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _utf8(value)
+    return document
+
+
+Text = Annotated[StrictStr, AfterValidator(_utf8)]
+# the pattern tells schema readers (and fuzzers) what the validator enforces: some non-space character
+NonBlankText = Annotated[Text, AfterValidator(_non_blank), Field(json_schema_extra={"pattern": r"\S"})]
+# bounds before the validator: pydantic then shows them in the JSON schema as minimum/maximum
+Count = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+SearchDepth = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole_number)]
+DocumentObject = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
+# a string or an object, told apart up front so an error names one of them ("documents.3.object: ...")
+CohereDocument = Annotated[Annotated[NonBlankText, Tag("text")] | Annotated[DocumentObject, Tag("object")],
+                           Discriminator(lambda value: "text" if isinstance(value, str) else "object")]
+
+
+class CohereRerankRequest(BaseModel):
+    """Cohere's /v1/rerank and /v2/rerank body. `model` is accepted and echoed (one model is served)."""
+
+    query: NonBlankText
+    documents: list[CohereDocument] = Field(min_length=1)
+    model: Text | None = None
+    top_n: Count | None = None
+    return_documents: StrictBool = False
+    max_tokens_per_doc: Count | None = None
+    rank_fields: list[Text] | None = None
+    max_chunks_per_doc: Count | None = None  # v1; accepted, documents are scored whole
+
+
+class TeiRerankRequest(BaseModel):
+    """TEI's /rerank body."""
+
+    query: NonBlankText
+    texts: list[NonBlankText] = Field(min_length=1)
+    raw_scores: StrictBool = False
+    return_text: StrictBool = False
+    truncate: StrictBool = False
+    truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
+
+
+class SearchRequest(BaseModel):
+    query: NonBlankText
+    k: SearchDepth | None = None
+    top_n: SearchDepth | None = None
+
+
+class CohereResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: dict[str, Any] | None = None
+    """With return_documents: the document as sent (a string comes back as {"text": ...})."""
+
+
+class CohereApiVersion(BaseModel):
+    version: str
+
+
+class CohereBilledUnits(BaseModel):
+    search_units: int
+
+
+class CohereMeta(BaseModel):
+    api_version: CohereApiVersion
+    billed_units: CohereBilledUnits
+
+
+class CohereRerankResponse(BaseModel):
+    id: str
+    results: list[CohereResult]
+    meta: CohereMeta
+
+
+class TeiRank(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
+    """With return_text."""
+
+
+class SearchResponse(BaseModel):
+    query: str
+    k: int
+    top_n: int
+    results: list[Passage]
+
+
+class AskResponse(BaseModel):
+    query: str
+    answer: str | None
+    generator: str
+    citations: list[int]
+    sources: list[Passage]
+    messages: list[dict[str, str]]
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    reranker: str
+    index: bool
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the service answers, whatever raised it."""
+
+    error: str = Field(description="What kind of error: invalid_request, invalid_json, unauthorized, ...")
+    message: str = Field(description="What was expected and what was got, in one line.")
+    details: list[ErrorDetail] | None = Field(default=None, description="422: one entry per invalid field.")
+    request_id: str | None = Field(default=None, description="500 and 502: the id the server log files it under.")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The body is not JSON (or not UTF-8, or nested beyond what the parser takes).",
+    401: "Missing or wrong API key (`Authorization: Bearer KEY`).",
+    404: "This server has no index (start it with `index: FOLDER`).",
+    413: "Over a limit: max_body_bytes, max_documents, max_queue_pairs, or the model's length without truncate.",
+    422: "A field is missing, mistyped, empty, not UTF-8 encodable, too deeply nested, or over max_query_tokens.",
+    500: "Unexpected failure; the body carries the request id the server log files it under.",
+    502: "The answer generator (LLM) failed; the server log has the details under the request id.",
+    503: "The queue is full (retry after Retry-After seconds), or the model is still loading.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: its error statuses, each with the `ErrorBody` schema."""
+    return {status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]} for status in statuses}
