@@ -45,15 +45,18 @@ class DevSet:
     def first_stage(self) -> dict[str, float]:
         return mean(per_query(self.qrels(), self.run, DEV_METRICS))
 
-    def evaluate(self, reranker: Reranker) -> dict[str, float]:
-        """The reranker alone (no fusion with the first stage)."""
-        reranked = reranker.rerank(self.run, self.queries, self.collection.doc_text, self.depth, fusion_weight=1.0)
+    def score(self, reranker: Reranker) -> dict[str, dict[str, float]]:
+        """The reranker's scores of every dev candidate: query id -> {doc id -> score}."""
+        return reranker.score_run(self.run, self.queries, self.collection.doc_text, self.depth)
+
+    def evaluate(self, scores: dict[str, dict[str, float]]) -> dict[str, float]:
+        """The reranker alone (no fusion with the first stage), from its `score`s."""
+        reranked = {qid: fuse(self.run[qid][:self.depth], scores[qid], 1.0) for qid in self.run}
         return mean(per_query(self.qrels(), reranked, DEV_METRICS))
 
-    def choose_fusion_weight(self, reranker: Reranker) -> tuple[float, dict[float, float]]:
+    def choose_fusion_weight(self, scores: dict[str, dict[str, float]]) -> tuple[float, dict[float, float]]:
         """The weight of `fuse` (reranker vs first stage) with the best dev nDCG@10, from 0.0 to 1.0 in
         steps of 0.05 (ties go to the larger weight), and the nDCG@10 of every weight tried."""
-        scores = reranker.score_run(self.run, self.queries, self.collection.doc_text, self.depth)
         curve = {}
         for step in range(20, -1, -1):
             weight = step / 20

@@ -109,6 +109,7 @@ def train(config: TrainConfig) -> dict:
     window = {"loss": 0.0, "batches": 0, "pairs": 0, "tokens": 0, "started": time.perf_counter()}
     model.train()
     stop = state.step >= total_steps
+    dev_scores = None  # of the latest dev evaluation
     while not stop:
         sampler.epoch = state.epoch
         batches = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
@@ -140,7 +141,8 @@ def train(config: TrainConfig) -> dict:
                 state.history.append({"step": state.step, **logs})
             paused = time.perf_counter()  # evaluation and checkpoints don't count against throughput
             if config.eval_steps and state.step % config.eval_steps == 0:
-                stop = _evaluate(accelerator, dev, reranker, state, config, output_dir, tokenizer) or stop
+                stop_now, dev_scores = _evaluate(accelerator, dev, reranker, state, config, output_dir)
+                stop = stop_now or stop
             if config.save_steps and state.step % config.save_steps == 0:
                 save_checkpoint(accelerator, output_dir, state)
             window["started"] += time.perf_counter() - paused
@@ -154,7 +156,7 @@ def train(config: TrainConfig) -> dict:
 
     # 5. Final evaluation, then the output folder: best (or last) weights, config, metrics, card.
     if config.eval_steps == 0 or state.step % config.eval_steps:
-        _evaluate(accelerator, dev, reranker, state, config, output_dir, tokenizer)
+        _, dev_scores = _evaluate(accelerator, dev, reranker, state, config, output_dir)
     accelerator.wait_for_everyone()
     metrics = {}
     if main:
@@ -168,7 +170,9 @@ def train(config: TrainConfig) -> dict:
         metrics["precision"] = precision.name  # what `mixed_precision` resolved to on this machine
         settings = {"max_length": config.max_length, "fusion_weight": 1.0}
         if dev is not None and config.choose_fusion_weight:
-            weight, curve = dev.choose_fusion_weight(reranker)
+            # The last evaluation (at this step) scored the weights being saved unless older best ones came back.
+            kept_last = not (config.keep_best and state.best_step != state.step)
+            weight, curve = dev.choose_fusion_weight(dev_scores if kept_last and dev_scores is not None else dev.score(reranker))
             settings.update(fusion_weight=weight, fusion_chosen_on=f"dev split ({len(dev.queries)} train queries)")
             metrics["fusion"] = {"weight": weight, "dev_nDCG@10_by_weight": curve}
             accelerator.print(f"fusion weight chosen on dev: {weight} (dev nDCG@10 {curve[weight]:.4f}; "
@@ -217,12 +221,14 @@ def _param_groups(model, config: TrainConfig) -> list[dict]:
             for (is_head, no_decay), params in groups.items()]
 
 
-def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig, output_dir: Path,
-              tokenizer) -> bool:
-    """Dev evaluation on the main process; keeps the best weights; returns whether to stop early."""
-    stop = False
+def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig,
+              output_dir: Path) -> tuple[bool, dict | None]:
+    """Dev evaluation on the main process; keeps the best weights; returns whether to stop early, and the
+    dev scores (None where this process has no dev set)."""
+    stop, scores = False, None
     if dev is not None:
-        metrics = dev.evaluate(reranker)
+        scores = dev.score(reranker)
+        metrics = dev.evaluate(scores)
         logs = {f"dev/{k}": v for k, v in metrics.items()}
         accelerator.log(logs, step=state.step)
         state.history.append({"step": state.step, **logs})
@@ -239,7 +245,7 @@ def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig
             if stop:
                 accelerator.print(f"early stopping: no dev gain in {patience} evaluations")
     flag = torch.tensor([1 if stop else 0], device=accelerator.device)
-    return bool(accelerator.reduce(flag, reduction="sum").item())  # every process stops together
+    return bool(accelerator.reduce(flag, reduction="sum").item()), scores  # every process stops together
 
 
 def _save_best(model, folder: Path) -> None:
