@@ -73,6 +73,8 @@ def check_serve_config(config: ServeConfig) -> None:
     # a request the queue can never hold would be refused every time: such limits are a mistake
     for key, what in (("max_documents", "a rerank request of max_documents documents"),
                       ("k", "a /search of k documents (at least one pair each)")):
+        if key == "k" and not config.index:
+            continue  # k serves /search and /ask, which need an index
         if getattr(config, key) > config.max_queue_pairs:
             raise ConfigError(f"{key} must be at most max_queue_pairs={config.max_queue_pairs}, got "
                               f"{getattr(config, key)}: {what} could never be queued")

@@ -362,8 +362,9 @@ def test_limits_are_checked_against_each_other():
     with pytest.raises(ConfigError, match="max_documents must be at most max_queue_pairs=40, got 1000"):
         check_serve_config(ServeConfig(reranker="x", max_queue_pairs=40))
     with pytest.raises(ConfigError, match="k must be at most max_queue_pairs=40, got 50"):
-        check_serve_config(ServeConfig(reranker="x", max_queue_pairs=40, max_documents=40))
-    check_serve_config(ServeConfig(reranker="x", max_queue_pairs=40, max_documents=40, k=40))
+        check_serve_config(ServeConfig(reranker="x", index="idx", max_queue_pairs=40, max_documents=40))
+    check_serve_config(ServeConfig(reranker="x", index="idx", max_queue_pairs=40, max_documents=40, k=40))
+    check_serve_config(ServeConfig(reranker="x", max_queue_pairs=40, max_documents=40))  # no index: k unused
 
 
 def test_a_request_larger_than_the_queue_gets_413(reranker, index_dir):
