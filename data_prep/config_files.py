@@ -92,6 +92,8 @@ def coerce(key: str, value, annotation, source: str):
     origin = typing.get_origin(base)
     if origin is Literal:
         choices = typing.get_args(base)
+        if value is False and "no" in choices:
+            return "no"  # YAML reads an unquoted `no` (accelerate's `mixed_precision: no`) as false
         if value not in choices:
             raise ConfigError(f"{source}: {key} must be one of {', '.join(map(str, choices))}; got {value!r}")
         return value

@@ -49,3 +49,17 @@ def test_the_configs_ship_with_the_package():
         assert any(fnmatch.fnmatch(name, pattern) and name.count("/") == pattern.count("/")  # setuptools' globs
                    for pattern in patterns), f"{name} is not package data"
         assert recipe(name).is_file()
+
+
+def test_an_unquoted_no_is_the_fp32_precision(tmp_path):
+    """YAML reads `mixed_precision: no` (accelerate's spelling) as false; it means fp32, not an error."""
+    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.train.config import load_config
+
+    (tmp_path / "mined.jsonl").write_text("")
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(f"train_file: {tmp_path / 'mined.jsonl'}\nmixed_precision: no\n")
+    assert load_config(["--config", str(config_file)]).mixed_precision == "no"
+    config_file.write_text(f"train_file: {tmp_path / 'mined.jsonl'}\nmixed_precision: yes\n")
+    with pytest.raises(ConfigError, match="mixed_precision must be one of auto, no, bf16, fp16; got True"):
+        load_config(["--config", str(config_file)])

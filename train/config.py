@@ -84,7 +84,7 @@ class TrainConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(default="auto", metadata={
         "help": "auto: bf16 where the hardware has it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or "
-                "AMX), fp16 on other GPUs, else no (fp32; quote it in YAML: 'no'). An explicit bf16 where it would "
+                "AMX), fp16 on other GPUs, else no (fp32). An explicit bf16 where it would "
                 "be emulated (e.g. an AVX2 CPU: ~10x slower) runs with a warning; fp16 needs a GPU. accelerate "
                 "launch's own mixed precision setting is not used."})
     group_by_length: bool = field(default=True, metadata={
