@@ -42,7 +42,8 @@ class EvalArgs:
         "help": "Metric of the significance tests, per-query view and depth curve."})
     output: str | None = field(default=None, metadata={
         "help": "Report folder: report.md, metrics.json, per_query.csv, runs/*.trec, plots/*.png."})
-    batch_size: int = field(default=64, metadata={"help": "Pairs per forward pass when reranking."})
+    batch_size: int = field(default=64, metadata={
+        "help": "Most pairs per forward pass when reranking (a pass holds 16384 padded tokens at most)."})
     precision: ScoringPrecision = field(default="auto", metadata={"help": "Scoring precision. " + PRECISION_HELP})
     seed: int = field(default=0, metadata={"help": "Seeds the randomization tests and bootstraps."})
 

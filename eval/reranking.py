@@ -34,16 +34,29 @@ def clip_text(text: str, max_tokens: int, left: bool = False) -> str:
     return text[-budget:] if left else text[:budget]
 
 
+DEFAULT_MAX_BATCH_TOKENS = 16384
+"""Padded tokens per forward pass: 32 pairs of 512 tokens, or 512 pairs of 32 -- bounded work either way."""
+
+
 class Reranker:
-    """A cross-encoder with its tokenizer. Pairs are scored in batches sorted by length (little
-    padding), under `torch.inference_mode`; the model's train/eval mode is restored afterwards."""
+    """A cross-encoder with its tokenizer. Pairs are tokenised once, the document truncated (never the
+    query), and scored in batches of similar token length packed up to `max_batch_tokens` padded tokens
+    and `batch_size` rows (see eval/packing.py), under `torch.inference_mode`; the model's train/eval
+    mode is restored afterwards."""
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker",
-                 fusion_weight: float = 1.0, precision: str = "auto"):
+                 fusion_weight: float = 1.0, precision: str = "auto",
+                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+        from rerankforge.eval.packing import PairEncoder
+
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
+        """Rows per forward pass at most."""
+        self.max_batch_tokens = max_batch_tokens
+        """Padded tokens (rows x longest row) per forward pass at most; a single longer pair runs alone."""
+        self.encoder = PairEncoder(tokenizer, max_length)
         self.name = name
         self.fusion_weight = fusion_weight
         """Weight of the reranker in `fuse` (1.0: its scores alone); saved models carry the one chosen on dev."""
@@ -53,7 +66,7 @@ class Reranker:
 
     @classmethod
     def load(cls, ref: str, max_length: int | None = None, batch_size: int = 32, device: str | None = None,
-             dtype=None, precision: str = "auto") -> "Reranker":
+             dtype=None, precision: str = "auto", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> "Reranker":
         """Load `ref`: a local folder or Hub id of a sequence classifier, or a LoRA adapter folder."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -74,26 +87,25 @@ class Reranker:
         settings = json.loads((folder / SETTINGS).read_text()) if (folder / SETTINGS).is_file() else {}
         limit = max_length or settings.get("max_length") or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
         return cls(model, tokenizer, max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
-                   fusion_weight=settings.get("fusion_weight", 1.0), precision=precision)
+                   fusion_weight=settings.get("fusion_weight", 1.0), precision=precision,
+                   max_batch_tokens=max_batch_tokens)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Raw logits (higher = more relevant), one per pair, in input order."""
         import torch
 
+        from rerankforge.eval.packing import pack
+
         scores = np.empty(len(pairs), dtype=np.float32)
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        encoded = self.encoder.encode(pairs)
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
         dtype = self.precision.autocast_dtype
         try:
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                for start in range(0, len(order), self.batch_size):
-                    chunk = order[start:start + self.batch_size]
-                    batch = self.tokenizer([clip_text(pairs[i][0], self.max_length) for i in chunk],
-                                           [clip_text(pairs[i][1], self.max_length) for i in chunk],
-                                           padding=True, truncation=True, max_length=self.max_length,
-                                           return_tensors="pt").to(device)
+                for chunk in pack([len(e.input_ids) for e in encoded], self.max_batch_tokens, self.batch_size):
+                    batch = {k: v.to(device) for k, v in self.encoder.collate([encoded[i] for i in chunk]).items()}
                     logits = self.model(**batch).logits.view(-1).float().cpu().numpy()
                     scores[chunk] = logits
         finally:

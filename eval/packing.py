@@ -1,0 +1,120 @@
+"""Token-budget batching of (query, document) pairs for a cross-encoder.
+
+Every pair is tokenised once (each distinct query once), cut to the model's length with the query kept
+whole and the document truncated, sorted by its token length, and packed into batches whose padded size
+(rows x longest row) stays within a token budget. Sorting keeps padding small; the budget keeps the cost
+of a forward pass bounded whether the pairs are 30 tokens long or 512. Reranker.score runs on it, so
+eval, train's dev evaluation and the server's dynamic batcher all batch the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+DOCUMENT_FLOOR = 32
+"""Tokens a document keeps at least (at most half the room) when its query alone would fill the model."""
+
+
+@dataclass
+class EncodedPair:
+    """One pair as the model reads it, special tokens included, unpadded."""
+    input_ids: list[int]
+    token_type_ids: list[int]
+
+
+class PairEncoder:
+    """A tokenizer and a length limit: pairs in, model inputs out."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.backend = _backend(tokenizer)
+        self.room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+        if self.room < 2:
+            raise ValueError(f"max_length: expected room for a query and a document besides the special "
+                             f"tokens, got {max_length}")
+
+    def encode(self, pairs: Sequence[tuple[str, str]]) -> list[EncodedPair]:
+        """Each pair tokenised with its document truncated so the whole fits `max_length` tokens
+        (`truncation="only_second"`): the query is never cut for the document's sake. Only a query that
+        would leave its document fewer than `min(DOCUMENT_FLOOR, room // 2)` tokens (or fewer than the
+        document has, if it is shorter) is cut, to what leaves that many -- otherwise there would be
+        little or nothing left to score it against. Texts are read only as far as `max_length` tokens
+        can span (see `clip_text`). Needs a fast (Rust-backed) tokenizer, which `AutoTokenizer` gives
+        for every model family the project serves."""
+        from rerankforge.eval.reranking import clip_text
+
+        backend, room, max_length = self.backend, self.room, self.max_length
+        floor = min(DOCUMENT_FLOOR, room // 2)
+        distinct = list(dict.fromkeys(q for q, _ in pairs))
+        by_query = dict(zip(distinct, backend.encode_batch([clip_text(q, max_length) for q in distinct],
+                                                           add_special_tokens=False)))
+        documents = backend.encode_batch([clip_text(d, max_length) for _, d in pairs],
+                                         add_special_tokens=False)
+        encoded = []
+        for (query, _), document in zip(pairs, documents):
+            # Encodings are truncated in place: copy the shared query's before cutting either
+            first = _cut(by_query[query], room - min(floor, len(document.ids)))
+            second = _cut(document, room - len(first.ids))
+            joined = backend.post_process(first, second, add_special_tokens=True)
+            encoded.append(EncodedPair(joined.ids, joined.type_ids))
+        return encoded
+
+    def collate(self, encoded: Sequence[EncodedPair]) -> dict:
+        """Tensors for one batch, padded to its longest row on the tokenizer's padding side, with only the
+        inputs the model takes (XLM-R has no token_type_ids)."""
+        import torch
+
+        tokenizer = self.tokenizer
+        width = max(len(e.input_ids) for e in encoded)
+        left = tokenizer.padding_side == "left"
+
+        def padded(rows: list[list[int]], value: int) -> torch.Tensor:
+            return torch.tensor([[value] * (width - len(r)) + r if left else r + [value] * (width - len(r))
+                                 for r in rows], dtype=torch.long)
+
+        batch = {"input_ids": padded([e.input_ids for e in encoded], tokenizer.pad_token_id or 0),
+                 "attention_mask": padded([[1] * len(e.input_ids) for e in encoded], 0)}
+        if "token_type_ids" in tokenizer.model_input_names:
+            batch["token_type_ids"] = padded([e.token_type_ids for e in encoded], tokenizer.pad_token_type_id)
+        return batch
+
+
+def pack(lengths: Sequence[int], max_batch_tokens: int, max_rows: int | None = None) -> Iterator[list[int]]:
+    """Indices of `lengths` in batches, shortest pairs first, each batch's padded size (rows x its
+    longest length) within `max_batch_tokens` and its rows within `max_rows`. A pair longer than the
+    budget forms a batch of its own; every index appears exactly once."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batch: list[int] = []
+    for i in order:
+        # sorted ascending, so the newcomer is the batch's longest row
+        full = (len(batch) + 1) * lengths[i] > max_batch_tokens or (max_rows and len(batch) >= max_rows)
+        if batch and full:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _cut(encoding, length: int):
+    from copy import deepcopy
+
+    if len(encoding.ids) <= length:
+        return encoding
+    cut = deepcopy(encoding)
+    cut.truncate(length)
+    return cut
+
+
+def _backend(tokenizer):
+    """The tokenizer's Rust tokenizer with no truncation or padding of its own (a fast tokenizer keeps
+    the settings of its last call on its backend; `post_process` would apply them)."""
+    from tokenizers import Tokenizer
+
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{type(tokenizer).__name__}: expected a fast tokenizer (AutoTokenizer's default), "
+                         "got a Python one")
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
