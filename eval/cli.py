@@ -10,6 +10,7 @@ from pathlib import Path
 from rerankforge.data_prep.cli import add_command
 from rerankforge.data_prep.errors import DataError, located, preview
 from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
+from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 
 from .report import REPORT_METRICS
 
@@ -45,6 +46,7 @@ class EvalArgs:
     batch_size: int = field(default=64, metadata={
         "help": "Most pairs per forward pass when reranking (a pass holds 16384 padded tokens at most)."})
     precision: ScoringPrecision = field(default="auto", metadata={"help": "Scoring precision. " + PRECISION_HELP})
+    backend: ScoringBackend = field(default="torch", metadata={"help": "What runs every --reranker. " + BACKEND_HELP})
     seed: int = field(default=0, metadata={"help": "Seeds the randomization tests and bootstraps."})
 
 
@@ -67,7 +69,7 @@ def run_eval(args: EvalArgs) -> int:
         raise DataError("nothing to evaluate: give first-stage run files with --run, or --retriever bm25|dense|hybrid")
     collection = load_collection(args.data, split=args.split)
     first_stages = {name: run for name, run in _read_runs(args.run, collection)}
-    rerankers = [_load_reranker(ref, args.batch_size, args.precision) for ref in args.reranker]  # bad paths fail early
+    rerankers = [_load_reranker(ref, args) for ref in args.reranker]  # bad paths fail early
     for reranker in rerankers:
         print(f"{reranker.name}: precision {reranker.precision}")
     first_stages.update(retrieve(collection, args.retriever, args.model, settings.max_depth))
@@ -135,7 +137,7 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def _load_reranker(ref: str, batch_size: int, precision: str):
+def _load_reranker(ref: str, args: EvalArgs):
     from .reranking import Reranker
 
-    return Reranker.load(ref, batch_size=batch_size, precision=precision)
+    return Reranker.load(ref, batch_size=args.batch_size, precision=args.precision, backend=args.backend)

@@ -46,8 +46,9 @@ class Reranker:
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker",
                  fusion_weight: float = 1.0, precision: str = "auto",
-                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, backend=None):
         from rerankforge.eval.packing import PairEncoder
+        from rerankforge.reranker.backends import TorchBackend
 
         self.model = model
         self.tokenizer = tokenizer
@@ -60,20 +61,37 @@ class Reranker:
         self.name = name
         self.fusion_weight = fusion_weight
         """Weight of the reranker in `fuse` (1.0: its scores alone); saved models carry the one chosen on dev."""
-        self.precision = resolve_precision(precision, next(model.parameters()).device)
+        if backend is None:
+            backend = TorchBackend(model, resolve_precision(precision, next(model.parameters()).device))
+        self.backend = backend
+        """What runs the forward pass (reranker/backends.py): the torch `model`, or an ONNX Runtime session
+        (then `model` is None)."""
+        self.precision = backend.precision
         """What scoring runs in (`.name`: fp32, or bf16/fp16 autocast) and why: `auto` picks bf16 where the device
         has it natively (about 2x faster on GPUs and CPUs with AVX512-BF16/AMX; emulated, ~10x slower)."""
 
     @classmethod
     def load(cls, ref: str, max_length: int | None = None, batch_size: int = 32, device: str | None = None,
-             dtype=None, precision: str = "auto", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> "Reranker":
-        """Load `ref`: a local folder or Hub id of a sequence classifier, or a LoRA adapter folder."""
+             dtype=None, precision: str = "auto", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+             backend: str = "torch") -> "Reranker":
+        """Load `ref`: a local folder or Hub id of a sequence classifier, or a LoRA adapter folder. `backend`
+        onnx or onnx-int8 scores with the file `rerankforge export` wrote into the folder (no torch model is
+        loaded); `precision`, `device` and `dtype` are the torch backend's."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from rerankforge.data_prep.models import resolve_model
+        from rerankforge.reranker.backends import check_backend, load_onnx_backend
 
+        check_backend(backend)
         folder = Path(resolve_model(ref))
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        settings = json.loads((folder / SETTINGS).read_text()) if (folder / SETTINGS).is_file() else {}
+        limit = max_length or settings.get("max_length") or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
+        common = dict(max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
+                      fusion_weight=settings.get("fusion_weight", 1.0), max_batch_tokens=max_batch_tokens)
+        if backend != "torch":
+            return cls(None, tokenizer, backend=load_onnx_backend(folder, backend, tokenizer), **common)
         if (folder / ADAPTER_CONFIG).is_file():
             model = load_adapter_merged(folder, dtype=dtype)
         else:
@@ -81,35 +99,19 @@ class Reranker:
         if model.config.num_labels != 1:
             raise ModelNotFoundError(f"{ref}: expected a single-logit reranker (num_labels=1), got a classifier "
                                      f"with {model.config.num_labels} labels")
-        tokenizer = AutoTokenizer.from_pretrained(folder)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model.to(device).eval()
-        settings = json.loads((folder / SETTINGS).read_text()) if (folder / SETTINGS).is_file() else {}
-        limit = max_length or settings.get("max_length") or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
-        return cls(model, tokenizer, max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
-                   fusion_weight=settings.get("fusion_weight", 1.0), precision=precision,
-                   max_batch_tokens=max_batch_tokens)
+        return cls(model, tokenizer, precision=precision, **common)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Raw logits (higher = more relevant), one per pair, in input order."""
-        import torch
-
         from rerankforge.eval.packing import pack
 
         scores = np.empty(len(pairs), dtype=np.float32)
         encoded = self.encoder.encode(pairs)
-        was_training = self.model.training
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        dtype = self.precision.autocast_dtype
-        try:
-            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                for chunk in pack([len(e.input_ids) for e in encoded], self.max_batch_tokens, self.batch_size):
-                    batch = {k: v.to(device) for k, v in self.encoder.collate([encoded[i] for i in chunk]).items()}
-                    logits = self.model(**batch).logits.view(-1).float().cpu().numpy()
-                    scores[chunk] = logits
-        finally:
-            self.model.train(was_training)
+        with self.backend.scoring():
+            for chunk in pack([len(e.input_ids) for e in encoded], self.max_batch_tokens, self.batch_size):
+                scores[chunk] = self.backend(self.encoder.collate([encoded[i] for i in chunk]))
         return scores
 
     def score_timed(self, candidates: dict[str, list[str]], queries: dict[str, str],

@@ -9,6 +9,7 @@ from typing import Literal
 from rerankforge.data_prep.config_files import load_typed_config
 from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision
+from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 
 from .generators import GeneratorConfig
 
@@ -34,6 +35,7 @@ class ServeConfig(GeneratorConfig):
         "help": "Max tokens of a (query, document) pair; default the model's own."})
     batch_size: int = field(default=32, metadata={"help": "Pairs per forward pass."})
     precision: ScoringPrecision = field(default="auto", metadata={"help": "Scoring precision. " + PRECISION_HELP})
+    backend: ScoringBackend = field(default="torch", metadata={"help": "What runs the reranker. " + BACKEND_HELP})
     max_batch_tokens: int = field(default=32768, metadata={
         "help": "Dynamic batching: most (padded) tokens scored together across concurrent requests."})
     max_batch_requests: int = field(default=64, metadata={

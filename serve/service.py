@@ -57,7 +57,7 @@ def load_reranker(config):
     from rerankforge.eval.reranking import Reranker
 
     return Reranker.load(config.reranker, max_length=config.max_length, batch_size=config.batch_size,
-                         precision=config.precision)
+                         precision=config.precision, backend=config.backend)
 
 
 def build_app(config, reranker=None):

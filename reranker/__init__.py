@@ -1,0 +1,1 @@
+"""The reranker as an artefact: its exported backends (ONNX fp32/int8) and how they are made."""

@@ -1,0 +1,326 @@
+"""Exported backends: ONNX fp32 and int8 score like torch through the same packer, an export is kept only
+when it passes its check (never half-written, even when killed), and a bad or foreign ONNX file is one
+clear error."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from rerankforge.data_prep.errors import ModelNotFoundError  # noqa: E402
+from rerankforge.eval.reranking import Reranker  # noqa: E402
+from rerankforge.reranker import backends  # noqa: E402
+from rerankforge.reranker.export import (STAGING_PREFIX, ExportRefused, Verdict, export_backend,  # noqa: E402
+                                         spearman)
+
+from test_packing import _texts  # noqa: E402
+
+
+def _passes(backend) -> Verdict:
+    return Verdict(True, summary="passed")
+
+
+def _fails(backend) -> Verdict:
+    return Verdict(False, {"spearman": 0.5}, "failed: Spearman 0.5000")
+
+
+def _model_folder(tmp_path: Path, source: str, name: str = "model") -> Path:
+    folder = tmp_path / name
+    shutil.copytree(source, folder)
+    return folder
+
+
+def _torch(folder) -> Reranker:
+    return Reranker.load(str(folder), max_length=64, precision="fp32", max_batch_tokens=300)
+
+
+def _exported_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in (folder / "onnx").glob("*.onnx")) if (folder / "onnx").is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def tiny_xlmr_folder(tmp_path_factory, tiny_xlmr) -> str:
+    """The tiny XLM-R with a single-logit head, saved: a tokenizer without token_type_ids."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rerankforge.eval.reranking import new_head_expected
+
+    folder = tmp_path_factory.mktemp("tiny-xlmr-reranker")
+    torch.manual_seed(2)
+    with new_head_expected():
+        AutoModelForSequenceClassification.from_pretrained(tiny_xlmr, num_labels=1).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_xlmr).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def exported_bert(tmp_path_factory, tiny_reranker) -> Path:
+    """The tiny BERT reranker with both exports beside it."""
+    folder = _model_folder(tmp_path_factory.mktemp("exported"), tiny_reranker)
+    reranker = _torch(folder)
+    for backend in ("onnx", "onnx-int8"):
+        export_backend(folder, backend, reranker.model, reranker.tokenizer, _passes)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def spread_bert(tmp_path_factory, minilm_path) -> Path:
+    """A tiny random BERT reranker whose scores spread (initializer_range 0.1: the default 0.02 gives scores
+    equal to 1e-5, which no int8 model could rank), with its int8 export beside it."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+    folder = tmp_path_factory.mktemp("spread-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, num_labels=1, initializer_range=0.1)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    reranker = _torch(folder)
+    export_backend(folder, "onnx-int8", reranker.model, reranker.tokenizer, _passes)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["bert", "xlmr"])
+def test_onnx_scores_like_torch_through_the_packer_in_input_order(family, tmp_path, tiny_reranker, tiny_xlmr_folder,
+                                                                  exported_bert):
+    if family == "bert":
+        folder = exported_bert
+    else:
+        folder = _model_folder(tmp_path, tiny_xlmr_folder)
+        reranker = _torch(folder)
+        export_backend(folder, "onnx", reranker.model, reranker.tokenizer, _passes)
+    torch_reranker = _torch(folder)
+    onnx = Reranker.load(str(folder), max_length=64, max_batch_tokens=300, backend="onnx")
+    assert onnx.model is None and onnx.precision.name == "fp32"
+    pairs = _texts(0, 40)  # lengths from a few tokens to past max_length: several packed batches
+    expected = torch_reranker.score(pairs)
+    np.testing.assert_allclose(onnx.score(pairs), expected, atol=1e-4)
+    order = np.random.default_rng(1).permutation(len(pairs))
+    np.testing.assert_allclose(onnx.score([pairs[i] for i in order]), expected[order], atol=1e-4)
+
+
+def test_int8_ranks_like_torch(exported_bert, spread_bert):
+    fmt = backends.int8_format()
+    assert _exported_files(exported_bert) == sorted(["model.onnx", f"model_qint8_{fmt}.onnx"])
+    pairs = _texts(3, 60)
+    int8 = Reranker.load(str(spread_bert), max_length=64, backend="onnx-int8")
+    assert int8.precision.name == "int8"
+    expected = _torch(spread_bert).score(pairs)
+    got = int8.score(pairs)
+    assert spearman(got, expected) > 0.85  # 0.94 measured; random weights quantise worse than trained ones
+    assert not np.allclose(got, expected, atol=1e-6)  # it is quantised, not the fp32 file under another name
+
+
+def test_a_refused_export_leaves_the_folder_as_it_was(tmp_path, tiny_reranker):
+    folder = _model_folder(tmp_path, tiny_reranker)
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(b"an earlier export")
+    reranker = _torch(folder)
+    heard = []
+    with pytest.raises(ExportRefused, match="no candidate scored like torch.*fused: failed: Spearman 0.5000"):
+        export_backend(folder, "onnx", reranker.model, reranker.tokenizer, _fails,
+                       on_candidate=lambda name, verdict: heard.append(name))
+    assert heard == ["fused", "plain"]  # the unfused graph was tried too
+    assert (folder / "onnx" / "model.onnx").read_bytes() == b"an earlier export"
+    assert _exported_files(folder) == ["model.onnx"]
+    assert not list(folder.glob(f"{STAGING_PREFIX}*"))
+    assert reranker.model.training is False
+
+
+def test_a_failure_between_steps_leaves_no_model(tmp_path, tiny_reranker, monkeypatch):
+    from rerankforge.reranker import export
+
+    folder = _model_folder(tmp_path, tiny_reranker)
+    reranker = _torch(folder)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "quantize_int8", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_backend(folder, "onnx-int8", reranker.model, reranker.tokenizer, _passes)
+    assert _exported_files(folder) == []
+    assert not list(folder.glob(f"{STAGING_PREFIX}*"))
+
+
+def test_a_killed_export_leaves_no_model_and_the_next_one_cleans_up(tmp_path, tiny_reranker):
+    folder = _model_folder(tmp_path, tiny_reranker)
+    marker = tmp_path / "judging"
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from rerankforge.eval.reranking import Reranker
+        from rerankforge.reranker.export import export_backend
+
+        def judge(backend):  # the candidate is staged: say so, then wait to be killed
+            Path({str(marker)!r}).write_text("x")
+            time.sleep(600)
+
+        reranker = Reranker.load({str(folder)!r}, precision="fp32")
+        export_backend({str(folder)!r}, "onnx", reranker.model, reranker.tokenizer, judge)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "RERANKFORGE_CPU_THREADS": "1"})
+    try:
+        while not marker.exists():
+            assert process.poll() is None, "the export process ended before it was killed"
+            try:
+                process.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        staged = [p for stage in folder.glob(f"{STAGING_PREFIX}*") for p in stage.iterdir()]
+        assert staged  # killed with a candidate written and not yet checked
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert _exported_files(folder) == []
+    reranker = _torch(folder)
+    export_backend(folder, "onnx", reranker.model, reranker.tokenizer, _passes)
+    assert _exported_files(folder) == ["model.onnx"]
+    assert not list(folder.glob(f"{STAGING_PREFIX}*"))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_onnx_file_is_one_clear_error(damage, tmp_path, exported_bert):
+    folder = _model_folder(tmp_path, exported_bert)
+    path = folder / "onnx" / "model.onnx"
+    data = path.read_bytes()
+    path.write_bytes(b"not a model at all" if damage == "garbage" else data[: len(data) // 2])
+    with pytest.raises(ModelNotFoundError, match=rf"{path}: not a readable ONNX model \(.*\); re-export it"):
+        Reranker.load(str(folder), backend="onnx")
+
+
+def test_a_missing_export_says_how_to_make_it(tmp_path, tiny_reranker):
+    folder = _model_folder(tmp_path, tiny_reranker)
+    with pytest.raises(ModelNotFoundError, match="model.onnx: no such file; export it first: rerankforge export"):
+        Reranker.load(str(folder), backend="onnx")
+
+
+def test_an_export_of_other_weights_is_refused(tmp_path, exported_bert):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    folder = _model_folder(tmp_path, exported_bert)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    model.save_pretrained(folder)  # retrained since the export: same shapes, other weights
+    with pytest.raises(ModelNotFoundError, match="exported from other weights than the ones beside it"):
+        Reranker.load(str(folder), backend="onnx")
+
+
+def test_an_export_of_another_model_family_names_the_inputs(tmp_path, tiny_reranker, tiny_xlmr_folder):
+    xlmr = _model_folder(tmp_path, tiny_xlmr_folder, "xlmr")
+    reranker = _torch(xlmr)
+    export_backend(xlmr, "onnx", reranker.model, reranker.tokenizer, _passes)
+    bert = _model_folder(tmp_path, tiny_reranker, "bert")
+    shutil.copytree(xlmr / "onnx", bert / "onnx")
+    with pytest.raises(ModelNotFoundError, match=r"expected inputs input_ids, attention_mask, token_type_ids \(what "
+                                                  r"the tokenizer beside it gives\), got input_ids, attention_mask"):
+        Reranker.load(str(bert), backend="onnx")
+
+
+def test_an_export_with_a_smaller_vocabulary_or_two_labels_is_refused(tmp_path, tiny_reranker, exported_bert):
+    """Files without a fingerprint (exported elsewhere) are still checked: they must run on the tokenizer's
+    highest token id and give one logit per pair."""
+    import onnx
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    from rerankforge.reranker.export import export_fp32
+
+    small = AutoModelForSequenceClassification.from_config(BertConfig(
+        vocab_size=500, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        num_labels=1))
+    folder = _model_folder(tmp_path, tiny_reranker)
+    (folder / "onnx").mkdir()
+    export_fp32(small.eval(), backends.MODEL_INPUTS, folder / "onnx" / "model.onnx")
+    with pytest.raises(ModelNotFoundError, match="does not run on this tokenizer's inputs .*exported from another model"):
+        Reranker.load(str(folder), backend="onnx")
+
+    torch.manual_seed(0)
+    two = AutoModelForSequenceClassification.from_pretrained(tiny_reranker, num_labels=2, ignore_mismatched_sizes=True)
+    export_fp32(two.eval(), backends.MODEL_INPUTS, folder / "onnx" / "model.onnx")
+    assert not onnx.load(str(folder / "onnx" / "model.onnx")).metadata_props
+    with pytest.raises(ModelNotFoundError, match=r"expected output 'logits' as floats of shape \(batch, 1\)"):
+        Reranker.load(str(folder), backend="onnx")
+
+
+def test_int8_format_follows_the_cpu(monkeypatch):
+    from rerankforge.data_prep import hardware
+
+    for features, fmt in (({"avx2": True, "avx512_f": True, "avx512_bw": True, "avx512_vnni": True}, "avx512_vnni"),
+                          ({"avx2": True, "avx512_f": True, "avx512_bw": True}, "avx512"),
+                          ({"avx2": True}, "avx2")):
+        monkeypatch.setattr(hardware, "_cpu_features", lambda features=features: features)
+        assert backends.int8_format() == fmt
+        assert backends.backend_file("m", "onnx-int8") == Path("m/onnx") / f"model_qint8_{fmt}.onnx"
+
+
+def test_unknown_backend_is_a_config_error(tiny_reranker):
+    from rerankforge.data_prep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="backend: expected one of torch, onnx, onnx-int8, got 'tensorrt'"):
+        Reranker.load(tiny_reranker, backend="tensorrt")
+
+
+# --- the command line
+
+def _export(argv: list[str]) -> int:
+    from rerankforge.serve.cli import main
+
+    return main(["export", *argv])
+
+
+def test_export_cli_keeps_a_checked_export_or_refuses_with_exit_2(tmp_path, tiny_reranker, scifact_slice,
+                                                                   tiny_bi_encoder, capsys):
+    folder = _model_folder(tmp_path, tiny_reranker)
+    check = ["--model", str(folder), "--data", str(scifact_slice), "--split", "test", "--dev_queries", "6",
+             "--depth", "5", "--first_stage_model", tiny_bi_encoder]
+    assert _export([*check, "--min_spearman", "1.01"]) == 2
+    err = capsys.readouterr().err
+    assert "error: onnx/model.onnx: refused" in err and "Spearman 1.0000 (need >= 1.01" in err
+    assert _exported_files(folder) == []
+    assert _export(check) == 0
+    out = capsys.readouterr().out
+    assert "fused: passed: Spearman 1.0000" in out and "dev nDCG@10" in out
+    assert _exported_files(folder) == ["model.onnx"]
+
+
+def test_export_cli_needs_a_dev_split(tmp_path, tiny_reranker, capsys):
+    folder = _model_folder(tmp_path, tiny_reranker)
+    assert _export(["--model", str(folder)]) == 2
+    assert "no train_config.json (not trained by rerankforge), so no dev split of its own; expected --data" in \
+        capsys.readouterr().err
+    assert _export(["--model", str(tmp_path / "nowhere")]) == 2
+    assert "expected a local reranker folder" in capsys.readouterr().err
+
+
+def test_export_cli_finds_the_train_file_from_the_folder_training_ran_in(tmp_path, tiny_reranker):
+    """train_config.json keeps the paths training was given, relative to where it ran."""
+    from rerankforge.train.export_check import ExportArgs, dev_split
+    from rerankforge.train.groups import read_mined, split_dev
+
+    run_folder = tmp_path / "project"
+    folder = _model_folder(run_folder / "outputs", tiny_reranker, "reranker")
+    rows = [{"query_id": str(q), "query": f"q{q}", "positive": "p", "negatives": ["n"]} for q in range(10)]
+    (run_folder / "outputs" / "mined.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "train_config.json").write_text(json.dumps({
+        "train_file": "outputs/mined.jsonl", "output_dir": "outputs/reranker", "data": "scifact", "split": "train",
+        "dev_queries": 3, "dev_depth": 7, "seed": 5}))
+    config, query_ids, where = dev_split(folder, ExportArgs(model=str(folder)))
+    assert query_ids == split_dev(read_mined(run_folder / "outputs" / "mined.jsonl"), 3, 5)[1]
+    assert (config.data, config.split, config.dev_depth) == ("scifact", "train", 7)
+    assert "its dev split" in where
