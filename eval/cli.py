@@ -138,6 +138,6 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 
 
 def _load_reranker(ref: str, args: EvalArgs):
-    from .reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
 
     return Reranker.load(ref, batch_size=args.batch_size, precision=args.precision, backend=args.backend)

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from rerankforge.data_prep.errors import ModelNotFoundError  # noqa: E402
-from rerankforge.eval.reranking import Reranker  # noqa: E402
+from rerankforge.reranker.scoring import Reranker  # noqa: E402
 from rerankforge.reranker import backends  # noqa: E402
 from rerankforge.reranker.export import (STAGING_PREFIX, ExportRefused, Verdict, export_backend,  # noqa: E402
                                          spearman)
@@ -53,7 +53,7 @@ def tiny_xlmr_folder(tmp_path_factory, tiny_xlmr) -> str:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rerankforge.eval.reranking import new_head_expected
+    from rerankforge.reranker.folder import new_head_expected
 
     folder = tmp_path_factory.mktemp("tiny-xlmr-reranker")
     torch.manual_seed(2)
@@ -161,7 +161,7 @@ def test_a_killed_export_leaves_no_model_and_the_next_one_cleans_up(tmp_path, ti
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from rerankforge.eval.reranking import Reranker
+        from rerankforge.reranker.scoring import Reranker
         from rerankforge.reranker.export import export_backend
 
         def judge(backend):  # the candidate is staged: say so, then wait to be killed
@@ -279,7 +279,7 @@ def test_unknown_backend_is_a_config_error(tiny_reranker):
 # --- the command line
 
 def _export(argv: list[str]) -> int:
-    from rerankforge.serve.cli import main
+    from rerankforge.cli.main import main
 
     return main(["export", *argv])
 

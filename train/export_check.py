@@ -25,7 +25,7 @@ import numpy as np
 from rerankforge.data_prep.cli import add_command
 from rerankforge.data_prep.errors import ConfigError, DataError
 from rerankforge.data_prep.hardware import use_cpu_threads
-from rerankforge.eval.reranking import Reranker
+from rerankforge.reranker.scoring import Reranker
 from rerankforge.reranker.export import Verdict, export_backend, spearman
 
 from .config import TrainConfig
