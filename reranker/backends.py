@@ -189,13 +189,21 @@ class OnnxBackend:
         return str(self.precision)
 
 
+def require_onnx() -> None:
+    """The onnx backends need onnx and onnxruntime (the `onnx` extra): say so in one line."""
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"the onnx backends need {' and '.join(missing)}: pip install 'rerankforge[onnx]'")
+
+
 def open_session(path: Path, threads: int | None = None):
     """An onnxruntime CPU session on `path` with every graph optimisation on; a missing or unreadable file
     is one ModelNotFoundError line, never onnxruntime's traceback."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfigError("the onnx backends need onnxruntime: pip install 'rerankforge[onnx]'") from None
+    require_onnx()
+    import onnxruntime
+
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: no such file; export it first: rerankforge export --model "
                                  f"{path.parent.parent} --backend "
