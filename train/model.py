@@ -1,5 +1,6 @@
 """The cross-encoder being trained: any Hugging Face encoder as a single-logit sequence classifier,
-optionally wrapped with LoRA adapters, and saved as a plain folder that
+optionally cut to its first layers (a distillation student), optionally wrapped with LoRA adapters,
+and saved as a plain folder that
 `sentence_transformers.CrossEncoder(path)` (and transformers, and TEI) load.
 
 With LoRA, the output folder holds the merged model (so it loads like any reranker) and an
@@ -25,8 +26,11 @@ def load_model(config: TrainConfig, folder: str):
 
     from rerankforge.eval.reranking import new_head_expected
 
-    with new_head_expected():  # starting from an encoder, the scoring head is new
-        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
+    # A student keeps the first `student_layers` layers: the config says fewer layers, so from_pretrained copies
+    # the embeddings, those layers and the head, and leaves the later layers' weights unread.
+    cut = {"num_hidden_layers": config.student_layers} if config.student_layers is not None else {}
+    with new_head_expected():  # starting from an encoder, the scoring head is new; a student drops layers
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, **cut)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model.config.id2label, model.config.label2id = {0: "LABEL_0"}, {"LABEL_0": 0}
     if config.gradient_checkpointing:
