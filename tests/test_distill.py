@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 
 from rerankforge.data_prep.errors import ConfigError
@@ -238,3 +239,19 @@ def test_two_processes_each_get_the_teacher_scores_of_their_own_groups(tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("scores of the") == 1
     assert _first_loss(json.loads((out / "metrics.json").read_text())) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_the_distillation_recipe_is_paired_with_its_teachers(mined_slice):
+    """configs/scifact_minilm_distill_l3.yaml distils the reranker of configs/scifact_minilm_full.yaml, from its
+    own layers, with its dev split (so the dev queries are unseen by teacher and student alike)."""
+    def recipe(name):
+        return load_config(["--config", str(REPO / "configs" / name), "--train_file", str(mined_slice)])
+
+    student, teacher = recipe("scifact_minilm_distill_l3.yaml"), recipe("scifact_minilm_full.yaml")
+    assert student.teacher == student.model == teacher.output_dir and student.student_layers == 3
+    assert student.loss in ("margin_mse", "listwise_kl")
+    for key in ("data", "split", "dev_queries", "seed", "first_stage_model", "dev_depth"):
+        assert getattr(student, key) == getattr(teacher, key), key
+    original = [yaml.safe_load((REPO / "configs" / n).read_text())["train_file"]
+                for n in ("scifact_minilm_distill_l3.yaml", "scifact_minilm_full.yaml")]
+    assert original[0] == original[1]
