@@ -70,18 +70,19 @@ def test_student_keeps_the_teachers_first_layers_and_head(tiny_teacher, mined_sl
         assert torch.equal(value, theirs[name]), name
 
 
-@pytest.mark.parametrize("layers, expected", [
-    ("0", "student_layers must be at least 1, got 0"),
-    ("4", "student_layers must be between 1 and the 3 layers of model .*, got 4"),
+@pytest.mark.parametrize("extra, expected", [
+    (["--student_layers", "0"], "student_layers must be at least 1, got 0"),
+    (["--student_layers", "4"], "student_layers must be between 1 and the 3 layers of model .*, got 4"),
+    (["--teacher", "no/such-folder/"], "teacher: model folder not found: no/such-folder/"),
 ])
-def test_invalid_student_layers_stop_before_any_model_loads(layers, expected, tiny_teacher, mined_slice, tmp_path,
-                                                            capsys, monkeypatch):
+def test_bad_student_or_teacher_stops_before_any_model_loads(extra, expected, tiny_teacher, mined_slice, tmp_path,
+                                                             capsys, monkeypatch):
     from rerankforge.train import model as model_module
     from rerankforge.train.cli import train_main
 
     monkeypatch.setattr(model_module, "load_model", lambda *a: pytest.fail("a model loaded"))
     args = ["--train_file", str(mined_slice), "--model", tiny_teacher, "--teacher", tiny_teacher, "--loss",
-            "listwise_kl", "--student_layers", layers, "--output_dir", str(tmp_path / "out")]
+            "listwise_kl", "--dev_queries", "8", "--output_dir", str(tmp_path / "out"), *extra]
     assert train_main(args) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and re.search(expected, err), err

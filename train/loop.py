@@ -24,7 +24,7 @@ from .checkpoints import BEST, BEST_WEIGHTS, TrainState, latest_checkpoint, read
 from .config import TrainConfig, check_model_fields, to_dict
 from .groups import Collator, LengthGroupedBatches, TokenizedGroups, build_groups, read_mined, split_dev
 from .losses import compute_loss
-from .teacher import attach_teacher_scores, check_teacher
+from .teacher import attach_teacher_scores, check_teacher, resolve_teacher
 
 
 def train(config: TrainConfig) -> dict:
@@ -44,11 +44,11 @@ def train(config: TrainConfig) -> dict:
     # 1. Everything that can be wrong with the input is found before a model loads.
     model_folder = resolve_model(config.model)
     check_model_fields(config, model_folder)
+    teacher_folder = resolve_teacher(config.teacher) if config.teacher else None
     if config.report_to == "wandb":
         _require_wandb()
     rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed)
     groups = build_groups(rows, config)
-    teacher_folder = resolve_model(config.teacher) if config.teacher else None
     teacher_note = check_teacher(config, teacher_folder, dev_ids) if teacher_folder else None
     output_dir = Path(config.output_dir)
     checkpoint = latest_checkpoint(output_dir)

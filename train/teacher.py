@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from rerankforge.data_prep.errors import ConfigError
+from rerankforge.data_prep.errors import ConfigError, ModelNotFoundError
 from rerankforge.data_prep.models import folder_fingerprint
 from rerankforge.data_prep.runs import atomic_write_text
 
@@ -22,6 +22,16 @@ from .groups import Group, read_mined, split_dev
 
 CACHE_FILE = ".teacher-scores.json"  # a dot file: never uploaded with the reranker (hub.py)
 CHUNK = 1024  # pairs per call to the scorer: progress to show, memory bounded
+
+
+def resolve_teacher(ref: str) -> str:
+    """The teacher's folder; a missing one is named as the `teacher` key."""
+    from rerankforge.data_prep.models import resolve_model
+
+    try:
+        return resolve_model(ref)
+    except ModelNotFoundError as error:
+        raise ModelNotFoundError(f"teacher: {error}") from None
 
 
 def check_teacher(config: TrainConfig, teacher_folder: str, dev_ids: list[str]) -> str | None:
