@@ -52,8 +52,8 @@ def check_teacher(config: TrainConfig, teacher_folder: str, dev_ids: list[str]) 
     teacher_file, held_out, seed = (Path(trained.get("train_file") or ""), trained.get("dev_queries"),
                                     trained.get("seed"))
     if not teacher_file.is_file() or not isinstance(held_out, int) or not isinstance(seed, int):
-        return (f"could not check the dev split against the teacher's training queries: its train_file "
-                f"{teacher_file} (from {saved}) is not found from here")
+        return (f"could not check the dev split against the teacher's training queries: {saved} names no "
+                f"train_file found from here ({teacher_file}), or no dev_queries and seed")
     rows = read_mined(teacher_file)
     teacher_dev = set(split_dev(rows, held_out, seed)[1]) if held_out else set()
     seen = sorted(({str(row["query_id"]) for row in rows} - teacher_dev) & set(dev_ids))
