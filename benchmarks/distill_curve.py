@@ -56,7 +56,7 @@ def load(folder: str, layers: int | None = None):
     layers and the head copied, as a distillation student starts)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rerankforge.eval.reranking import new_head_expected
+    from rerankforge.reranker.folder import new_head_expected
 
     cut = {"num_hidden_layers": layers} if layers else {}
     with new_head_expected():
@@ -92,7 +92,7 @@ def main() -> None:
 
     import torch
 
-    from rerankforge.eval.reranking import DEFAULT_MAX_BATCH_TOKENS, Reranker
+    from rerankforge.reranker.scoring import DEFAULT_MAX_BATCH_TOKENS, Reranker
     from rerankforge.train.dev_eval import DevSet
 
     config = train_config(args.teacher, args.train_file)

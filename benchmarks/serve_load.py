@@ -90,7 +90,7 @@ class server:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.command = [sys.executable, "-m", "rerankforge.serve.cli", "serve", "--reranker", args.reranker,
+        self.command = [sys.executable, "-m", "rerankforge.cli.main", "serve", "--reranker", args.reranker,
                         "--port", str(self.port), "--batch_size", str(args.batch_size),
                         "--max_batch_requests", str(max_batch_requests), "--max_queue_pairs", str(max_queue_pairs),
                         "--precision", args.precision]

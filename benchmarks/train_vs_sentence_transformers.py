@@ -30,7 +30,7 @@ from rerankforge.data_prep.models import DEFAULT_BI_ENCODER, resolve_model
 from rerankforge.data_prep.runs import read_trec
 from rerankforge.data_prep.sources import load_collection
 from rerankforge.eval.metrics import mean, per_query
-from rerankforge.eval.reranking import Reranker
+from rerankforge.reranker.scoring import Reranker
 from rerankforge.train.config import load_config
 from rerankforge.train.groups import build_groups, read_mined, split_dev
 

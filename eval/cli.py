@@ -136,6 +136,6 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 
 
 def _load_reranker(ref: str, batch_size: int, precision: str):
-    from .reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
 
     return Reranker.load(ref, batch_size=batch_size, precision=precision)

@@ -16,9 +16,10 @@ import numpy as np
 from rerankforge.data_prep.collection import Collection
 from rerankforge.data_prep.errors import DataError
 from rerankforge.data_prep.runs import Run
+from rerankforge.reranker.fusion import fuse
+from rerankforge.reranker.scoring import Reranker
 
 from .metrics import judged, mean, parse_metric, per_query
-from .reranking import Reranker, fuse
 from .significance import Comparison, bootstrap_ci, compare
 
 REPORT_METRICS = ("nDCG@1", "nDCG@3", "nDCG@5", "nDCG@10", "MRR@10", "MAP@100")

@@ -1,1 +1,1 @@
-"""Serving and the umbrella CLI."""
+"""Serving: the two-stage pipeline (retrieve -> rerank -> generate), its index and the HTTP API."""

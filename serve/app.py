@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerankforge.eval.reranking import clip_text
+from rerankforge.reranker.packing import clip_text
 
 from .batching import DynamicBatcher, Overloaded, TooLarge
 from .config import ServeConfig, api_key

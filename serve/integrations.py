@@ -16,7 +16,7 @@ import math
 
 def _scorer(reranker, **load_options):
     if isinstance(reranker, str):
-        from rerankforge.eval.reranking import Reranker
+        from rerankforge.reranker.scoring import Reranker
 
         return Reranker.load(reranker, **load_options)
     return reranker

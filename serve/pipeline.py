@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
 
 from rerankforge.data_prep.errors import DataError
-from rerankforge.eval.reranking import fuse
+from rerankforge.reranker.fusion import fuse
 
 from .index import DocHit, SearchIndex
 from .prompt import build_messages

@@ -54,7 +54,7 @@ def serve_main(argv: list[str] | None = None) -> int:
 
 
 def load_reranker(config):
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
 
     return Reranker.load(config.reranker, max_length=config.max_length, batch_size=config.batch_size,
                          precision=config.precision)

@@ -167,7 +167,7 @@ def tiny_reranker(tmp_path_factory, tiny_bert) -> str:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rerankforge.eval.reranking import new_head_expected
+    from rerankforge.reranker.folder import new_head_expected
 
     folder = tmp_path_factory.mktemp("tiny-reranker")
     torch.manual_seed(1)

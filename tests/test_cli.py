@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rerankforge.data_prep.cli import mine_negatives_main
-from rerankforge.serve.cli import main as rerankforge
+from rerankforge.cli.main import main as rerankforge
 
 
 def _judged_pairs(folder: Path, split: str) -> int:
@@ -132,7 +132,7 @@ def test_bad_option_values(scifact_slice, tmp_path, capsys):
 def _commands() -> list[str]:
     import argparse
 
-    from rerankforge.serve.cli import build_parser
+    from rerankforge.cli.main import build_parser
 
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return list(subparsers.choices)

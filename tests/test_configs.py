@@ -36,7 +36,7 @@ def test_the_configs_ship_with_the_package():
 
     tomllib = pytest.importorskip("tomllib")
     from rerankforge.configs import recipe
-    from rerankforge.serve.demo import DEMO_CONFIG
+    from rerankforge.cli.demo import DEMO_CONFIG
 
     assert DEMO_CONFIG == recipe("demo_scifact.yaml") and DEMO_CONFIG.is_file()
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]

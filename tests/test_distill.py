@@ -158,7 +158,7 @@ def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_chan
     assert source == "cached" and len(scored) == 1
     assert [g.teacher for g in again] == [g.teacher for g in groups]
     # Each group's scores are the teacher's scores of its own pairs.
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
 
     direct = Reranker.load(tiny_teacher, max_length=64).score([(groups[5].query, d) for d in groups[5].docs])
     assert groups[5].teacher == pytest.approx(direct.tolist(), abs=1e-5)

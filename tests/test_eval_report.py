@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rerankforge.data_prep.hardware import Precision
-from rerankforge.serve.cli import main as rerankforge
+from rerankforge.cli.main import main as rerankforge
 
 
 @pytest.fixture(scope="module")

@@ -128,7 +128,7 @@ def test_unknown_precision_is_a_config_error():
 
 
 def test_the_reranker_scores_in_the_precision_chosen_for_its_device(monkeypatch, tiny_reranker):
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
 
     cpu(monkeypatch, {}, "AVX2")
     assert Reranker.load(tiny_reranker).precision.name == "fp32"
@@ -230,7 +230,7 @@ def test_fp16_training_on_the_cpu_is_refused_not_silently_fp32(tmp_path, mined_s
 
 
 def test_eval_and_serve_apply_the_thread_setting(monkeypatch, scifact_slice, capsys):
-    from rerankforge.serve.cli import main as rerankforge
+    from rerankforge.cli.main import main as rerankforge
 
     monkeypatch.setenv("RERANKFORGE_CPU_THREADS", "1")
     assert rerankforge(["eval", "--data", str(scifact_slice), "--reranker", "no/such-reranker"]) == 2

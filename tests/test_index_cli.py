@@ -33,7 +33,7 @@ def _docs(tmp_path: Path) -> Path:
 
 
 def test_index_never_replaces_a_folder_of_other_files(tmp_path, tiny_bi_encoder, capsys):
-    from rerankforge.serve.cli import main as rerankforge
+    from rerankforge.cli.main import main as rerankforge
 
     thesis = tmp_path / "thesis"
     thesis.mkdir()
@@ -46,7 +46,7 @@ def test_index_never_replaces_a_folder_of_other_files(tmp_path, tiny_bi_encoder,
 
 
 def test_index_goes_into_a_new_or_empty_folder_or_over_an_index(tmp_path, tiny_bi_encoder):
-    from rerankforge.serve.cli import main as rerankforge
+    from rerankforge.cli.main import main as rerankforge
     from rerankforge.serve.index import SearchIndex
 
     empty = tmp_path / "empty"
@@ -65,7 +65,7 @@ def test_index_goes_into_a_new_or_empty_folder_or_over_an_index(tmp_path, tiny_b
     ("notes.txt/index", "notes.txt is a file, so it cannot hold index"),
 ])
 def test_bad_index_out_is_one_line_before_any_work(tmp_path, monkeypatch, capsys, out, words):
-    from rerankforge.serve.cli import main as rerankforge
+    from rerankforge.cli.main import main as rerankforge
 
     work = tmp_path / "work"
     work.mkdir()

@@ -6,8 +6,8 @@ import random
 import numpy as np
 import pytest
 
-from rerankforge.eval.packing import PairEncoder, pack
-from rerankforge.eval.reranking import Reranker
+from rerankforge.reranker.packing import PairEncoder, pack
+from rerankforge.reranker.scoring import Reranker
 
 
 def _texts(seed: int, count: int) -> list[tuple[str, str]]:
@@ -37,7 +37,7 @@ def tiny_xlmr_reranker(tiny_xlmr):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rerankforge.eval.reranking import new_head_expected
+    from rerankforge.reranker.folder import new_head_expected
 
     torch.manual_seed(2)
     with new_head_expected():

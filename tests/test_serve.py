@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rerankforge.serve.cli import main as rerankforge
+from rerankforge.cli.main import main as rerankforge
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -64,7 +64,7 @@ class Slow:
 
 @pytest.fixture(scope="module")
 def reranker(tiny_reranker):
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
 
     return Reranker.load(tiny_reranker, max_length=64, batch_size=16)
 
@@ -273,7 +273,7 @@ def test_search_gives_the_same_ndcg_as_eval(tmp_path, index_dir, scifact_slice, 
     """Acceptance 2 in small: the pipeline over an unchunked index ranks as `rerankforge eval` does."""
     from rerankforge.data_prep.sources import load_collection
     from rerankforge.eval.metrics import mean, per_query
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
     from rerankforge.serve.index import SearchIndex
     from rerankforge.serve.pipeline import Pipeline
 
@@ -347,7 +347,7 @@ def test_rerankforge_serve_command_starts_a_server(tmp_path, tiny_reranker):
         port = probe.getsockname()[1]
     config = tmp_path / "serve.yaml"
     config.write_text(f"reranker: {tiny_reranker}\nport: {port}\nmax_documents: 10\n")
-    process = subprocess.Popen([sys.executable, "-m", "rerankforge.serve.cli", "serve", "--config", str(config),
+    process = subprocess.Popen([sys.executable, "-m", "rerankforge.cli.main", "serve", "--config", str(config),
                                 "--host", "127.0.0.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 120

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from test_serve import running
 
-from rerankforge.serve.cli import main as rerankforge
+from rerankforge.cli.main import main as rerankforge
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -65,7 +65,7 @@ class TokenizerSpy:
 
 @pytest.fixture(scope="module")
 def reranker(tiny_reranker):
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
 
     return Reranker.load(tiny_reranker, max_length=64, batch_size=16)
 
@@ -261,7 +261,8 @@ def test_a_chunked_body_over_the_limit_is_refused_before_it_ends(reranker):
 def test_scoring_tokenises_only_what_max_length_can_span(tiny_reranker):
     import torch
 
-    from rerankforge.eval.reranking import CHARS_PER_TOKEN_BOUND, Reranker
+    from rerankforge.reranker.packing import CHARS_PER_TOKEN_BOUND
+    from rerankforge.reranker.scoring import Reranker
 
     reranker = Reranker.load(tiny_reranker, max_length=64)
     pairs = [("what lowers bone density?", " ".join(f"word{i} about bones and calcium" for i in range(400))),
@@ -278,7 +279,8 @@ def test_scoring_tokenises_only_what_max_length_can_span(tiny_reranker):
 
 
 def test_queries_are_capped_and_no_endpoint_tokenises_a_whole_long_text(reranker):
-    from rerankforge.eval.reranking import CHARS_PER_TOKEN_BOUND, Reranker
+    from rerankforge.reranker.packing import CHARS_PER_TOKEN_BOUND
+    from rerankforge.reranker.scoring import Reranker
     from rerankforge.serve.app import create_app
     from rerankforge.serve.config import ServeConfig
 

@@ -170,7 +170,7 @@ PAIRS = [("what lowers blood pressure", "Exercise lowers blood pressure in adult
 @pytest.mark.parametrize("encoder", ["tiny_bert", "tiny_xlmr"])
 def test_training_writes_a_crossencoder_folder(encoder, request, tmp_path, mined_slice, scifact_slice,
                                                tiny_bi_encoder, capsys):
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.cli import train_main
 
     out = tmp_path / "out"
@@ -189,7 +189,7 @@ def test_training_writes_a_crossencoder_folder(encoder, request, tmp_path, mined
 
 def test_lora_adapter_and_merged_model_score_like_the_trained_model(tmp_path, mined_slice, scifact_slice,
                                                                     tiny_bi_encoder, tiny_bert):
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.config import load_config
     from rerankforge.train.loop import train
 
@@ -303,7 +303,7 @@ def test_hub_dry_run_and_patched_upload(tmp_path, mined_slice, scifact_slice, ti
                                         monkeypatch, capsys):
     import huggingface_hub
 
-    from rerankforge.serve.cli import main as rerankforge
+    from rerankforge.cli.main import main as rerankforge
     from rerankforge.train.cli import train_main
 
     calls = []
@@ -412,8 +412,9 @@ def test_resume_refuses_checkpoint_files_that_would_run_code(tmp_path, mined_sli
 
 def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
     """Scores of the in-memory LoRA model before saving == the saved adapter's == the merged model's."""
-    from rerankforge.eval.reranking import Reranker
-    from rerankforge.train.model import load_model, save_reranker
+    from rerankforge.reranker.scoring import Reranker
+    from rerankforge.reranker.folder import RerankerSettings, save_reranker
+    from rerankforge.train.model import load_model
 
     config = TrainConfig(train_file="x", model=tiny_bert, lora=True, lora_r=4)
     model, tokenizer = load_model(config, tiny_bert)
@@ -423,14 +424,17 @@ def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
             if param.requires_grad:  # LoRA A/B and the scoring head: make the adapter matter
                 param.add_(torch.randn_like(param) * 0.5)
     before = Reranker(model, tokenizer, max_length=64).score(PAIRS)
-    save_reranker(model, tokenizer, tmp_path / "out", base_model=tiny_bert)
-    assert Reranker.load(str(tmp_path / "out" / "adapter")).score(PAIRS) == pytest.approx(before, abs=1e-4)
+    save_reranker(model, tokenizer, tmp_path / "out", base_model=tiny_bert,
+                  settings=RerankerSettings(max_length=64, fusion_weight=0.4))
+    adapter = Reranker.load(str(tmp_path / "out" / "adapter"))  # carries the merged model's settings
+    assert (adapter.max_length, adapter.fusion_weight) == (64, 0.4)
+    assert adapter.score(PAIRS) == pytest.approx(before, abs=1e-4)
     assert Reranker.load(str(tmp_path / "out"), max_length=64).score(PAIRS) == pytest.approx(before, abs=1e-4)
     assert _scores(tmp_path / "out", PAIRS) == pytest.approx(before, abs=1e-4)
 
 
 def test_fuse_weights_reranker_against_first_stage():
-    from rerankforge.eval.reranking import fuse
+    from rerankforge.reranker.fusion import fuse
 
     first = [("a", 10.0), ("b", 9.0), ("c", 1.0)]
     reranker = {"a": -1.0, "b": 3.0, "c": 2.0}
@@ -441,8 +445,8 @@ def test_fuse_weights_reranker_against_first_stage():
 
 def test_trained_model_carries_its_dev_chosen_fusion_weight(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
                                                             tiny_bert, capsys):
-    from rerankforge.eval.reranking import Reranker
-    from rerankforge.serve.cli import main as rerankforge
+    from rerankforge.reranker.scoring import Reranker
+    from rerankforge.cli.main import main as rerankforge
 
     out = tmp_path / "fw"
     assert rerankforge(["train", *_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,
@@ -466,7 +470,7 @@ def test_trained_model_carries_its_dev_chosen_fusion_weight(tmp_path, mined_slic
 
 
 def test_eval_with_missing_reranker_fails_before_work(scifact_slice, tmp_path, capsys):
-    from rerankforge.serve.cli import main as rerankforge
+    from rerankforge.cli.main import main as rerankforge
 
     run_file = tmp_path / "bm25.trec"
     assert rerankforge(["retrieve", "--data", str(scifact_slice), "--retriever", "bm25", "--output", str(run_file)]) == 0

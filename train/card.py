@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rerankforge.data_prep.runs import atomic_write_text
+from rerankforge.reranker.folder import SETTINGS
 
 from .config import DISTILLATION_LOSSES, TrainConfig
 
@@ -84,7 +85,7 @@ def model_card(config: TrainConfig, metrics: dict) -> str:
     if fusion:
         weight = fusion["weight"]
         lines += ["", f"Fused with the first stage (`{weight}` x z(reranker) + `{1 - weight:g}` x z(first stage), z-normalised "
-                  f"per query; weight chosen on the dev split, saved in `rerankforge.json` and applied by "
+                  f"per query; weight chosen on the dev split, saved in `{SETTINGS}` and applied by "
                   f"`rerankforge eval` and `serve`): dev nDCG@10 {_num(fusion['dev_nDCG@10_by_weight'][weight])}."]
     lines += [
         "",

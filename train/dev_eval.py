@@ -9,7 +9,8 @@ from rerankforge.data_prep.collection import Collection
 from rerankforge.data_prep.errors import DataError, preview
 from rerankforge.data_prep.runs import Run
 from rerankforge.eval.metrics import mean, per_query
-from rerankforge.eval.reranking import Reranker, fuse
+from rerankforge.reranker.fusion import fuse
+from rerankforge.reranker.scoring import Reranker
 
 from .config import TrainConfig
 

@@ -36,10 +36,11 @@ def train(config: TrainConfig) -> dict:
     from transformers import get_scheduler
 
     from rerankforge.data_prep.models import resolve_model
-    from rerankforge.eval.reranking import SETTINGS, Reranker
+    from rerankforge.reranker.folder import RerankerSettings, save_reranker
+    from rerankforge.reranker.scoring import Reranker
 
     from .dev_eval import DevSet
-    from .model import ADAPTER_DIR, load_model, save_reranker
+    from .model import load_model
 
     # 1. Everything that can be wrong with the input is found before a model loads.
     model_folder = resolve_model(config.model)
@@ -174,22 +175,19 @@ def train(config: TrainConfig) -> dict:
         best = output_dir / BEST
         if config.keep_best and (best / BEST_WEIGHTS).is_file():
             _restore_best(unwrapped, best)
-        tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
-        save_reranker(unwrapped, tokenizer, output_dir, config.model)
         metrics = _final_metrics(state, config, updates_per_epoch)
         metrics["precision"] = precision.name  # what `mixed_precision` resolved to on this machine
-        settings = {"max_length": config.max_length, "fusion_weight": 1.0}
+        settings = RerankerSettings(max_length=config.max_length)
         if dev is not None and config.choose_fusion_weight:
             # The last evaluation (at this step) scored the weights being saved unless older best ones came back.
             kept_last = not (config.keep_best and state.best_step != state.step)
             weight, curve = dev.choose_fusion_weight(dev_scores if kept_last and dev_scores is not None else dev.score(reranker))
-            settings.update(fusion_weight=weight, fusion_chosen_on=f"dev split ({len(dev.queries)} train queries)")
+            settings.fusion_weight, settings.fusion_chosen_on = weight, f"dev split ({len(dev.queries)} train queries)"
             metrics["fusion"] = {"weight": weight, "dev_nDCG@10_by_weight": curve}
             accelerator.print(f"fusion weight chosen on dev: {weight} (dev nDCG@10 {curve[weight]:.4f}; "
                               f"reranker alone {curve[1.0]:.4f}, first stage alone {curve[0.0]:.4f})")
-        for folder in (output_dir, output_dir / ADAPTER_DIR):
-            if folder.is_dir():  # the adapter scores like the merged model, so it carries the same settings
-                atomic_write_text(folder / SETTINGS, json.dumps(settings, indent=2) + "\n")
+        tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
+        save_reranker(unwrapped, tokenizer, output_dir, config.model, settings)
         atomic_write_text(output_dir / "train_config.json", json.dumps(to_dict(config), indent=2) + "\n")
         atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         from .card import write_model_card

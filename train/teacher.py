@@ -94,7 +94,7 @@ def score_pairs(pairs: list[tuple[str, str]], teacher_folder: str, config: Train
     (the teacher judges what the student will see)."""
     from tqdm.auto import tqdm
 
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
 
     teacher = Reranker.load(teacher_folder, max_length=config.max_length, batch_size=config.eval_batch_size,
                             device=str(device), precision=precision)

@@ -1,6 +1,7 @@
 """The umbrella command line: `rerankforge <command>`.
 
-It lives in serve, the top of the import graph, because it gathers the commands of every stage."""
+It sits above the stages, at the top of the import graph, because it gathers the commands of every stage
+(nothing imports it; the `rerankforge` entry point runs `main`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from rerankforge.data_prep.cli import add_mine_parser, add_retrieve_parser, add_
 from rerankforge.eval.cli import add_eval_parser
 from rerankforge.train.cli import add_push_parser, add_train_parser, train_main
 
+from rerankforge.serve.service import add_index_parser, serve_main
+
 from .demo import add_demo_parser
-from .service import add_index_parser, serve_main
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,13 +3,30 @@
 Every pair is tokenised once (each distinct query once), cut to the model's length with the query kept
 whole and the document truncated, sorted by its token length, and packed into batches whose padded size
 (rows x longest row) stays within a token budget. Sorting keeps padding small; the budget keeps the cost
-of a forward pass bounded whether the pairs are 30 tokens long or 512. Reranker.score runs on it, so
-eval, train's dev evaluation and the server's dynamic batcher all batch the same way."""
+of a forward pass bounded whether the pairs are 30 tokens long or 512. Reranker.score (scoring.py) runs on
+it, so eval, train's dev evaluation and the server's dynamic batcher all batch the same way."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterator, Sequence
+
+CHARS_PER_TOKEN_BOUND = 32
+"""Characters one token spans at most in ordinary text (English averages about 4, CJK about 1). A text
+cut to this many characters per token it may keep tokenises like the whole text up to that many tokens."""
+
+
+def clip_text(text: str, max_tokens: int, left: bool = False) -> str:
+    """`text` cut to what its first (or, `left`, last) `max_tokens` tokens can span, so the tokenizer,
+    which reads every character before it truncates, costs at most that much however long the text."""
+    budget = max_tokens * CHARS_PER_TOKEN_BOUND
+    if len(text) <= budget:
+        return text
+    return text[-budget:] if left else text[:budget]
+
+
+DEFAULT_MAX_BATCH_TOKENS = 16384
+"""Padded tokens per forward pass: 32 pairs of 512 tokens, or 512 pairs of 32 -- bounded work either way."""
 
 DOCUMENT_FLOOR = 32
 """Tokens a document keeps at least (at most half the room) when its query alone would fill the model."""
@@ -41,8 +58,6 @@ class PairEncoder:
         little or nothing left to score it against. Texts are read only as far as `max_length` tokens
         can span (see `clip_text`). Needs a fast (Rust-backed) tokenizer, which `AutoTokenizer` gives
         for every model family the project serves."""
-        from rerankforge.eval.reranking import clip_text
-
         backend, room, max_length = self.backend, self.room, self.max_length
         floor = min(DOCUMENT_FLOOR, room // 2)
         distinct = list(dict.fromkeys(q for q, _ in pairs))

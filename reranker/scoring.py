@@ -7,8 +7,6 @@ adapter folder (merged into its base at load time, so scoring costs the same as 
 
 from __future__ import annotations
 
-import json
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,37 +16,20 @@ from rerankforge.data_prep.errors import ModelNotFoundError
 from rerankforge.data_prep.hardware import resolve_precision
 from rerankforge.data_prep.runs import Run
 
-ADAPTER_CONFIG = "adapter_config.json"
-SETTINGS = "rerankforge.json"  # beside the weights: the score fusion weight chosen on the dev split
-CHARS_PER_TOKEN_BOUND = 32
-"""Characters one token spans at most in ordinary text (English averages about 4, CJK about 1). A text
-cut to this many characters per token it may keep tokenises like the whole text up to that many tokens."""
-
-
-def clip_text(text: str, max_tokens: int, left: bool = False) -> str:
-    """`text` cut to what its first (or, `left`, last) `max_tokens` tokens can span, so the tokenizer,
-    which reads every character before it truncates, costs at most that much however long the text."""
-    budget = max_tokens * CHARS_PER_TOKEN_BOUND
-    if len(text) <= budget:
-        return text
-    return text[-budget:] if left else text[:budget]
-
-
-DEFAULT_MAX_BATCH_TOKENS = 16384
-"""Padded tokens per forward pass: 32 pairs of 512 tokens, or 512 pairs of 32 -- bounded work either way."""
+from .folder import ADAPTER_CONFIG, load_adapter_merged, read_settings
+from .fusion import fuse
+from .packing import DEFAULT_MAX_BATCH_TOKENS, PairEncoder, pack
 
 
 class Reranker:
     """A cross-encoder with its tokenizer. Pairs are tokenised once, the document truncated (never the
     query), and scored in batches of similar token length packed up to `max_batch_tokens` padded tokens
-    and `batch_size` rows (see eval/packing.py), under `torch.inference_mode`; the model's train/eval
+    and `batch_size` rows (see packing.py), under `torch.inference_mode`; the model's train/eval
     mode is restored afterwards."""
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker",
                  fusion_weight: float = 1.0, precision: str = "auto",
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
-        from rerankforge.eval.packing import PairEncoder
-
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -74,6 +55,7 @@ class Reranker:
         from rerankforge.data_prep.models import resolve_model
 
         folder = Path(resolve_model(ref))
+        settings = read_settings(folder)  # a bad rerankforge.json stops us before the weights load
         if (folder / ADAPTER_CONFIG).is_file():
             model = load_adapter_merged(folder, dtype=dtype)
         else:
@@ -84,17 +66,14 @@ class Reranker:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model.to(device).eval()
-        settings = json.loads((folder / SETTINGS).read_text()) if (folder / SETTINGS).is_file() else {}
-        limit = max_length or settings.get("max_length") or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
+        limit = max_length or settings.max_length or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
         return cls(model, tokenizer, max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
-                   fusion_weight=settings.get("fusion_weight", 1.0), precision=precision,
+                   fusion_weight=settings.fusion_weight, precision=precision,
                    max_batch_tokens=max_batch_tokens)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Raw logits (higher = more relevant), one per pair, in input order."""
         import torch
-
-        from rerankforge.eval.packing import pack
 
         scores = np.empty(len(pairs), dtype=np.float32)
         encoded = self.encoder.encode(pairs)
@@ -106,11 +85,15 @@ class Reranker:
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 for chunk in pack([len(e.input_ids) for e in encoded], self.max_batch_tokens, self.batch_size):
                     batch = {k: v.to(device) for k, v in self.encoder.collate([encoded[i] for i in chunk]).items()}
-                    logits = self.model(**batch).logits.view(-1).float().cpu().numpy()
-                    scores[chunk] = logits
+                    scores[chunk] = self._forward(batch)
         finally:
             self.model.train(was_training)
         return scores
+
+    def _forward(self, batch: dict) -> np.ndarray:
+        """The model's logits for one collated batch (on its device), as float32 on the host: the one place
+        the model is called, inside `score`'s inference mode and autocast."""
+        return self.model(**batch).logits.view(-1).float().cpu().numpy()
 
     def score_timed(self, candidates: dict[str, list[str]], queries: dict[str, str],
                     doc_text: Callable[[str], str]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
@@ -152,51 +135,3 @@ class Reranker:
             by_query[qid][doc_id] = float(score)
         return by_query
 
-
-def fuse(first_stage: list[tuple[str, float]], reranker: dict[str, float], weight: float) -> list[tuple[str, float]]:
-    """Rank by `weight * z(reranker) + (1 - weight) * z(first stage)`, z standardising each query's
-    scores (the two scales differ); weight 1.0 is the reranker alone."""
-    import statistics
-
-    def z(values: list[float]) -> list[float]:
-        if len(values) < 2:
-            return [0.0] * len(values)
-        mu, sd = statistics.fmean(values), statistics.pstdev(values) or 1.0
-        return [(v - mu) / sd for v in values]
-
-    ids = [doc_id for doc_id, _ in first_stage]
-    if weight >= 1.0:
-        fused = [reranker[d] for d in ids]
-    else:
-        fused = [weight * r + (1 - weight) * f for r, f in zip(z([reranker[d] for d in ids]),
-                                                               z([s for _, s in first_stage]))]
-    return sorted(zip(ids, fused), key=lambda hit: -hit[1])
-
-
-def load_adapter_merged(folder: Path, dtype=None):
-    """A LoRA adapter folder (written by `rerankforge train` with `lora: true`) merged into its base."""
-    from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification
-
-    from rerankforge.data_prep.models import resolve_model
-
-    config = json.loads((folder / ADAPTER_CONFIG).read_text())
-    base_ref = config.get("base_model_name_or_path")
-    if not base_ref:
-        raise ModelNotFoundError(f"{folder / ADAPTER_CONFIG}: expected 'base_model_name_or_path', got none")
-    with new_head_expected():  # the base's head is replaced by the adapter's saved one
-        base = AutoModelForSequenceClassification.from_pretrained(resolve_model(base_ref), num_labels=1, dtype=dtype)
-    return PeftModel.from_pretrained(base, folder).merge_and_unload()
-
-
-@contextmanager
-def new_head_expected():
-    """Silence transformers' "newly initialized: classifier" report where a fresh head is expected."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)

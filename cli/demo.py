@@ -54,7 +54,7 @@ def run_demo(args: DemoArgs) -> int:
     from rerankforge.data_prep.sources import load_collection
     from rerankforge.eval.report import EvalSettings, evaluate
     from rerankforge.eval.report_files import console_table, write_report
-    from rerankforge.eval.reranking import Reranker
+    from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.config import load_config
     from rerankforge.train.loop import train
 

@@ -1,0 +1,163 @@
+"""The reranker folder: what `rerankforge train` writes and every stage loads.
+
+A plain model folder that `sentence_transformers.CrossEncoder(path)` (and transformers, and TEI) load:
+a single-logit sequence classifier with its tokenizer, plus
+
+    rerankforge.json   RerankerSettings: the length trained at and the fusion weight chosen on dev
+    adapter/           with LoRA: the adapter with its scoring head (peft `modules_to_save`), whose
+                       base is the merged model's starting point; it carries the same rerankforge.json
+
+With LoRA the folder itself holds the merged model, so it loads like any reranker. An adapter folder
+is loaded by merging it into its base (`load_adapter_merged`), so scoring costs the same either way."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rerankforge.data_prep.errors import DataError, ModelNotFoundError
+from rerankforge.data_prep.runs import atomic_write_text, readable_by_all
+
+SETTINGS = "rerankforge.json"
+ADAPTER_DIR = "adapter"
+ADAPTER_CONFIG = "adapter_config.json"  # peft's name: its presence makes a folder an adapter
+
+
+@dataclass
+class RerankerSettings:
+    """What a reranker folder says about how to use its model, beyond the weights (rerankforge.json)."""
+
+    max_length: int | None = field(default=None, metadata={
+        "help": "Max tokens of a (query, document) pair, as trained; None: the tokenizer's length (at most 512)."})
+    fusion_weight: float = field(default=1.0, metadata={
+        "help": "Weight of the reranker's score against the first stage's in `fuse` (z-normalised per query, "
+                "0..1); 1.0 ranks by the reranker alone."})
+    fusion_chosen_on: str | None = field(default=None, metadata={
+        "help": "Where fusion_weight was chosen (e.g. 'dev split (40 train queries)'); None: not chosen."})
+
+
+def read_settings(folder: str | Path) -> RerankerSettings:
+    """The settings in `folder`'s rerankforge.json; the defaults where it has none. Keys this version does
+    not know are ignored, so a folder written by a newer rerankforge still loads."""
+    path = Path(folder) / SETTINGS
+    if not path.is_file():
+        return RerankerSettings()
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: expected a JSON object, got unreadable JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(values).__name__}")
+    settings = RerankerSettings(**{f.name: values[f.name] for f in dataclasses.fields(RerankerSettings)
+                                   if f.name in values})
+    _check(settings, path)
+    return settings
+
+
+def write_settings(folder: str | Path, settings: RerankerSettings) -> None:
+    """Write `settings` as `folder`'s rerankforge.json, atomically; unset (None) fields are left out."""
+    _check(settings, SETTINGS)
+    values = {k: v for k, v in dataclasses.asdict(settings).items() if v is not None}
+    atomic_write_text(Path(folder) / SETTINGS, json.dumps(values, indent=2) + "\n")
+
+
+def _check(settings: RerankerSettings, where: object) -> None:
+    length, weight, chosen_on = settings.max_length, settings.fusion_weight, settings.fusion_chosen_on
+    if length is not None and (type(length) is not int or length < 1):
+        raise DataError(f"{where}: max_length: expected a positive whole number or null, got {length!r}")
+    if type(weight) not in (int, float) or not 0 <= weight <= 1:
+        raise DataError(f"{where}: fusion_weight: expected a number from 0 to 1, got {weight!r}")
+    if chosen_on is not None and not isinstance(chosen_on, str):
+        raise DataError(f"{where}: fusion_chosen_on: expected a string or null, got {chosen_on!r}")
+
+
+def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,
+                  settings: RerankerSettings | None = None) -> list[str]:
+    """Write the reranker into `output_dir` (created or updated), file by file through a staging
+    folder, so an interrupted save never leaves a half-written weights file. A peft model is saved
+    merged, with its adapter in `adapter/` pointing at `base_model` as the user named it. `settings`,
+    if given, go into rerankforge.json (the adapter's too). Returns the files written."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".staging-"))
+    try:
+        folders = [staging]
+        if is_peft(model):
+            adapter = staging / ADAPTER_DIR
+            model.save_pretrained(adapter)
+            tokenizer.save_pretrained(adapter)
+            _set_adapter_base(adapter, base_model)
+            merged = _merged_copy(model)
+            merged.save_pretrained(staging)
+            folders.append(adapter)
+        else:
+            model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if settings is not None:
+            for folder in folders:  # the adapter scores like the merged model, so it carries the same settings
+                write_settings(folder, settings)
+        written = []
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                target = output_dir / path.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                readable_by_all(path)
+                os.replace(path, target)
+                written.append(str(target.relative_to(output_dir)))
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def _merged_copy(peft_model):
+    """A plain model with the adapters merged in, leaving the training model untouched."""
+    import copy
+
+    return copy.deepcopy(peft_model).merge_and_unload()
+
+
+def _set_adapter_base(adapter: Path, base_model: str) -> None:
+    """Point the adapter at the base model as the user named it (a Hub id stays portable)."""
+    config_file = adapter / ADAPTER_CONFIG
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = base_model
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def load_adapter_merged(folder: Path, dtype=None):
+    """A LoRA adapter folder (written by `rerankforge train` with `lora: true`) merged into its base."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from rerankforge.data_prep.models import resolve_model
+
+    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    base_ref = config.get("base_model_name_or_path")
+    if not base_ref:
+        raise ModelNotFoundError(f"{folder / ADAPTER_CONFIG}: expected 'base_model_name_or_path', got none")
+    with new_head_expected():  # the base's head is replaced by the adapter's saved one
+        base = AutoModelForSequenceClassification.from_pretrained(resolve_model(base_ref), num_labels=1, dtype=dtype)
+    return PeftModel.from_pretrained(base, folder).merge_and_unload()
+
+
+@contextmanager
+def new_head_expected():
+    """Silence transformers' "newly initialized: classifier" report where a fresh head is expected."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)

@@ -1,0 +1,106 @@
+"""The layout the README draws: which stage folder may import which, and every folder installed as its package.
+
+Imports are read with `ast` from every .py file under each folder, at module level and inside functions
+(the lazy imports count too), so a forbidden import fails here naming its file and line."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ALLOWED = {  # folder -> the other folders it may import (README, "Layout")
+    "data_prep": set(),
+    "reranker": {"data_prep"},
+    "eval": {"data_prep", "reranker"},
+    "train": {"data_prep", "reranker", "eval"},
+    "serve": {"data_prep", "reranker"},
+    "cli": {"data_prep", "reranker", "eval", "train", "serve"},
+    "configs": set(),
+}
+ANYONE_MAY_IMPORT = {"configs"}  # the shipped recipes: package data with a path helper, no code of a stage
+
+
+def imported_folders(path: Path, package: str) -> list[tuple[int, str]]:
+    """(line, folder) of each rerankforge folder that `path` (in `package`) imports."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            # `from rerankforge import eval` imports the folder named after `import`
+            modules = [f"{base}.{alias.name}" for alias in node.names] if base == "rerankforge" else [base]
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            modules = [node.args[0].value]
+        for module in modules:
+            parts = module.split(".")
+            if parts[0] == "rerankforge" and len(parts) > 1:
+                found.append((node.lineno, parts[1]))
+    return found
+
+
+def forbidden_imports(repo: Path) -> list[str]:
+    problems = []
+    for folder, allowed in ALLOWED.items():
+        for path in sorted((repo / folder).rglob("*.py")):
+            relative = path.relative_to(repo)
+            package = ".".join(["rerankforge", *relative.parent.parts])
+            for line, target in imported_folders(path, package):
+                if target != folder and target not in allowed | ANYONE_MAY_IMPORT:
+                    problems.append(f"{relative}:{line}: {folder} imports {target} (it may import "
+                                    f"{', '.join(sorted(allowed)) or 'no other folder'})")
+    return problems
+
+
+def test_each_stage_imports_only_the_stages_below_it():
+    problems = forbidden_imports(REPO)
+    assert not problems, "imports against the layout (README, Layout):\n" + "\n".join(problems)
+
+
+def test_only_entry_points_import_the_cli():
+    """The umbrella CLI sits on top: no stage imports it; the `rerankforge` script runs it."""
+    tomllib = pytest.importorskip("tomllib")
+    assert all("cli" not in allowed for folder, allowed in ALLOWED.items() if folder != "cli")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["rerankforge"].partition(":")
+    assert module == "rerankforge.cli.main" and function == "main"
+
+
+def test_the_checker_reads_lazy_relative_and_from_package_imports(tmp_path):
+    """So the test above can fail: each way of importing eval from serve is caught, with its line."""
+    (tmp_path / "serve" / "sub").mkdir(parents=True)
+    (tmp_path / "serve" / "a.py").write_text("import os\nfrom rerankforge import eval\n")
+    (tmp_path / "serve" / "sub" / "b.py").write_text(
+        "def f():\n    from ...eval.metrics import mean\n    import rerankforge.train.loop\n"
+        "    from ..pipeline import Pipeline\n")
+    (tmp_path / "serve" / "c.py").write_text("import importlib\nm = importlib.import_module('rerankforge.eval.cli')\n")
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "cli" / "main.py").write_text("from rerankforge.train.cli import train_main\n")
+    assert forbidden_imports(tmp_path) == [
+        "serve/a.py:2: serve imports eval (it may import data_prep, reranker)",
+        "serve/c.py:2: serve imports eval (it may import data_prep, reranker)",
+        "serve/sub/b.py:2: serve imports eval (it may import data_prep, reranker)",
+        "serve/sub/b.py:3: serve imports train (it may import data_prep, reranker)",
+    ]
+
+
+def test_every_folder_installs_as_its_package():
+    """Each folder (and any sub-package) is listed and mapped in pyproject.toml, so a regular install
+    ships it: setuptools installs only the packages named."""
+    tomllib = pytest.importorskip("tomllib")
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for folder in ALLOWED:
+        assert setuptools["package-dir"][f"rerankforge.{folder}"] == folder
+        for init in (REPO / folder).rglob("__init__.py"):
+            package = ".".join(["rerankforge", *init.parent.relative_to(REPO).parts])
+            assert package in setuptools["packages"], f"{init.parent.relative_to(REPO)} is not installed"
+    folders = {p.parent.name for p in REPO.glob("*/__init__.py")}
+    assert folders <= set(ALLOWED), f"place {sorted(folders - set(ALLOWED))} in the import graph (ALLOWED)"
