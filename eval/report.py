@@ -193,7 +193,7 @@ def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], 
             scores[qid][doc_id] = float(value)
     timed = [s for qid, s in seconds.items() if candidates[names[0]][qid]]
     pairs = sum(len(docs) for docs in candidates[names[0]].values())
-    backend = reranker.backend
+    backend = getattr(reranker, "backend", None)  # None: a scorer with only a torch model (a test double)
     device = _device_name(next(reranker.model.parameters()).device) if reranker.model is not None else "cpu"
     return scores, Latency(reranker=reranker.name, depth=max(map(len, candidates[names[0]].values()), default=0),
                            queries=len(timed), p50_ms=1000 * float(np.percentile(timed, 50)),
