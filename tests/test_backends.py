@@ -123,18 +123,23 @@ def test_int8_ranks_like_torch(exported_bert, spread_bert):
     assert not np.allclose(got, expected, atol=1e-6)  # it is quantised, not the fp32 file under another name
 
 
-def test_a_refused_export_leaves_the_folder_as_it_was(tmp_path, tiny_reranker):
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_a_refused_export_tries_every_candidate_and_leaves_the_folder_as_it_was(backend, tmp_path, tiny_reranker):
+    from rerankforge.reranker.export import int8_recipes
+
     folder = _model_folder(tmp_path, tiny_reranker)
     (folder / "onnx").mkdir()
-    (folder / "onnx" / "model.onnx").write_bytes(b"an earlier export")
+    earlier = folder / "onnx" / ("model.onnx" if backend == "onnx" else f"model_qint8_{backends.int8_format()}.onnx")
+    earlier.write_bytes(b"an earlier export")
     reranker = _torch(folder)
     heard = []
-    with pytest.raises(ExportRefused, match="no candidate scored like torch.*fused: failed: Spearman 0.5000"):
-        export_backend(folder, "onnx", reranker.model, reranker.tokenizer, _fails,
+    with pytest.raises(ExportRefused, match="no candidate scored like torch.*fused.*: failed: Spearman 0.5000"):
+        export_backend(folder, backend, reranker.model, reranker.tokenizer, _fails,
                        on_candidate=lambda name, verdict: heard.append(name))
-    assert heard == ["fused", "plain"]  # the unfused graph was tried too
-    assert (folder / "onnx" / "model.onnx").read_bytes() == b"an earlier export"
-    assert _exported_files(folder) == ["model.onnx"]
+    recipes = [""] if backend == "onnx" else [f"+{r.name}" for r in int8_recipes(backends.int8_format())]
+    assert heard == [f"{graph}{recipe}" for graph in ("fused", "plain") for recipe in recipes]
+    assert earlier.read_bytes() == b"an earlier export"
+    assert _exported_files(folder) == [earlier.name]
     assert not list(folder.glob(f"{STAGING_PREFIX}*"))
     assert reranker.model.training is False
 
@@ -297,6 +302,15 @@ def test_export_cli_keeps_a_checked_export_or_refuses_with_exit_2(tmp_path, tiny
     out = capsys.readouterr().out
     assert "fused: passed: Spearman 1.0000" in out and "dev nDCG@10" in out
     assert _exported_files(folder) == ["model.onnx"]
+
+
+def test_export_cli_without_onnxruntime_says_what_to_install(tmp_path, tiny_reranker, monkeypatch, capsys):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a))
+    assert _export(["--model", tiny_reranker]) == 2
+    assert "error: the onnx backends need onnxruntime: pip install 'rerankforge[onnx]'" in capsys.readouterr().err
 
 
 def test_export_cli_needs_a_dev_split(tmp_path, tiny_reranker, capsys):

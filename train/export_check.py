@@ -26,6 +26,7 @@ from rerankforge.data_prep.cli import add_command
 from rerankforge.data_prep.errors import ConfigError, DataError
 from rerankforge.data_prep.hardware import use_cpu_threads
 from rerankforge.reranker.scoring import Reranker
+from rerankforge.reranker.backends import require_onnx
 from rerankforge.reranker.export import Verdict, export_backend, spearman
 
 from .config import TrainConfig
@@ -73,6 +74,7 @@ def add_export_parser(subparsers) -> None:
 
 
 def run_export(args: ExportArgs) -> int:
+    require_onnx()
     folder = _check_folder(args.model)
     config, query_ids, where = dev_split(folder, args)  # everything the check reads is found before a model loads
     print(f"using {use_cpu_threads()}")
