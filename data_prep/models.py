@@ -7,9 +7,7 @@ how to pass a local folder instead -- before anything else has been loaded or wr
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import os
 import re
 from pathlib import Path
@@ -99,15 +97,3 @@ def _from_hub(hub_id: str) -> str:
         f"({reason}). Pass a local model folder instead (--model /path/to/folder, e.g. one made with "
         f"`hf download {hub_id} --local-dir DIR` on a machine with network access)."
     )
-
-
-def folder_fingerprint(folder: str | os.PathLike) -> str:
-    """Names, sizes and modification times of a model folder's files: changes when the weights do, so
-    what was computed with the model (embeddings, teacher scores) is keyed by it."""
-    folder = Path(folder)
-    entries = sorted(
-        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
-        for p in folder.rglob("*")
-        if p.is_file() and ".cache" not in p.parts
-    )
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()

@@ -134,14 +134,15 @@ def test_label_loss_weight_mixes_the_listwise_label_loss_in(mined_slice):
 
 # ---------------------------------------------------------------- teacher scores
 
-def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_changes(tmp_path, mined_slice,
-                                                                                   tiny_teacher, monkeypatch):
+def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_or_teacher_changes(
+        tmp_path, mined_slice, tiny_teacher, monkeypatch):
     from rerankforge.train import teacher as teacher_module
     from rerankforge.train.groups import build_groups, read_mined
 
-    mined = tmp_path / "mined.jsonl"
+    mined, teacher = tmp_path / "mined.jsonl", tmp_path / "teacher"
     mined.write_text(Path(mined_slice).read_text())
-    config = TrainConfig(train_file=str(mined), model=tiny_teacher, teacher=tiny_teacher, loss="margin_mse",
+    shutil.copytree(tiny_teacher, teacher)
+    config = TrainConfig(train_file=str(mined), model=str(teacher), teacher=str(teacher), loss="margin_mse",
                          num_negatives=3, max_length=64, output_dir=str(tmp_path / "out"))
     scored = []
     real_score = teacher_module.score_pairs
@@ -150,7 +151,7 @@ def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_chan
 
     def attach():
         groups = build_groups(read_mined(mined), config)
-        return groups, teacher_module.attach_teacher_scores(groups, config, tiny_teacher, "cpu", "fp32", False)
+        return groups, teacher_module.attach_teacher_scores(groups, config, str(teacher), "cpu", "fp32", False)
 
     groups, source = attach()
     assert source == "scored" and len(scored) == 1 and (tmp_path / "out" / CACHE_FILE).is_file()
@@ -160,8 +161,14 @@ def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_chan
     # Each group's scores are the teacher's scores of its own pairs.
     from rerankforge.reranker.scoring import Reranker
 
-    direct = Reranker.load(tiny_teacher, max_length=64).score([(groups[5].query, d) for d in groups[5].docs])
+    direct = Reranker.load(str(teacher), max_length=64).score([(groups[5].query, d) for d in groups[5].docs])
     assert groups[5].teacher == pytest.approx(direct.tolist(), abs=1e-5)
+
+    # What scoring never reads (an ONNX export beside the weights, checkpoints, a rewritten card) keeps the cache.
+    (teacher / "onnx").mkdir()
+    (teacher / "onnx" / "model.onnx").write_bytes(b"onnx")
+    (teacher / "README.md").write_text("a new card\n")
+    assert attach()[1] == "cached" and len(scored) == 1
 
     rows = [json.loads(line) for line in mined.read_text().splitlines()]
     rows[0]["positive"] = "A document that was not in the file before."
@@ -169,6 +176,16 @@ def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_chan
     changed, source = attach()
     assert source == "scored" and len(scored) == 2
     assert changed[0].teacher[0] != groups[0].teacher[0] and changed[0].teacher[1:] == groups[0].teacher[1:]
+
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(teacher)
+    with torch.no_grad():
+        model.classifier.bias += 1.0
+    model.save_pretrained(teacher)  # retrained teacher, same file names
+    shifted, source = attach()
+    assert source == "scored" and len(scored) == 3
+    assert shifted[0].teacher == pytest.approx([s + 1.0 for s in changed[0].teacher], abs=1e-4)
 
 
 # ---------------------------------------------------------------- training runs

@@ -2,10 +2,10 @@
 
 The scores ride inside each group to the batches (groups.Collator), so in a multi-process run every
 process gets the scores of exactly the groups accelerate's dataloader hands it. They are cached in the
-output folder, keyed by what they depend on -- the teacher's files, the length pairs are cut to, and
-every (query, document) pair of the groups, which the training file, `num_negatives` and `seed`
-decide -- so a resumed run reuses them, and a changed training file or teacher is rescored, never
-silently reused."""
+output folder, keyed by what they depend on -- the teacher's weights, config and tokenizer, the length
+pairs are cut to, and every (query, document) pair of the groups, which the training file,
+`num_negatives` and `seed` decide -- so a resumed run reuses them, and a changed training file or
+teacher is rescored, never silently reused."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 from rerankforge.data_prep.errors import ConfigError, ModelNotFoundError
-from rerankforge.data_prep.models import folder_fingerprint
 from rerankforge.data_prep.runs import atomic_write_text
 
 from .config import TrainConfig
@@ -108,10 +107,27 @@ def score_pairs(pairs: list[tuple[str, str]], teacher_folder: str, config: Train
     return [scores[pair] for pair in pairs]
 
 
+NOT_SCORING = {"README.md", "metrics.json", "train_config.json", "rerankforge.json"}
+"""Files of a reranker folder that don't change its raw scores (max_length is keyed on its own)."""
+
+
+def model_fingerprint(folder: str) -> str:
+    """The contents of the files a reranker folder is scored with: its top-level files (config, weights,
+    tokenizer, adapter), not the card or metrics, nor subfolders that loading never reads (checkpoints/,
+    an ONNX export beside the weights) -- so adding those does not throw the scores away."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.name not in NOT_SCORING:
+            digest.update(path.name.encode() + b"\x00")
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
 def cache_key(teacher_folder: str, max_length: int, pairs: list[tuple[str, str]]) -> str:
     digest = hashlib.sha256()
-    header = {"teacher": str(Path(teacher_folder).resolve()), "files": folder_fingerprint(teacher_folder),
-              "max_length": max_length, "pairs": len(pairs)}
+    header = {"teacher": model_fingerprint(teacher_folder), "max_length": max_length, "pairs": len(pairs)}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for query, doc in pairs:
         for text in (query, doc):
