@@ -17,6 +17,7 @@ from rerankforge.data_prep.cli import add_command, format_summary
 from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
 from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
+from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 
 DEMO_HELP = ("Run the whole pipeline on a small default -- mine, train, eval -- and print the before/after table "
              "(SciFact and all-MiniLM-L6-v2 unless told otherwise).")
@@ -40,6 +41,9 @@ class DemoArgs:
         "help": "Share of the train queries held out as the dev split (at most the config's dev_queries)."})
     precision: ScoringPrecision = field(default="auto", metadata={
         "help": "Precision of the test scoring (training follows the config's mixed_precision). " + PRECISION_HELP})
+    backend: ScoringBackend = field(default="torch", metadata={
+        "help": "What runs the test scoring; onnx and onnx-int8 export the trained reranker first (`rerankforge "
+                "export`, checked on the dev split and refused if it ranks it differently). " + BACKEND_HELP})
 
 
 def add_demo_parser(subparsers) -> None:
@@ -56,6 +60,7 @@ def run_demo(args: DemoArgs) -> int:
     from rerankforge.eval.report_files import console_table, write_report
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.config import load_config
+    from rerankforge.train.export_check import ExportArgs, run_export
     from rerankforge.train.loop import train
 
     started = time.perf_counter()
@@ -103,8 +108,10 @@ def run_demo(args: DemoArgs) -> int:
     step = time.perf_counter()
     settings = EvalSettings(depth=args.depth, ks=tuple(k for k in (5, 10, 20, 50) if k <= args.depth))
     run = dense.search(test.split_queries(), settings.max_depth)
-    reranker = Reranker.load(config.output_dir, precision=args.precision, batch_size=64)
-    print(f"test scoring precision: {reranker.precision}")
+    if args.backend != "torch":
+        run_export(ExportArgs(model=config.output_dir, backend=args.backend))  # refused (exit 2) if it ranks unlike torch
+    reranker = Reranker.load(config.output_dir, precision=args.precision, batch_size=64, backend=args.backend)
+    print(f"test scoring: {reranker.backend}")
     report = evaluate(test, {"dense": run}, [reranker], settings)
     written = write_report(report, out / "report", test)
     timings["evaluation"] = time.perf_counter() - step

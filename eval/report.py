@@ -109,7 +109,8 @@ class Latency:
     pairs_per_s: float
     device: str
     batch_size: int
-    precision: str  # fp32, bf16 or fp16: what the reranker scored in
+    precision: str  # fp32, bf16, fp16 or int8: what the reranker scored in
+    backend: str = "torch"  # what ran the forward pass: torch, onnx or onnx-int8 (reranker/backends.py)
 
 
 @dataclass
@@ -192,12 +193,13 @@ def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], 
             scores[qid][doc_id] = float(value)
     timed = [s for qid, s in seconds.items() if candidates[names[0]][qid]]
     pairs = sum(len(docs) for docs in candidates[names[0]].values())
-    device = next(reranker.model.parameters()).device
+    backend = getattr(reranker, "backend", None)  # None: a scorer with only a torch model (a test double)
+    device = _device_name(next(reranker.model.parameters()).device) if reranker.model is not None else "cpu"
     return scores, Latency(reranker=reranker.name, depth=max(map(len, candidates[names[0]].values()), default=0),
                            queries=len(timed), p50_ms=1000 * float(np.percentile(timed, 50)),
                            p95_ms=1000 * float(np.percentile(timed, 95)), pairs_per_s=pairs / sum(timed),
-                           device=_device_name(device), batch_size=reranker.batch_size,
-                           precision=reranker.precision.name)
+                           device=device, batch_size=reranker.batch_size,
+                           precision=reranker.precision.name, backend=getattr(backend, "name", "torch"))
 
 
 def _variants(reranker: Reranker) -> list[float]:

@@ -156,11 +156,11 @@ def markdown(report: Report, out: Path) -> str:
         lines += ["![per-query gain](plots/per_query_gain.png)", ""]
     if report.latency:
         lines += ["## Cost", "", "Each query's candidates scored as one request (as a service would), after a "
-                  "warm-up batch.", "", "| reranker | depth | queries | p50 ms/query | p95 ms/query | pairs/s | "
-                  "device | batch | precision |", "|---|---|---|---|---|---|---|---|---|"]
+                  "warm-up batch.", "", "| reranker | backend | precision | depth | queries | p50 ms/query | "
+                  "p95 ms/query | pairs/s | device | batch |", "|---|---|---|---|---|---|---|---|---|---|"]
         for x in report.latency:
-            lines.append(f"| {x.reranker} | {x.depth} | {x.queries} | {x.p50_ms:.1f} | {x.p95_ms:.1f} | "
-                         f"{x.pairs_per_s:.1f} | {x.device} | {x.batch_size} | {x.precision} |")
+            lines.append(f"| {x.reranker} | {x.backend} | {x.precision} | {x.depth} | {x.queries} | "
+                         f"{x.p50_ms:.1f} | {x.p95_ms:.1f} | {x.pairs_per_s:.1f} | {x.device} | {x.batch_size} |")
         lines.append("")
     lines += ["## Files", "", "metrics.json (everything above), per_query.csv (every metric per query and "
               "ranking), runs/*.trec (every ranking, TREC format), plots/*.png.", ""]

@@ -338,3 +338,16 @@ def test_export_cli_finds_the_train_file_from_the_folder_training_ran_in(tmp_pat
     assert query_ids == split_dev(read_mined(run_folder / "outputs" / "mined.jsonl"), 3, 5)[1]
     assert (config.data, config.split, config.dev_depth) == ("scifact", "train", 7)
     assert "its dev split" in where
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_the_eval_cost_table_names_the_backend_that_scored(backend, exported_bert):
+    from rerankforge.eval.report import _score_all
+
+    reranker = Reranker.load(str(exported_bert), backend=backend)
+    candidates = {"dense": {"q1": ["d1", "d2", "d3"], "q2": ["d2"]}}
+    scores, latency = _score_all(reranker, candidates, {"q1": "a query", "q2": "another query"},
+                                 lambda doc_id: f"the text of {doc_id}")
+    assert (latency.backend, latency.device, latency.queries) == (backend, "cpu", 2)
+    assert latency.precision == ("int8" if backend == "onnx-int8" else "fp32")
+    assert {q: sorted(s) for q, s in scores.items()} == {"q1": ["d1", "d2", "d3"], "q2": ["d2"]}

@@ -10,8 +10,8 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 def test_there_are_training_and_serving_configs():
     names = {p.name for p in CONFIGS}
-    assert {"scifact_minilm_full.yaml", "scifact_minilm_lora.yaml", "smoke.yaml", "demo_scifact.yaml",
-            "serve_scifact.yaml"} <= names
+    assert {"scifact_minilm_full.yaml", "scifact_minilm_lora.yaml", "scifact_minilm_distill_l3.yaml", "smoke.yaml",
+            "demo_scifact.yaml", "serve_scifact.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

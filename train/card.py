@@ -7,26 +7,29 @@ from pathlib import Path
 from rerankforge.data_prep.runs import atomic_write_text
 from rerankforge.reranker.folder import SETTINGS
 
-from .config import TrainConfig
+from .config import DISTILLATION_LOSSES, TrainConfig
 
 LOSS_NAMES = {
     "listwise": "listwise softmax cross-entropy (1 positive + n hard negatives per group)",
     "bce": "pointwise binary cross-entropy",
     "ranknet": "pairwise RankNet (logistic) loss",
     "margin": "pairwise margin (hinge) loss",
-    "margin_mse": "margin-MSE distillation from the first-stage scores",
-    "listwise_kl": "listwise KL distillation from the first-stage scores",
+    "margin_mse": "margin-MSE distillation (student vs teacher pos - neg score margins)",
+    "listwise_kl": "listwise KL distillation (teacher vs student softmax over each group)",
 }
 HYPERPARAMETERS = ("num_negatives", "max_length", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
                    "batch_size", "gradient_accumulation_steps", "num_epochs", "max_steps", "temperature",
                    "mixed_precision", "seed")
 LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+DISTILLATION = ("student_layers", "distill_temperature", "label_loss_weight")
 
 
 def model_card(config: TrainConfig, metrics: dict) -> str:
     name = Path(config.output_dir).name
     license_line = config.data_license or "see the dataset's own terms"
-    hyper = {k: getattr(config, k) for k in HYPERPARAMETERS + (LORA if config.lora else ())}
+    distilled = config.loss in DISTILLATION_LOSSES
+    hyper = {k: getattr(config, k) for k in HYPERPARAMETERS + (LORA if config.lora else ())
+             + (DISTILLATION if distilled else ())}
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -55,7 +58,10 @@ def model_card(config: TrainConfig, metrics: dict) -> str:
         f"- Base model: `{config.model}`" + (" with LoRA adapters (merged here; the adapter is in `adapter/`)"
                                              if config.lora else " (all weights)"),
         f"- Data: `{config.train_file}`, hard negatives mined from `{config.data}`; license: {license_line}",
-        f"- Loss: {LOSS_NAMES[config.loss]}",
+        f"- Loss: {LOSS_NAMES[config.loss]}" + (f", mixed with the listwise label loss at weight "
+                                                 f"{config.label_loss_weight}" if distilled and config.label_loss_weight
+                                                 else ""),
+        *([_distilled_from(config)] if distilled else []),
         f"- Steps: {metrics.get('steps')}; best dev step: {metrics.get('best_step')}; "
         f"training throughput (median): {_num(metrics.get('train_pairs_per_s_median'))} pairs/s",
         "",
@@ -91,6 +97,13 @@ def model_card(config: TrainConfig, metrics: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _distilled_from(config: TrainConfig) -> str:
+    source = f"the trained reranker `{config.teacher}`" if config.teacher else "the first-stage scores in the data"
+    layers = (f"; the student keeps the first {config.student_layers} transformer layers of `{config.model}`"
+              if config.student_layers else "")
+    return f"- Distilled from {source} (its scores of every training group are the targets){layers}"
 
 
 def write_model_card(output_dir: str | Path, config: TrainConfig, metrics: dict) -> Path:

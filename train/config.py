@@ -17,6 +17,7 @@ from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.outputs import check_output_folder
 
 LOSSES = ("listwise", "bce", "ranknet", "margin", "margin_mse", "listwise_kl")
+DISTILLATION_LOSSES = ("margin_mse", "listwise_kl")
 
 
 @dataclass
@@ -53,6 +54,10 @@ class TrainConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"], metadata={
         "help": "Names (last path component) of the linear layers that get adapters; the scoring head is "
                 "always trained in full."})
+    student_layers: int | None = field(default=None, metadata={
+        "help": "Keep only the first L transformer layers of `model` (weights and scoring head copied, the rest "
+                "dropped): a smaller, faster student. With `teacher` set to the same trained reranker, this is "
+                "layer-dropping distillation. Must be between 1 and the model's number of layers."})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "Recompute activations in the backward pass: less memory, ~30% slower."})
 
@@ -60,9 +65,22 @@ class TrainConfig:
     loss: Literal["listwise", "bce", "ranknet", "margin", "margin_mse", "listwise_kl"] = field(
         default="listwise", metadata={
             "help": "listwise: softmax cross-entropy over 1 positive + n negatives; bce: pointwise binary "
-                    "cross-entropy; ranknet / margin: pairwise; margin_mse / listwise_kl: distillation from the "
-                    "teacher scores in the training file."})
-    temperature: float = field(default=1.0, metadata={"help": "Scores are divided by this in listwise losses."})
+                    "cross-entropy; ranknet / margin: pairwise; margin_mse (MSE between the student's and the "
+                    "teacher's pos - neg score margins) / listwise_kl (KL between their softmax distributions over "
+                    "each group): distillation from `teacher`'s scores, or without a teacher from the first-stage "
+                    "scores in the training file."})
+    temperature: float = field(default=1.0, metadata={"help": "Scores are divided by this in the listwise loss."})
+    teacher: str | None = field(default=None, metadata={
+        "help": "A trained reranker (folder or Hub id) to distil from: it scores every training group once before "
+                "training (cached in output_dir, rescored when the training file or the teacher changes) and the "
+                "loss must be margin_mse or listwise_kl. Usually `model` is the same reranker, cut by "
+                "`student_layers`."})
+    distill_temperature: float = field(default=1.0, metadata={
+        "help": "listwise_kl: student and teacher scores are divided by this before the softmax (higher: softer "
+                "targets); the loss is scaled by its square so gradients keep their size (Hinton et al. 2015)."})
+    label_loss_weight: float = field(default=0.0, metadata={
+        "help": "Distillation only: weight w of the listwise label loss (the mined positive against its negatives) "
+                "mixed in: (1 - w) x distillation + w x listwise. 0: the teacher's scores alone."})
     pos_weight: float | None = field(default=None, metadata={
         "help": "bce: weight of the positive term; default num_negatives (balances 1 positive vs n negatives)."})
     margin: float = field(default=1.0, metadata={"help": "margin loss: required gap positive - negative."})
@@ -157,15 +175,41 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"num_epochs must be positive (or set max_steps), got {config.num_epochs}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"max_steps must be at least 1, got {config.max_steps}")
-    if config.temperature <= 0:
-        raise ConfigError(f"temperature must be positive, got {config.temperature}")
+    for key in ("temperature", "distill_temperature"):
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")
+    check_distillation(config)
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("push_to_hub: true needs hub_model_id (org/name)")
     check_output_folder(config.output_dir, "output_dir")  # a file there would fail only after training
 
 
+def check_distillation(config: TrainConfig) -> None:
+    if config.teacher is not None and config.loss not in DISTILLATION_LOSSES:
+        raise ConfigError(f"teacher: distillation needs loss {' or '.join(DISTILLATION_LOSSES)}, got loss "
+                          f"{config.loss}")
+    if config.teacher is not None and not config.teacher.strip():
+        raise ConfigError("teacher: expected a trained reranker folder or Hub id, got an empty value")
+    if config.student_layers is not None and config.student_layers < 1:
+        raise ConfigError(f"student_layers must be at least 1, got {config.student_layers}")
+    if not 0 <= config.label_loss_weight <= 1:
+        raise ConfigError(f"label_loss_weight must be in [0, 1], got {config.label_loss_weight}")
+    if config.label_loss_weight and config.loss not in DISTILLATION_LOSSES:
+        raise ConfigError(f"label_loss_weight mixes the label loss into a distillation loss; expected loss "
+                          f"{' or '.join(DISTILLATION_LOSSES)} with it, got loss {config.loss}")
+
+
 def check_model_fields(config: TrainConfig, model_folder: str) -> None:
-    """Checks that need the model's architecture (its config, not its weights): LoRA target modules."""
+    """Checks that need the model's architecture (its config, not its weights): LoRA target modules,
+    student layers."""
+    if config.student_layers is not None:
+        layers = model_layers(model_folder)
+        if layers is None:
+            raise ConfigError(f"student_layers: model {config.model} has no num_hidden_layers in its config; "
+                              f"expected a transformer encoder whose layers can be cut")
+        if config.student_layers > layers:
+            raise ConfigError(f"student_layers must be between 1 and the {layers} layers of model {config.model}, "
+                              f"got {config.student_layers}")
     if not config.lora:
         return
     names = module_names(model_folder)
@@ -187,6 +231,13 @@ def module_names(model_folder: str) -> set[str]:
         model = AutoModelForSequenceClassification.from_config(model_config)
     return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear) and name}
+
+
+def model_layers(model_folder: str) -> int | None:
+    """The number of transformer layers of a model, from its config."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(model_folder), "num_hidden_layers", None)
 
 
 def to_dict(config: TrainConfig) -> dict:

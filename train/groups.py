@@ -2,7 +2,8 @@
 
 A group is 1 positive followed by `num_negatives` negatives. Examples short of negatives (the miner
 drops likely false negatives) are filled with documents of other queries -- random documents are
-valid, easy negatives -- which distillation losses mask out, since no teacher scored them.
+valid, easy negatives -- which distillation from the file's first-stage scores masks out, since nothing
+scored them (a `teacher` reranker scores them like every other document, see train/teacher.py).
 The dev queries are split off here, by query id, so no dev query is ever trained on."""
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import torch
 
 from rerankforge.data_prep.errors import ConfigError, DataError, located
 
-from .config import TrainConfig
+from .config import DISTILLATION_LOSSES, TrainConfig
 
 REQUIRED = ("query_id", "query", "positive", "negatives")
-DISTILLATION_LOSSES = ("margin_mse", "listwise_kl")
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Group:
     query_id: str
     query: str
     docs: list[str]  # positive first
-    teacher: list[float] | None  # first-stage scores, aligned with docs
+    teacher: list[float] | None  # distillation targets (first-stage or teacher scores), aligned with docs
     real: list[bool]  # False for filler negatives taken from other queries
 
 
@@ -78,7 +78,9 @@ def split_dev(rows: list[dict], dev_queries: int, seed: int) -> tuple[list[dict]
 
 
 def build_groups(rows: list[dict], config: TrainConfig) -> list[Group]:
-    distil = config.loss in DISTILLATION_LOSSES
+    """Groups of 1 positive + `num_negatives`. Distilling without a `teacher`, the targets are the file's
+    first-stage scores; with one, they are filled in later by `teacher.attach_teacher_scores`."""
+    distil = config.loss in DISTILLATION_LOSSES and config.teacher is None
     if distil:
         lacking = [i for i, row in enumerate(rows) if "positive_score" not in row or "negative_scores" not in row]
         if lacking:

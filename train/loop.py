@@ -1,9 +1,9 @@
 """The training loop, on accelerate: one process on a laptop CPU to many GPUs, same code.
 
-Reads top to bottom: check the config, load data and model, prepare, resume if a checkpoint exists,
-then step -- forward over each group, loss, backward, clip, update -- with periodic logging,
-dev evaluation (keep-best, early stopping) and atomic checkpoints; finally save the reranker,
-its config, metrics and model card."""
+Reads top to bottom: check the config, load data (distilling: with the teacher's scores) and model,
+prepare, resume if a checkpoint exists, then step -- forward over each group, loss, backward, clip,
+update -- with periodic logging, dev evaluation (keep-best, early stopping) and atomic checkpoints;
+finally save the reranker, its config, metrics and model card."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .checkpoints import BEST, BEST_WEIGHTS, TrainState, latest_checkpoint, read
 from .config import TrainConfig, check_model_fields, to_dict
 from .groups import Collator, LengthGroupedBatches, TokenizedGroups, build_groups, read_mined, split_dev
 from .losses import compute_loss
+from .teacher import attach_teacher_scores, check_teacher, resolve_teacher
 
 
 def train(config: TrainConfig) -> dict:
@@ -44,10 +45,12 @@ def train(config: TrainConfig) -> dict:
     # 1. Everything that can be wrong with the input is found before a model loads.
     model_folder = resolve_model(config.model)
     check_model_fields(config, model_folder)
+    teacher_folder = resolve_teacher(config.teacher) if config.teacher else None
     if config.report_to == "wandb":
         _require_wandb()
     rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed)
     groups = build_groups(rows, config)
+    teacher_note = check_teacher(config, teacher_folder, dev_ids) if teacher_folder else None
     output_dir = Path(config.output_dir)
     checkpoint = latest_checkpoint(output_dir)
     state = read_checkpoint(checkpoint) if checkpoint is not None else TrainState()
@@ -67,6 +70,13 @@ def train(config: TrainConfig) -> dict:
     _use_the_cpu_cores(accelerator)
     set_seed(config.seed)
     dev = DevSet.build(config, dev_ids, show_progress=main) if dev_ids and main else None
+    if teacher_folder is not None:  # the main process scores (or finds the cache), then the others read the cache
+        if teacher_note:
+            accelerator.print(f"note: {teacher_note}")
+        with accelerator.main_process_first():
+            source = attach_teacher_scores(groups, config, teacher_folder, accelerator.device, precision.name,
+                                           show_progress=main)
+        accelerator.print(f"teacher {config.teacher}: scores of the {len(groups)} training groups {source}")
 
     # 2. Model, data, optimizer, schedule.
     model, tokenizer = load_model(config, model_folder)

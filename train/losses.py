@@ -2,7 +2,8 @@
 
 Every loss takes `scores` of shape (batch, group): column 0 is the positive, columns 1.. its
 negatives, and `mask` (same shape, bool) marks which entries are real. Distillation losses also take
-`teacher` scores of the same shape (the first-stage scores carried in the training file)."""
+`teacher` scores of the same shape: a teacher reranker's (train/teacher.py), or the first-stage scores
+carried in the training file."""
 
 from __future__ import annotations
 
@@ -51,10 +52,11 @@ def margin_mse(scores: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor) 
 
 def listwise_kl(scores: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor,
                 temperature: float = 1.0) -> torch.Tensor:
-    """Distillation: KL(teacher || student) between the softmax distributions over each group."""
+    """Distillation: KL(teacher || student) between the softmax distributions (at `temperature`) over each
+    group, times temperature^2 so the gradients keep their size whatever the temperature (Hinton et al. 2015)."""
     student = F.log_softmax((scores / temperature).masked_fill(~mask, NEG_INF), dim=-1)
     target = F.softmax((teacher / temperature).masked_fill(~mask, NEG_INF), dim=-1)
-    return F.kl_div(student, target, reduction="batchmean")
+    return F.kl_div(student, target, reduction="batchmean") * temperature ** 2
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -76,7 +78,12 @@ def compute_loss(config: TrainConfig, scores: torch.Tensor, mask: torch.Tensor,
     if config.loss == "margin":
         return margin_ranking(scores, mask, config.margin)
     if teacher is None:
-        raise ValueError(f"loss {config.loss} needs teacher scores")  # data.py checks the file earlier
+        raise ValueError(f"loss {config.loss} needs teacher scores")  # groups.py checks the file earlier
     if config.loss == "margin_mse":
-        return margin_mse(scores, mask, teacher.float())
-    return listwise_kl(scores, mask, teacher.float(), config.temperature)
+        distill = margin_mse(scores, mask, teacher.float())
+    else:
+        distill = listwise_kl(scores, mask, teacher.float(), config.distill_temperature)
+    if not config.label_loss_weight:
+        return distill
+    weight = config.label_loss_weight
+    return (1 - weight) * distill + weight * listwise_softmax(scores, mask, config.temperature)

@@ -1,6 +1,6 @@
 """The cross-encoder being trained: any Hugging Face encoder as a single-logit sequence classifier,
-optionally wrapped with LoRA adapters. Saving it is the reranker folder's business
-(rerankforge.reranker.folder.save_reranker)."""
+optionally cut to its first layers (a distillation student), optionally wrapped with LoRA adapters.
+Saving it is the reranker folder's business (rerankforge.reranker.folder.save_reranker)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ def load_model(config: TrainConfig, folder: str):
     """(model, tokenizer) for training, from a resolved model folder."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    with new_head_expected():  # starting from an encoder, the scoring head is new
-        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
+    # A student keeps the first `student_layers` layers: the config says fewer layers, so from_pretrained copies
+    # the embeddings, those layers and the head, and leaves the later layers' weights unread.
+    cut = {"num_hidden_layers": config.student_layers} if config.student_layers is not None else {}
+    with new_head_expected():  # starting from an encoder, the scoring head is new; a student drops layers
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, **cut)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model.config.id2label, model.config.label2id = {0: "LABEL_0"}, {"LABEL_0": 0}
     if config.gradient_checkpointing:

@@ -1,0 +1,287 @@
+"""Scoring speed and quality of a trained reranker: sentence-transformers CrossEncoder vs rerankforge's backends.
+
+One run, side by side, on the same workload: every judged query of a split (SciFact test: 300) with its
+first-stage top-`depth` (dense, 50), texts cut at the same max length (the model's, from rerankforge.json).
+Each system scores each query's `depth` pairs as one call, as a reranking service does; the systems take turns
+query by query (the order rotating), so a noisy machine slows them alike and the ratios hold. Printed per
+system: pairs/s over all queries, p50/p95 milliseconds per query, nDCG@10 of the reranked top-`depth`
+(the reranker's score alone), and the ratio / difference against sentence-transformers torch.
+
+Systems (`--systems`, comma-separated):
+  st-torch            CrossEncoder(model).predict, its defaults (torch, fp32, batch_size 32);
+                      st-torch@fp16 / @bf16 loads the weights in half precision (on a GPU)
+  st-onnx             CrossEncoder(model, backend="onnx"): sentence-transformers' own ONNX export. Its
+                      backend needs optimum-onnx, which pins transformers < 4.58; where it can't import
+                      here, `--st-onnx-python` names the python of another environment (sentence-transformers
+                      5 + optimum-onnx) that runs that system on the same workload, in turns of its own
+  torch, onnx, onnx-int8, ...   rerankforge's Reranker.load(model, backend=...); torch@fp16 etc. sets
+                      its precision (default --precision, auto)
+  student:BACKEND     the same for the distilled `--student`
+
+`--mode all` scores every pair in one call instead (offline scoring, e.g. eval): with `--batch-sizes` it is the
+GPU batch-size sweep. `--write-bundle` saves the workload (texts, qrels) as one gzipped JSON file and
+`--bundle` reads it back, for a machine without the first stage (faiss) or the dataset.
+
+    python benchmarks/inference_vs_sentence_transformers.py --model outputs/scifact/reranker-minilm-full \\
+        --student outputs/scifact/reranker-minilm-l3 --systems st-torch,torch,onnx,onnx-int8,student:onnx-int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="reranker folder (configs/scifact_minilm_full.yaml's output)")
+    parser.add_argument("--student", default=None, help="distilled student folder, for the student:BACKEND systems")
+    parser.add_argument("--systems", default="st-torch,st-onnx,torch,onnx,onnx-int8")
+    parser.add_argument("--data", default="scifact")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--run", default=None, help="first-stage TREC run (default: dense, computed here)")
+    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--queries", type=int, default=0, help="first N queries only (0: all)")
+    parser.add_argument("--max-length", type=int, default=None, help="default: the model's (rerankforge.json)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto", help="rerankforge torch backends' precision")
+    parser.add_argument("--mode", choices=["per_query", "all"], default="per_query")
+    parser.add_argument("--batch-sizes", default="32", help="comma-separated; more than one: a sweep")
+    parser.add_argument("--bundle", default=None, help="read the workload from this file (see --write-bundle)")
+    parser.add_argument("--write-bundle", default=None, help="write the workload to this file and exit")
+    parser.add_argument("--st-onnx-python", default=None, help="python of an environment where ST's onnx imports")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--repeats", type=int, default=1, help="passes over the queries (mode all: repeats)")
+    args = parser.parse_args()
+
+    workload = read_bundle(args.bundle) if args.bundle else build_workload(args)
+    if args.write_bundle:
+        with gzip.open(args.write_bundle, "wt", encoding="utf-8") as out:
+            json.dump(workload, out)
+        print(f"wrote {args.write_bundle}: {len(workload['queries'])} queries")
+        return
+    if args.queries:
+        keep = list(workload["queries"])[:args.queries]
+        workload["queries"] = {q: workload["queries"][q] for q in keep}
+    max_length = args.max_length or model_max_length(args.model)
+    print(machine_line(args.device))
+    print(f"workload: {len(workload['queries'])} queries x top-{args.depth}, max_length {max_length}, "
+          f"mode {args.mode}", flush=True)
+
+    results = []
+    for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
+        systems = [s for s in args.systems.split(",") if s]
+        local = [s for s in systems if not s.startswith("st-onnx") or st_onnx_importable()]
+        scorers = {name: make_scorer(name, args, max_length, batch_size) for name in local}
+        rows = measure(scorers, workload, args)
+        if any(s.startswith("st-onnx") for s in systems) and not any(s.startswith("st-onnx") for s in local):
+            rows += st_onnx_elsewhere(args, workload, max_length, batch_size)
+        for row in rows:
+            row["batch_size"] = batch_size
+        results += rows
+        print_table(rows, batch_size, "query" if args.mode == "per_query" else "pass over all pairs")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_line(args.device), "results": results}, indent=2))
+
+
+# --- the workload -------------------------------------------------------------------------------------------
+
+def build_workload(args) -> dict:
+    """{queries: {qid: {text, docs: [[doc id, text], ...]}}, qrels: {qid: {doc id: grade}}}."""
+    from rerankforge.data_prep.sources import load_collection
+
+    collection = load_collection(args.data, split=args.split)
+    if args.run:
+        from rerankforge.data_prep.runs import read_trec
+
+        run = read_trec(args.run)
+    else:
+        from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
+
+        retriever = build_retriever(collection.corpus, RetrieverConfig(retriever="dense"))
+        run = retriever.search(collection.split_queries(), args.depth)
+    queries = {qid: {"text": collection.queries[qid],
+                     "docs": [[doc, collection.doc_text(doc)] for doc, _ in run[qid][:args.depth]]}
+               for qid in collection.judged_query_ids() if qid in run}
+    qrels = {qid: dict(collection.qrels[qid]) for qid in queries}
+    return {"queries": queries, "qrels": qrels}
+
+
+def read_bundle(path: str) -> dict:
+    with gzip.open(path, "rt", encoding="utf-8") as src:
+        return json.load(src)
+
+
+def model_max_length(model: str) -> int:
+    settings = Path(model) / "rerankforge.json"
+    if settings.is_file():
+        return int(json.loads(settings.read_text())["max_length"])
+    return 512
+
+
+# --- the systems --------------------------------------------------------------------------------------------
+
+class Scorer:
+    def __init__(self, name: str, score, backend: str, precision: str):
+        self.name, self.score, self.backend, self.precision = name, score, backend, precision
+
+
+def make_scorer(name: str, args, max_length: int, batch_size: int) -> Scorer:
+    """`name` is SYSTEM[@PRECISION]: st-torch, st-onnx, a rerankforge backend, or student:BACKEND."""
+    system, _, precision = name.partition("@")
+    if system in ("st-torch", "st-onnx"):
+        return st_scorer(name, system.split("-", 1)[1], precision or "fp32", args, max_length, batch_size)
+    student = system.startswith("student:")
+    backend = system.split(":", 1)[1] if student else system
+    folder = args.student if student else args.model
+    if folder is None:
+        raise SystemExit(f"{name}: needs --student")
+    from rerankforge.reranker.scoring import Reranker
+
+    # The same rows per forward pass as sentence-transformers' batch_size, whatever the pairs' lengths.
+    options = {"backend": backend} if backend != "torch" else {}
+    reranker = Reranker.load(folder, max_length=max_length, batch_size=batch_size, device=args.device,
+                             precision=precision or args.precision, max_batch_tokens=batch_size * max_length,
+                             **options)
+    return Scorer(name, reranker.score, str(getattr(reranker, "backend", "torch")), reranker.precision.name)
+
+
+def st_scorer(name: str, backend: str, precision: str, args, max_length: int, batch_size: int) -> Scorer:
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    kwargs = {"backend": backend} if backend != "torch" else {}
+    if precision != "fp32":  # what a sentence-transformers user does on a GPU: load the weights in half precision
+        kwargs["model_kwargs"] = {"dtype": {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]}
+    model = CrossEncoder(args.model, max_length=max_length, device=args.device, **kwargs)
+    # Raw logits, as rerankforge returns them: the ranking is the same under ST's default sigmoid.
+    identity = torch.nn.Identity()
+    return Scorer(name, lambda pairs: np.asarray(model.predict(pairs, batch_size=batch_size, activation_fn=identity,
+                                                                show_progress_bar=False), dtype=np.float32),
+                  f"sentence-transformers {backend}", precision)
+
+
+def st_onnx_importable() -> bool:
+    try:
+        import optimum.onnxruntime  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def st_onnx_elsewhere(args, workload: dict, max_length: int, batch_size: int) -> list[dict]:
+    """Run the st-onnx system in the environment `--st-onnx-python` names, on the same workload."""
+    if not args.st_onnx_python:
+        print("st-onnx: skipped -- sentence-transformers' onnx backend (optimum-onnx) does not import here and "
+              "no --st-onnx-python was given")
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, out = Path(tmp) / "workload.json.gz", Path(tmp) / "st_onnx.json"
+        with gzip.open(bundle, "wt", encoding="utf-8") as dst:
+            json.dump(workload, dst)
+        command = [args.st_onnx_python, __file__, "--model", args.model, "--systems", "st-onnx", "--bundle",
+                   str(bundle), "--max-length", str(max_length), "--device", args.device, "--mode", args.mode,
+                   "--batch-sizes", str(batch_size), "--json", str(out), "--repeats", str(args.repeats)]
+        if args.queries:
+            command += ["--queries", str(args.queries)]
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run(command, check=True, env=env)
+        return json.loads(out.read_text())["results"]
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+
+def measure(scorers: dict[str, Scorer], workload: dict, args) -> list[dict]:
+    queries = workload["queries"]
+    names = list(scorers)
+    seconds = {name: [] for name in names}
+    scores = {name: {} for name in names}
+    first = next(iter(queries.values()))
+    for name in names:  # warm-up: lazy initialisation and first-call costs don't count
+        scorers[name].score([(first["text"], text) for _, text in first["docs"]])
+    if args.mode == "all":
+        owners = [(qid, doc) for qid, q in queries.items() for doc, _ in q["docs"]]
+        pairs = [(queries[qid]["text"], text) for qid, q in queries.items() for _, text in q["docs"]]
+        for repeat in range(args.repeats):
+            for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+                started = time.perf_counter()
+                values = scorers[name].score(pairs)
+                seconds[name].append(time.perf_counter() - started)
+                for (qid, doc), value in zip(owners, values):
+                    scores[name].setdefault(qid, {})[doc] = float(value)
+        pair_count = len(pairs)
+    else:
+        for turn, (qid, query) in enumerate(list(queries.items()) * args.repeats):
+            pairs = [(query["text"], text) for _, text in query["docs"]]
+            for name in names[turn % len(names):] + names[:turn % len(names)]:
+                started = time.perf_counter()
+                values = scorers[name].score(pairs)
+                seconds[name].append(time.perf_counter() - started)
+                scores[name][qid] = {doc: float(v) for (doc, _), v in zip(query["docs"], values)}
+        pair_count = sum(len(q["docs"]) for q in queries.values())
+    rows = []
+    for name in names:
+        total = sum(seconds[name])
+        rows.append({"system": name, "backend": scorers[name].backend, "precision": scorers[name].precision,
+                     "pairs_s": pair_count * args.repeats / total,
+                     "p50_ms": 1000 * statistics.median(seconds[name]),
+                     "p95_ms": 1000 * (statistics.quantiles(seconds[name], n=20)[-1] if len(seconds[name]) > 1
+                                       else seconds[name][0]),
+                     "ndcg10": ndcg10(scores[name], workload["qrels"])})
+    return rows
+
+
+def ndcg10(scores: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> float:
+    """Mean nDCG@10 over the queries scored (pytrec_eval, as eval/ computes it)."""
+    import pytrec_eval
+
+    judged = {qid: {d: int(g) for d, g in qrels[qid].items()} for qid in scores}
+    evaluator = pytrec_eval.RelevanceEvaluator(judged, {"ndcg_cut.10"})
+    per_query = evaluator.evaluate(scores)
+    return statistics.fmean(m["ndcg_cut_10"] for m in per_query.values())
+
+
+def print_table(rows: list[dict], batch_size: int, unit: str) -> None:
+    base = next((r for r in rows if r["system"] == "st-torch"), None)
+    print(f"\nbatch size {batch_size}")
+    print(f"| system | backend | precision | pairs/s | x ST torch | p50 ms/{unit} | p95 ms/{unit} | nDCG@10 | "
+          "vs ST torch |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = f"{r['pairs_s'] / base['pairs_s']:.2f}" if base else "-"
+        delta = f"{r['ndcg10'] - base['ndcg10']:+.4f}" if base else "-"
+        print(f"| {r['system']} | {r['backend']} | {r['precision']} | {r['pairs_s']:.1f} | {ratio} | "
+              f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['ndcg10']:.4f} | {delta} |", flush=True)
+
+
+def machine_line(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"device: {torch.cuda.get_device_name()} (torch {torch.__version__})"
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"device: {cpu}, {torch.get_num_threads()} threads, torch capability "
+            f"{torch.backends.cpu.get_cpu_capability()} (torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()
