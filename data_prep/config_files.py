@@ -98,10 +98,14 @@ def coerce(key: str, value, annotation, source: str):
             raise ConfigError(f"{source}: {key} must be one of {', '.join(map(str, choices))}; got {value!r}")
         return value
     if origin is list:
+        item = (typing.get_args(base) or (str,))[0]
         items = value if isinstance(value, list) else None
-        if items is None or not all(isinstance(v, str) for v in items) or not items:
+        if not items:
+            raise ConfigError(f"{source}: {key} expects a non-empty list of {_describe(item, plural=True)}, "
+                              f"got {value!r}")
+        if item is str and not all(isinstance(v, str) for v in items):
             raise ConfigError(f"{source}: {key} expects a non-empty list of strings, got {value!r}")
-        return list(items)
+        return [coerce(key, v, item, source) for v in items]
     if base is bool:
         if isinstance(value, bool):
             return value
@@ -126,5 +130,7 @@ def coerce(key: str, value, annotation, source: str):
     raise ConfigError(f"{source}: {key} has unsupported type {annotation}")  # pragma: no cover
 
 
-def _describe(base) -> str:
+def _describe(base, plural: bool = False) -> str:
+    if plural:
+        return {int: "integers", float: "numbers", str: "strings"}.get(base, str(base))
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(base, str(base))

@@ -8,8 +8,11 @@ it, so eval, train's dev evaluation and the server's dynamic batcher all batch t
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Iterator, Sequence
+
+import numpy as np
 
 CHARS_PER_TOKEN_BOUND = 32
 """Characters one token spans at most in ordinary text (English averages about 4, CJK about 1). A text
@@ -45,6 +48,8 @@ class PairEncoder:
     def __init__(self, tokenizer, max_length: int):
         self.tokenizer, self.max_length = tokenizer, max_length
         self.backend = _backend(tokenizer)
+        self.pair_backend = _backend(tokenizer)
+        self.pair_backend.enable_truncation(max_length, strategy="only_second")
         self.room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
         if self.room < 2:
             raise ValueError(f"max_length: expected room for a query and a document besides the special "
@@ -63,15 +68,23 @@ class PairEncoder:
         distinct = list(dict.fromkeys(q for q, _ in pairs))
         by_query = dict(zip(distinct, backend.encode_batch([clip_text(q, max_length) for q in distinct],
                                                            add_special_tokens=False)))
-        documents = backend.encode_batch([clip_text(d, max_length) for _, d in pairs],
-                                         add_special_tokens=False)
-        encoded = []
-        for (query, _), document in zip(pairs, documents):
+        # Nearly every query leaves its document the floor: those pairs go to the Rust tokenizer in one call
+        # (parallel over the cores), the document cut by its own truncation; the rest are joined one by one.
+        fits = [len(by_query[q].ids) <= room - floor for q, _ in pairs]
+        encoded: list[EncodedPair | None] = [None] * len(pairs)
+        easy = [i for i, fit in enumerate(fits) if fit]
+        joined = self.pair_backend.encode_batch([(clip_text(pairs[i][0], max_length), clip_text(pairs[i][1], max_length))
+                                                 for i in easy], add_special_tokens=True)
+        for i, pair in zip(easy, joined):
+            encoded[i] = EncodedPair(pair.ids, pair.type_ids)
+        hard = [i for i, fit in enumerate(fits) if not fit]
+        documents = backend.encode_batch([clip_text(pairs[i][1], max_length) for i in hard], add_special_tokens=False)
+        for i, document in zip(hard, documents):
             # Encodings are truncated in place: copy the shared query's before cutting either
-            first = _cut(by_query[query], room - min(floor, len(document.ids)))
+            first = _cut(by_query[pairs[i][0]], room - min(floor, len(document.ids)))
             second = _cut(document, room - len(first.ids))
-            joined = backend.post_process(first, second, add_special_tokens=True)
-            encoded.append(EncodedPair(joined.ids, joined.type_ids))
+            pair = backend.post_process(first, second, add_special_tokens=True)
+            encoded[i] = EncodedPair(pair.ids, pair.type_ids)
         return encoded
 
     def collate(self, encoded: Sequence[EncodedPair]) -> dict:
@@ -80,15 +93,23 @@ class PairEncoder:
         import torch
 
         tokenizer = self.tokenizer
-        width = max(len(e.input_ids) for e in encoded)
-        left = tokenizer.padding_side == "left"
+        lengths = np.fromiter((len(e.input_ids) for e in encoded), dtype=np.int64, count=len(encoded))
+        width = int(lengths.max())
+        # Row i's tokens sit in columns [start_i, start_i + length_i): flat copies, no per-row padding lists.
+        starts = width - lengths if tokenizer.padding_side == "left" else np.zeros_like(lengths)
+        rows = np.repeat(np.arange(len(encoded)), lengths)
+        offsets = np.cumsum(lengths) - lengths  # where each row begins in the flat token stream
+        cols = np.arange(len(rows)) - np.repeat(offsets - starts, lengths)
 
-        def padded(rows: list[list[int]], value: int) -> torch.Tensor:
-            return torch.tensor([[value] * (width - len(r)) + r if left else r + [value] * (width - len(r))
-                                 for r in rows], dtype=torch.long)
+        def padded(values: list[list[int]], fill: int) -> torch.Tensor:
+            array = np.full((len(encoded), width), fill, dtype=np.int64)
+            array[rows, cols] = np.fromiter(itertools.chain.from_iterable(values), dtype=np.int64, count=len(rows))
+            return torch.from_numpy(array)
 
+        mask = np.zeros((len(encoded), width), dtype=np.int64)
+        mask[rows, cols] = 1
         batch = {"input_ids": padded([e.input_ids for e in encoded], tokenizer.pad_token_id or 0),
-                 "attention_mask": padded([[1] * len(e.input_ids) for e in encoded], 0)}
+                 "attention_mask": torch.from_numpy(mask)}
         if "token_type_ids" in tokenizer.model_input_names:
             batch["token_type_ids"] = padded([e.token_type_ids for e in encoded], tokenizer.pad_token_type_id)
         return batch

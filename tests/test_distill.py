@@ -70,9 +70,31 @@ def test_student_keeps_the_teachers_first_layers_and_head(tiny_teacher, mined_sl
         assert torch.equal(value, theirs[name]), name
 
 
+def test_student_keeps_chosen_layers_and_reads_back_as_a_plain_smaller_model(tiny_teacher, mined_slice, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from rerankforge.train.model import load_model
+
+    config = load_config(["--train_file", str(mined_slice), "--model", tiny_teacher, "--student_layer_ids", "0", "2"])
+    assert config.student_layers == 2 and config.student_layer_ids == [0, 2]
+    student, tokenizer = load_model(config, tiny_teacher)
+    teacher, _ = load_model(TrainConfig(train_file=str(mined_slice), model=tiny_teacher), tiny_teacher)
+    assert student.config.num_hidden_layers == 2 and len(student.bert.encoder.layer) == 2
+    ours, theirs = student.state_dict(), teacher.state_dict()
+    for name, value in ours.items():  # student layer 1 is the teacher's layer 2; the rest copied as named
+        source = name.replace(".layer.1.", ".layer.2.")
+        assert torch.equal(value, theirs[source]), name
+    student.save_pretrained(tmp_path / "s")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s").eval()
+    batch = tokenizer(["a query"], ["a document about it"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**batch).logits, student.eval()(**batch).logits)
+
+
 @pytest.mark.parametrize("extra, expected", [
     (["--student_layers", "0"], "student_layers must be at least 1, got 0"),
     (["--student_layers", "4"], "student_layers must be between 1 and the 3 layers of model .*, got 4"),
+    (["--student_layer_ids", "0", "3"], r"student_layer_ids: model .* has layers 0 to 2, got \[0, 3\]"),
     (["--teacher", "no/such-folder/"], "teacher: model folder not found: no/such-folder/"),
 ])
 def test_bad_student_or_teacher_stops_before_any_model_loads(extra, expected, tiny_teacher, mined_slice, tmp_path,
@@ -94,6 +116,8 @@ def test_bad_student_or_teacher_stops_before_any_model_loads(extra, expected, ti
     (["--loss", "listwise", "--label_loss_weight", "0.5"], "label_loss_weight mixes .* got loss listwise"),
     (["--loss", "listwise_kl", "--label_loss_weight", "1.5"], r"label_loss_weight must be in \[0, 1\], got 1.5"),
     (["--loss", "listwise_kl", "--distill_temperature", "0"], "distill_temperature must be positive, got 0"),
+    (["--student_layer_ids", "2", "1"], r"student_layer_ids: expected distinct layer numbers .* got \[2, 1\]"),
+    (["--student_layer_ids", "0", "1", "--student_layers", "3"], r"student_layers \(3\) and student_layer_ids"),
 ])
 def test_distillation_config_errors_name_the_key(args, expected, mined_slice):
     with pytest.raises(ConfigError, match=expected):

@@ -105,3 +105,36 @@ def test_pack_covers_every_pair_once_within_the_budget():
     # a pair longer than the budget still runs, alone
     assert list(pack([10, 2000, 10], max_batch_tokens=100)) == [[0, 2], [1]]
     assert list(pack([4] * 5, max_batch_tokens=100, max_rows=2)) == [[0, 1], [2, 3], [4]]
+
+
+def test_pairs_joined_in_one_call_or_one_by_one_encode_alike_in_input_order(tiny_reranker):
+    """Most pairs go through the Rust tokenizer in one call; those whose query would crowd out the document
+    are joined one by one. Mixed in one call, each comes back in its place, as it would alone."""
+    from transformers import AutoTokenizer
+
+    encoder = PairEncoder(AutoTokenizer.from_pretrained(tiny_reranker), 64)
+    long_query = " ".join(["protein"] * 70)
+    pairs = _texts(3, 12)
+    pairs[4:4] = [(long_query, "the tissue"), (long_query, " ".join(["cell"] * 90))]
+    together = encoder.encode(pairs)
+    alone = [encoder.encode([pair])[0] for pair in pairs]
+    assert together == alone
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_collate_pads_each_row_on_the_tokenizers_side(side, tiny_reranker):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_reranker, padding_side=side)
+    encoder = PairEncoder(tokenizer, 64)
+    encoded = encoder.encode(_texts(5, 6))
+    batch = encoder.collate(encoded)
+    width = max(len(e.input_ids) for e in encoded)
+    assert batch["input_ids"].shape == (6, width)
+    for row, e in enumerate(encoded):
+        pad = width - len(e.input_ids)
+        ids, mask = batch["input_ids"][row].tolist(), batch["attention_mask"][row].tolist()
+        real = slice(pad, None) if side == "left" else slice(0, len(e.input_ids))
+        assert ids[real] == e.input_ids and batch["token_type_ids"][row].tolist()[real] == e.token_type_ids
+        assert sum(mask) == len(e.input_ids) and all(mask[real])
+        assert ids.count(tokenizer.pad_token_id) >= pad

@@ -101,8 +101,9 @@ def model_card(config: TrainConfig, metrics: dict) -> str:
 
 def _distilled_from(config: TrainConfig) -> str:
     source = f"the trained reranker `{config.teacher}`" if config.teacher else "the first-stage scores in the data"
-    layers = (f"; the student keeps the first {config.student_layers} transformer layers of `{config.model}`"
-              if config.student_layers else "")
+    kept = (f"layers {', '.join(map(str, config.student_layer_ids))} (0-based) of the"
+            if config.student_layer_ids else f"first {config.student_layers} transformer layers of")
+    layers = f"; the student keeps the {kept} `{config.model}`" if config.student_layers else ""
     return f"- Distilled from {source} (its scores of every training group are the targets){layers}"
 
 

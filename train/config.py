@@ -58,6 +58,10 @@ class TrainConfig:
         "help": "Keep only the first L transformer layers of `model` (weights and scoring head copied, the rest "
                 "dropped): a smaller, faster student. With `teacher` set to the same trained reranker, this is "
                 "layer-dropping distillation. Must be between 1 and the model's number of layers."})
+    student_layer_ids: list[int] | None = field(default=None, metadata={
+        "help": "Which of `model`'s layers the student keeps (0-based, in order), e.g. [0, 4, 5]: the layers next "
+                "to the scoring head often start the student closer to its teacher than the first ones. Default: "
+                "the first `student_layers`. Setting it alone sets `student_layers` to its length."})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "Recompute activations in the backward pass: less memory, ~30% slower."})
 
@@ -190,6 +194,16 @@ def check_distillation(config: TrainConfig) -> None:
                           f"{config.loss}")
     if config.teacher is not None and not config.teacher.strip():
         raise ConfigError("teacher: expected a trained reranker folder or Hub id, got an empty value")
+    ids = config.student_layer_ids
+    if ids is not None:
+        if any(i < 0 for i in ids) or sorted(set(ids)) != list(ids):
+            raise ConfigError(f"student_layer_ids: expected distinct layer numbers from 0 up, in increasing order, "
+                              f"got {ids}")
+        if config.student_layers is None:
+            config.student_layers = len(ids)
+        elif config.student_layers != len(ids):
+            raise ConfigError(f"student_layers ({config.student_layers}) and student_layer_ids ({ids}) disagree: "
+                              f"expected {len(ids)} layers, or one of the two keys only")
     if config.student_layers is not None and config.student_layers < 1:
         raise ConfigError(f"student_layers must be at least 1, got {config.student_layers}")
     if not 0 <= config.label_loss_weight <= 1:
@@ -210,6 +224,9 @@ def check_model_fields(config: TrainConfig, model_folder: str) -> None:
         if config.student_layers > layers:
             raise ConfigError(f"student_layers must be between 1 and the {layers} layers of model {config.model}, "
                               f"got {config.student_layers}")
+        if config.student_layer_ids and config.student_layer_ids[-1] >= layers:
+            raise ConfigError(f"student_layer_ids: model {config.model} has layers 0 to {layers - 1}, got "
+                              f"{config.student_layer_ids}")
     if not config.lora:
         return
     names = module_names(model_folder)

@@ -4,6 +4,7 @@ Saving it is the reranker folder's business (rerankforge.reranker.folder.save_re
 
 from __future__ import annotations
 
+from rerankforge.data_prep.errors import ConfigError
 from rerankforge.reranker.folder import new_head_expected
 
 from .config import TrainConfig
@@ -14,10 +15,14 @@ def load_model(config: TrainConfig, folder: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     # A student keeps the first `student_layers` layers: the config says fewer layers, so from_pretrained copies
-    # the embeddings, those layers and the head, and leaves the later layers' weights unread.
-    cut = {"num_hidden_layers": config.student_layers} if config.student_layers is not None else {}
+    # the embeddings, those layers and the head, and leaves the later layers' weights unread. Chosen layers
+    # (`student_layer_ids`) are picked from the full model instead.
+    ids = config.student_layer_ids
+    cut = {"num_hidden_layers": config.student_layers} if config.student_layers is not None and not ids else {}
     with new_head_expected():  # starting from an encoder, the scoring head is new; a student drops layers
         model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, **cut)
+    if ids:
+        keep_layers(model, ids)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model.config.id2label, model.config.label2id = {0: "LABEL_0"}, {"LABEL_0": 0}
     if config.gradient_checkpointing:
@@ -25,6 +30,36 @@ def load_model(config: TrainConfig, folder: str):
     if config.lora:
         model = add_lora(model, config)
     return model, tokenizer
+
+
+def keep_layers(model, ids: list[int]) -> None:
+    """Cut `model` to its transformer layers `ids` (in order); saved, it reads back as a plain smaller model."""
+    import torch
+
+    stack = _layer_stack(model)
+    if stack is None:
+        raise ConfigError(f"student_layer_ids: found no list of transformer layers in {type(model).__name__}; "
+                          f"expected a BERT-like encoder (encoder.layer), or use student_layers alone")
+    parent, name, layers = stack
+    setattr(parent, name, torch.nn.ModuleList([layers[i] for i in ids]))
+    for index, layer in enumerate(getattr(parent, name)):  # attention modules that know their place
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = index
+    model.config.num_hidden_layers = len(ids)
+
+
+def _layer_stack(model):
+    """(parent module, attribute, ModuleList) of the encoder's layers, the longest ModuleList of the model."""
+    import torch
+
+    best = None
+    for module in model.modules():
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.ModuleList) and len(child) == model.config.num_hidden_layers:
+                if best is None:
+                    best = (module, name, child)
+    return best
 
 
 def add_lora(model, config: TrainConfig):
