@@ -46,6 +46,9 @@ import numpy as np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="reranker folder (configs/scifact_minilm_full.yaml's output)")
+    parser.add_argument("--st-model", default=None,
+                        help="folder for the sentence-transformers systems (default --model); a copy without onnx/ "
+                             "makes st-onnx export the model its own way instead of loading rerankforge's file")
     parser.add_argument("--student", default=None, help="distilled student folder, for the student:BACKEND systems")
     parser.add_argument("--systems", default="st-torch,st-onnx,torch,onnx,onnx-int8")
     parser.add_argument("--data", default="scifact")
@@ -84,13 +87,15 @@ def main() -> None:
         systems = [s for s in args.systems.split(",") if s]
         local = [s for s in systems if not s.startswith("st-onnx") or st_onnx_importable()]
         scorers = {name: make_scorer(name, args, max_length, batch_size) for name in local}
-        rows = measure(scorers, workload, args)
+        rows = measure(scorers, workload, args) if scorers else []
         if any(s.startswith("st-onnx") for s in systems) and not any(s.startswith("st-onnx") for s in local):
             rows += st_onnx_elsewhere(args, workload, max_length, batch_size)
         for row in rows:
             row["batch_size"] = batch_size
         results += rows
         print_table(rows, batch_size, "query" if args.mode == "per_query" else "pass over all pairs")
+    if not args.device.startswith("cuda") and results:
+        print(roofline(args.model, workload, max_length, results))
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_line(args.device), "results": results}, indent=2))
 
@@ -164,7 +169,7 @@ def st_scorer(name: str, backend: str, precision: str, args, max_length: int, ba
     kwargs = {"backend": backend} if backend != "torch" else {}
     if precision != "fp32":  # what a sentence-transformers user does on a GPU: load the weights in half precision
         kwargs["model_kwargs"] = {"dtype": {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]}
-    model = CrossEncoder(args.model, max_length=max_length, device=args.device, **kwargs)
+    model = CrossEncoder(args.st_model or args.model, max_length=max_length, device=args.device, **kwargs)
     # Raw logits, as rerankforge returns them: the ranking is the same under ST's default sigmoid.
     identity = torch.nn.Identity()
     return Scorer(name, lambda pairs: np.asarray(model.predict(pairs, batch_size=batch_size, activation_fn=identity,
@@ -190,7 +195,8 @@ def st_onnx_elsewhere(args, workload: dict, max_length: int, batch_size: int) ->
         bundle, out = Path(tmp) / "workload.json.gz", Path(tmp) / "st_onnx.json"
         with gzip.open(bundle, "wt", encoding="utf-8") as dst:
             json.dump(workload, dst)
-        command = [args.st_onnx_python, __file__, "--model", args.model, "--systems", "st-onnx", "--bundle",
+        command = [args.st_onnx_python, __file__, "--model", args.model, "--st-model", args.st_model or args.model,
+                   "--systems", "st-onnx", "--bundle",
                    str(bundle), "--max-length", str(max_length), "--device", args.device, "--mode", args.mode,
                    "--batch-sizes", str(batch_size), "--json", str(out), "--repeats", str(args.repeats)]
         if args.queries:
@@ -263,6 +269,39 @@ def print_table(rows: list[dict], batch_size: int, unit: str) -> None:
         delta = f"{r['ndcg10'] - base['ndcg10']:+.4f}" if base else "-"
         print(f"| {r['system']} | {r['backend']} | {r['precision']} | {r['pairs_s']:.1f} | {ratio} | "
               f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['ndcg10']:.4f} | {delta} |", flush=True)
+
+
+def roofline(model: str, workload: dict, max_length: int, rows: list[dict]) -> str:
+    """What fp32 can reach here at best: the model's multiply-adds per pair (BERT-like: per token and layer
+    4 H^2 for the attention projections, 2 H I for the feed-forward, 2 T H for the attention itself; the
+    workload's own token lengths) against this CPU's fp32 matrix-multiply rate (torch sgemm on the model's
+    own shapes, as many threads as the systems used), and each system's share of that ceiling."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    config, tokenizer = AutoConfig.from_pretrained(model), AutoTokenizer.from_pretrained(model)
+    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    pairs = [(q["text"], text) for q in workload["queries"].values() for _, text in q["docs"]]
+    lengths = [len(ids) for ids in tokenizer([p[0] for p in pairs], [p[1] for p in pairs], truncation="only_second",
+                                             max_length=max_length)["input_ids"]]
+    flops = statistics.fmean(2 * layers * t * (4 * hidden * hidden + 2 * hidden * inner + 2 * t * hidden)
+                             for t in lengths)
+    rates = []
+    for k, n in ((hidden, inner), (inner, hidden), (hidden, hidden)):
+        a, b = torch.randn(32 * max_length, k), torch.randn(k, n)
+        a @ b
+        for _ in range(5):
+            started = time.perf_counter()
+            a @ b
+            rates.append(2 * a.shape[0] * k * n / (time.perf_counter() - started))
+    ceiling = max(rates)
+    lines = [f"\nfp32 ceiling: the model costs {flops / 1e9:.2f} GFLOP per pair (mean {statistics.fmean(lengths):.0f} "
+             f"tokens); torch sgemm on its shapes peaks at {ceiling / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} "
+             f"thread(s) here, so fp32 scoring reaches at most {ceiling / flops:.1f} pairs/s"]
+    for r in rows:
+        lines.append(f"  {r['system']} (batch {r.get('batch_size', '-')}): {r['pairs_s'] * flops / 1e9:.1f} GFLOP/s-equivalent "
+                     f"= {r['pairs_s'] * flops / ceiling:.0%} of the fp32 ceiling")
+    return "\n".join(lines)
 
 
 def machine_line(device: str) -> str:

@@ -7,6 +7,11 @@ ratios, and the count of 5xx answers; then an overload burst against a small que
 5xx allowed are the deliberate 503s (with Retry-After).
 
     python benchmarks/serve_load.py --reranker outputs/scifact/reranker-minilm-full --clients 8 --requests 8
+
+With `--backends torch,onnx-int8` (more than one) it compares scoring backends instead, each in its own
+server with the same config (dynamic batching on): p50/p95 latency of one client sending `--latency-requests`
+requests one after another, then throughput of `--clients` concurrent clients, and the ratios against the
+first backend. The backends other than torch need `rerankforge export` to have written their file.
 """
 
 from __future__ import annotations
@@ -38,9 +43,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--overload-clients", type=int, default=32)
+    parser.add_argument("--backends", default="torch", help="comma-separated; more than one: compare them")
+    parser.add_argument("--latency-requests", type=int, default=20, help="backend comparison: one client's requests")
     args = parser.parse_args()
+    args.backend = args.backends.split(",")[0]
 
     bodies = request_bodies(args)
+    if "," in args.backends:
+        compare_backends(args, bodies)
+        return
     results = {}
     for mode, max_batch_requests in (("one at a time", 1), ("dynamic batching", 64)):
         with server(args, max_batch_requests=max_batch_requests, max_queue_pairs=1_000_000) as url:
@@ -60,6 +71,28 @@ def main() -> None:
     print(f"\noverload burst: {args.overload_clients} clients x 2 requests against a queue of {queue} pairs: "
           f"{burst['codes']}; Retry-After on every 503: {burst['retry_after_ok']}; 5xx other than 503: "
           f"{burst['5xx']}")
+
+
+def compare_backends(args, bodies: list[dict]) -> None:
+    results = {}
+    for backend in args.backends.split(","):
+        args.backend = backend
+        with server(args, max_batch_requests=64, max_queue_pairs=1_000_000) as url:
+            load(url, bodies[:1], 1)  # warm-up: first-call allocations, ONNX Runtime's arena
+            alone = load(url, bodies[:args.latency_requests], 1)
+            busy = load(url, bodies[:args.clients * args.requests], args.clients)
+        results[backend] = (alone, busy)
+        print_mode(f"{backend}, 1 client", alone)
+        print_mode(f"{backend}, {args.clients} clients", busy)
+    first = args.backends.split(",")[0]
+    print(f"\n| backend | p50 (s), 1 client | p95 (s), 1 client | x {first} (p50) | requests/s, {args.clients} clients "
+          f"| pairs/s, {args.clients} clients | x {first} | p95 (s), {args.clients} clients | 5xx |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    base_alone, base_busy = results[first]
+    for backend, (alone, busy) in results.items():
+        print(f"| {backend} | {alone['p50']:.3f} | {alone['p95']:.3f} | {base_alone['p50'] / alone['p50']:.2f} | "
+              f"{busy['rps']:.2f} | {busy['pairs_s']:.1f} | {busy['pairs_s'] / base_busy['pairs_s']:.2f} | "
+              f"{busy['p95']:.3f} | {alone['5xx'] + busy['5xx']} |")
 
 
 def request_bodies(args) -> list[dict]:
@@ -93,7 +126,7 @@ class server:
         self.command = [sys.executable, "-m", "rerankforge.cli.main", "serve", "--reranker", args.reranker,
                         "--port", str(self.port), "--batch_size", str(args.batch_size),
                         "--max_batch_requests", str(max_batch_requests), "--max_queue_pairs", str(max_queue_pairs),
-                        "--precision", args.precision]
+                        "--precision", args.precision, "--backend", args.backend]
 
     def __enter__(self) -> str:
         self.log = tempfile.TemporaryFile("w+")
