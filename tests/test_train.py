@@ -130,6 +130,30 @@ def test_short_groups_are_filled_with_other_queries_negatives(mined_slice):
     assert distil[0].real == [True, True, False, False, False] and len(distil[0].teacher) == 5
 
 
+def test_training_pairs_are_tokenised_as_the_reranker_scores_them(tiny_bert, mined_slice):
+    """Training and scoring see the same tokens: the query whole, the document cut (never longest_first,
+    which would cut a long query too), batches padded by the same collate."""
+    from transformers import AutoTokenizer
+
+    from rerankforge.reranker.packing import PairEncoder
+    from rerankforge.train.groups import Collator, TokenizedGroups
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    config = TrainConfig(train_file=str(mined_slice), num_negatives=3, max_length=128)
+    groups = build_groups(read_mined(mined_slice)[:4], config)
+    groups[0].query = " ".join(["protein"] * 80)  # longest_first would cut it to 62 tokens
+    encoder = PairEncoder(tokenizer, config.max_length)
+    dataset = TokenizedGroups(groups, encoder)
+    pairs = [(g.query, d) for g in groups for d in g.docs]
+    assert dataset.features == PairEncoder(tokenizer, config.max_length).encode(pairs)
+    first = dataset[0]["pairs"][0]
+    assert tokenizer.decode(first.input_ids).count("protein") == 80 and len(first.input_ids) == 128
+    batch = Collator(encoder)([dataset[0], dataset[1]])
+    assert batch["inputs"]["input_ids"].shape[0] == 2 * 4 and batch["group_size"] == 4
+    assert batch["inputs"]["attention_mask"].sum(1).tolist() == [len(p.input_ids) for i in (0, 1)
+                                                                  for p in dataset[i]["pairs"]]
+
+
 def test_mined_file_errors_name_the_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query_id": "1", "query": "q", "positive": "p", "negatives": []}\n{"query": "q"}\n')

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from rerankforge.data_prep.errors import ConfigError, DataError, located
+from rerankforge.reranker.packing import PairEncoder
 
 from .config import DISTILLATION_LOSSES, TrainConfig
 
@@ -112,18 +113,17 @@ def build_groups(rows: list[dict], config: TrainConfig) -> list[Group]:
 
 
 class TokenizedGroups(torch.utils.data.Dataset):
-    """Groups tokenized once up front (no padding); `lengths` drive the length-grouped batching."""
+    """Groups tokenized once up front (no padding), as the reranker will score them: the same PairEncoder,
+    query kept whole and document cut (reranker/packing.py), so training sees what serving sees; `lengths`
+    drive the length-grouped batching."""
 
-    def __init__(self, groups: list[Group], tokenizer, max_length: int):
+    def __init__(self, groups: list[Group], encoder: PairEncoder):
         self.groups = groups
-        queries = [g.query for g in groups for _ in g.docs]
-        docs = [d for g in groups for d in g.docs]
-        encoded = tokenizer(queries, docs, truncation=True, max_length=max_length)
-        self.features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+        self.features = encoder.encode([(g.query, d) for g in groups for d in g.docs])
         self.offsets = [0]
         for g in groups:
             self.offsets.append(self.offsets[-1] + len(g.docs))
-        self.lengths = [max(len(self.features[j]["input_ids"]) for j in range(self.offsets[i], self.offsets[i + 1]))
+        self.lengths = [max(len(self.features[j].input_ids) for j in range(self.offsets[i], self.offsets[i + 1]))
                         for i in range(len(groups))]
 
     def __len__(self) -> int:
@@ -167,12 +167,12 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
 class Collator:
     """Pads the pairs of a batch of groups to the batch's longest pair."""
 
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
+    def __init__(self, encoder: PairEncoder):
+        self.encoder = encoder
 
     def __call__(self, items: list[dict]) -> dict:
         pairs = [pair for item in items for pair in item["pairs"]]
-        inputs = self.tokenizer.pad(pairs, return_tensors="pt")
+        inputs = self.encoder.collate(pairs)
         group = len(items[0]["pairs"])
         batch = {"inputs": dict(inputs), "mask": torch.tensor([item["real"] for item in items], dtype=torch.bool),
                  "group_size": group}

@@ -37,6 +37,7 @@ def train(config: TrainConfig) -> dict:
 
     from rerankforge.data_prep.models import resolve_model
     from rerankforge.reranker.folder import RerankerSettings, save_reranker
+    from rerankforge.reranker.packing import PairEncoder
     from rerankforge.reranker.scoring import Reranker
 
     from .dev_eval import DevSet
@@ -80,11 +81,12 @@ def train(config: TrainConfig) -> dict:
 
     # 2. Model, data, optimizer, schedule.
     model, tokenizer = load_model(config, model_folder)
-    dataset = TokenizedGroups(groups, tokenizer, config.max_length)
+    encoder = PairEncoder(tokenizer, config.max_length)
+    dataset = TokenizedGroups(groups, encoder)
     sampler = LengthGroupedBatches(dataset.lengths, config.batch_size, config.seed, config.group_by_length)
     # Its own generator: starting an epoch's iterator must not draw from the global RNG, or a resumed
     # run's dropout would drift from an uninterrupted one.
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenizer),
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(encoder),
                         generator=torch.Generator().manual_seed(config.seed))
     optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
