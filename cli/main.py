@@ -11,6 +11,7 @@ import sys
 from rerankforge.data_prep.cli import add_mine_parser, add_retrieve_parser, add_subcommands, run_cli
 from rerankforge.eval.cli import add_eval_parser
 from rerankforge.train.cli import add_push_parser, add_train_parser, train_main
+from rerankforge.train.calibrate_cli import add_calibrate_parser
 from rerankforge.train.export_check import add_export_parser
 
 from rerankforge.serve.service import add_index_parser, serve_main
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_push_parser(subparsers)
     add_eval_parser(subparsers)
     add_export_parser(subparsers)
+    add_calibrate_parser(subparsers)
     add_index_parser(subparsers)
     subparsers.add_parser("serve", help="Serve a reranker over HTTP: Cohere- and TEI-compatible rerank, /search and "
                                         "/ask over an index (`rerankforge serve --help` lists every key).")

@@ -16,6 +16,7 @@ import numpy as np
 from rerankforge.data_prep.collection import Collection
 from rerankforge.data_prep.errors import DataError
 from rerankforge.data_prep.runs import Run
+from rerankforge.reranker.calibration import SIGMOID, expected_calibration_error, precision_recall_at
 from rerankforge.reranker.fusion import fuse
 from rerankforge.reranker.scoring import Reranker
 
@@ -114,6 +115,23 @@ class Latency:
 
 
 @dataclass
+class CalibrationView:
+    """How well a reranker's scores read as probabilities on this split: every candidate of the main depth of
+    the first first stage, relevant where the qrels judge it so."""
+    reranker: str
+    candidates: int
+    relevant: int
+    calibration: str
+    """Where the model's calibration was fitted (its rerankforge.json), or "none" (plain sigmoid)."""
+    ece_sigmoid: float
+    """Expected calibration error of the plain sigmoid of the raw scores (10 bins)."""
+    ece_calibrated: float | None
+    """The same for the model's calibration; None where it has none."""
+    min_relevance: dict[str, dict[str, float]]
+    """threshold -> {"precision", "recall"} of the candidates kept by probability >= threshold."""
+
+
+@dataclass
 class Report:
     collection: str
     split: str
@@ -132,6 +150,7 @@ class Report:
     and costs."""
     latency: list[Latency]
     tokenizer: str
+    calibration: list[CalibrationView] = field(default_factory=list)
 
     def partly_covered(self) -> list[System]:
         """First stages that rank only some of the judged queries: their means over all judged queries
@@ -172,10 +191,33 @@ def evaluate(collection: Collection, first_stages: dict[str, Run], rerankers: li
 
     comparisons, regressions = _significance(systems, settings, collection)
     budget = _budget(systems, collection, settings, rerankers)
+    main = candidates[next(iter(first_stages))]
+    views = [_calibration_view(r, scores[r.name], main, qrels, settings.depth) for r in rerankers]
     return Report(collection=collection.name, split=collection.split, queries=len(qrels), settings=settings,
                   systems=systems, ceiling=ceiling, comparisons=comparisons, regressions=regressions,
                   depth_curve=curve, budget=budget, latency=latency,
-                  tokenizer=_tokenizer_name(rerankers))
+                  tokenizer=_tokenizer_name(rerankers), calibration=[v for v in views if v is not None])
+
+
+MIN_RELEVANCE_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def _calibration_view(reranker: Reranker, scores: dict[str, dict[str, float]], candidates: dict[str, list[str]],
+                      qrels: dict[str, dict[str, int]], depth: int) -> CalibrationView | None:
+    flat = [(scores[qid][d], int(qrels[qid].get(d, 0) > 0)) for qid, docs in candidates.items() for d in docs[:depth]]
+    if not flat:
+        return None
+    values, labels = [v for v, _ in flat], [y for _, y in flat]
+    calibration = getattr(reranker, "calibration", SIGMOID)
+    fitted = (calibration.scale, calibration.bias) != (SIGMOID.scale, SIGMOID.bias)
+    probabilities = calibration.probability(values)
+    return CalibrationView(
+        reranker=reranker.name, candidates=len(values), relevant=sum(labels),
+        calibration=calibration.fitted_on or ("fitted" if fitted else "none"),
+        ece_sigmoid=expected_calibration_error(SIGMOID.probability(values), labels),
+        ece_calibrated=expected_calibration_error(probabilities, labels) if fitted else None,
+        min_relevance={f"{t:.1f}": dict(zip(("precision", "recall"), precision_recall_at(probabilities, labels, t)))
+                       for t in MIN_RELEVANCE_THRESHOLDS})
 
 
 def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], queries: dict[str, str],

@@ -60,6 +60,7 @@ def metrics_json(report: Report) -> dict:
         "budget": report.budget,
         "budget_tokenizer": report.tokenizer,
         "latency": [asdict(x) for x in report.latency],
+        "calibration": [asdict(x) for x in report.calibration],
         "worst_regressions": {name: [asdict(r) for r in rows] for name, rows in report.regressions.items()},
     }
 
@@ -161,6 +162,19 @@ def markdown(report: Report, out: Path) -> str:
         for x in report.latency:
             lines.append(f"| {x.reranker} | {x.backend} | {x.precision} | {x.depth} | {x.queries} | "
                          f"{x.p50_ms:.1f} | {x.p95_ms:.1f} | {x.pairs_per_s:.1f} | {x.device} | {x.batch_size} |")
+        lines.append("")
+    if report.calibration:
+        lines += ["## Scores as probabilities", "", f"Every candidate of the main depth ({report.settings.depth}) of "
+                  "the first first stage; expected calibration error over 10 probability bins, and what "
+                  "`min_relevance` (serve, /search) keeps at each threshold.", "",
+                  "| reranker | candidates (relevant) | calibration | ECE sigmoid | ECE calibrated | " +
+                  " | ".join(f"P / R at {t}" for t in report.calibration[0].min_relevance) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(report.calibration[0].min_relevance)]
+        for c in report.calibration:
+            calibrated = "-" if c.ece_calibrated is None else f"{c.ece_calibrated:.4f}"
+            lines.append(f"| {c.reranker} | {c.candidates} ({c.relevant}) | {c.calibration} | {c.ece_sigmoid:.4f} | "
+                         f"{calibrated} | " + " | ".join(f"{v['precision']:.2f} / {v['recall']:.2f}"
+                                                        for v in c.min_relevance.values()) + " |")
         lines.append("")
     lines += ["## Files", "", "metrics.json (everything above), per_query.csv (every metric per query and "
               "ranking), runs/*.trec (every ranking, TREC format), plots/*.png.", ""]

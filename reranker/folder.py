@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from rerankforge.data_prep.errors import DataError, ModelNotFoundError
 from rerankforge.data_prep.runs import atomic_write_text, readable_by_all
+
+from .calibration import SIGMOID, Calibration
 
 SETTINGS = "rerankforge.json"
 ADAPTER_DIR = "adapter"
@@ -40,6 +43,19 @@ class RerankerSettings:
                 "0..1); 1.0 ranks by the reranker alone."})
     fusion_chosen_on: str | None = field(default=None, metadata={
         "help": "Where fusion_weight was chosen (e.g. 'dev split (40 train queries)'); None: not chosen."})
+    calibration_scale: float | None = field(default=None, metadata={
+        "help": "Platt scaling (reranker/calibration.py): relevance probability = sigmoid(scale x raw score + "
+                "bias), fitted on dev; None: the plain sigmoid of the raw score."})
+    calibration_bias: float | None = field(default=None, metadata={"help": "See calibration_scale."})
+    calibration_fitted_on: str | None = field(default=None, metadata={
+        "help": "Where the calibration was fitted (e.g. 'dev split (80 train queries, 4000 candidates)')."})
+
+    @property
+    def calibration(self) -> Calibration:
+        """The fitted calibration, or the plain sigmoid where none was fitted."""
+        if self.calibration_scale is None:
+            return SIGMOID
+        return Calibration(self.calibration_scale, self.calibration_bias or 0.0, self.calibration_fitted_on)
 
 
 def read_settings(folder: str | Path) -> RerankerSettings:
@@ -75,6 +91,12 @@ def _check(settings: RerankerSettings, where: object) -> None:
         raise DataError(f"{where}: fusion_weight: expected a number from 0 to 1, got {weight!r}")
     if chosen_on is not None and not isinstance(chosen_on, str):
         raise DataError(f"{where}: fusion_chosen_on: expected a string or null, got {chosen_on!r}")
+    for key in ("calibration_scale", "calibration_bias"):
+        value = getattr(settings, key)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            raise DataError(f"{where}: {key}: expected a finite number or null, got {value!r}")
+    if (settings.calibration_scale is None) != (settings.calibration_bias is None):
+        raise DataError(f"{where}: expected calibration_scale and calibration_bias together, got only one")
 
 
 def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,

@@ -17,6 +17,7 @@ from rerankforge.data_prep.hardware import resolve_precision
 from rerankforge.data_prep.runs import Run
 
 from .backends import TorchBackend, check_backend, load_onnx_backend
+from .calibration import SIGMOID, Calibration
 from .folder import ADAPTER_CONFIG, load_adapter_merged, read_settings
 from .fusion import fuse
 from .packing import DEFAULT_MAX_BATCH_TOKENS, PairEncoder, pack
@@ -30,7 +31,7 @@ class Reranker:
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker",
                  fusion_weight: float = 1.0, precision: str = "auto",
-                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, backend=None):
+                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, backend=None, calibration: Calibration = SIGMOID):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -42,6 +43,9 @@ class Reranker:
         self.name = name
         self.fusion_weight = fusion_weight
         """Weight of the reranker in `fuse` (1.0: its scores alone); saved models carry the one chosen on dev."""
+        self.calibration = calibration
+        """Raw score -> probability of relevance (`probability`): fitted on dev and saved with the model, or the
+        plain sigmoid."""
         if backend is None:
             backend = TorchBackend(model, resolve_precision(precision, next(model.parameters()).device))
         self.backend = backend
@@ -69,7 +73,8 @@ class Reranker:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         limit = max_length or settings.max_length or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
         common = dict(max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
-                      fusion_weight=settings.fusion_weight, max_batch_tokens=max_batch_tokens)
+                      fusion_weight=settings.fusion_weight, max_batch_tokens=max_batch_tokens,
+                      calibration=settings.calibration)
         if backend != "torch":
             return cls(None, tokenizer, backend=load_onnx_backend(folder, backend, tokenizer), **common)
         if (folder / ADAPTER_CONFIG).is_file():
@@ -91,6 +96,11 @@ class Reranker:
             for chunk in pack([len(e.input_ids) for e in encoded], self.max_batch_tokens, self.batch_size):
                 scores[chunk] = self.backend(self.encoder.collate([encoded[i] for i in chunk]))
         return scores
+
+    def probability(self, scores) -> np.ndarray:
+        """Raw scores as probabilities of relevance: the model's calibration (Platt scaling fitted on its dev
+        split, in rerankforge.json), or the plain sigmoid where it has none."""
+        return self.calibration.probability(scores)
 
     def score_timed(self, candidates: dict[str, list[str]], queries: dict[str, str],
                     doc_text: Callable[[str], str]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:

@@ -139,9 +139,10 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
             texts = [_truncate_tokens(tokenizer, t, limit) for t in texts]
         scores = score([(body.query, t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: -scores[i])[:body.top_n or len(texts)]
+        relevance = [float(p) for p in reranker.probability(scores)]  # calibrated on dev where the model is
         results = []
         for i in order:
-            result = {"index": i, "relevance_score": _sigmoid(scores[i])}
+            result = {"index": i, "relevance_score": relevance[i]}
             if body.return_documents:
                 document = body.documents[i]
                 result["document"] = {"text": document} if isinstance(document, str) else document
@@ -175,7 +176,8 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
             texts = [_truncate_tokens(tokenizer, t, limit, left=True) for t in texts]
         scores = score([(body.query, t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: -scores[i])
-        return [{"index": i, "score": float(scores[i]) if body.raw_scores else _sigmoid(scores[i]),
+        relevance = reranker.probability(scores)
+        return [{"index": i, "score": float(scores[i]) if body.raw_scores else float(relevance[i]),
                  **({"text": body.texts[i]} if body.return_text else {})} for i in order]
 
     def needs_index():
@@ -187,7 +189,7 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
     def search(body: SearchRequest) -> dict:
         found = needs_index()
         check_query(body.query)
-        passages = found.search(body.query, body.k, body.top_n)
+        passages = found.search(body.query, body.k, body.top_n, body.min_relevance)
         return {"query": body.query, "k": body.k or pipeline.k, "top_n": body.top_n or pipeline.top_n,
                 "results": [p.as_dict() for p in passages]}
 
@@ -195,7 +197,7 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
     def ask(body: SearchRequest) -> dict:
         found = needs_index()
         check_query(body.query)
-        answer = found.ask(body.query, body.k, body.top_n)
+        answer = found.ask(body.query, body.k, body.top_n, body.min_relevance)
         return {"query": body.query, "answer": answer.answer, "generator": answer.generator,
                 "citations": cited(answer.answer or "", len(answer.sources)),
                 "sources": [p.as_dict() for p in answer.sources], "messages": answer.messages}
@@ -219,9 +221,6 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
 
     return app
 
-
-def _sigmoid(x: float) -> float:
-    return float(1.0 / (1.0 + math.exp(-float(x)))) if x > -700 else 0.0
 
 
 def _document_text(document: str | dict[str, Any], rank_fields: list[str] | None, index: int) -> str:

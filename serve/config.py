@@ -31,6 +31,10 @@ class ServeConfig(GeneratorConfig):
     fusion_weight: float | None = field(default=None, metadata={
         "help": "/search and /ask: weight of the reranker against the first stage (1.0: reranker alone); default "
                 "the weight the model carries (chosen on its dev split)."})
+    min_relevance: float | None = field(default=None, metadata={
+        "help": "/search and /ask: leave out passages whose relevance (the probability of being relevant, from the "
+                "model's calibration fitted on its dev split) is below this, so a question nothing answers gets "
+                "no passages; a request's own min_relevance overrides it. None: keep the top_n."})
     max_length: int | None = field(default=None, metadata={
         "help": "Max tokens of a (query, document) pair; default the model's own."})
     batch_size: int = field(default=32, metadata={"help": "Pairs per forward pass."})
@@ -82,6 +86,8 @@ def check_serve_config(config: ServeConfig) -> None:
                               f"{getattr(config, key)}: {what} could never be queued")
     if config.fusion_weight is not None and not 0 <= config.fusion_weight <= 1:
         raise ConfigError(f"fusion_weight must be in [0, 1], got {config.fusion_weight}")
+    if config.min_relevance is not None and not 0 <= config.min_relevance <= 1:
+        raise ConfigError(f"min_relevance must be in [0, 1] (a probability), got {config.min_relevance}")
     if config.generator != "none" and not config.index:
         raise ConfigError(f"generator: {config.generator} needs an index (it answers from retrieved passages)")
     api_key(config)

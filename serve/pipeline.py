@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
 
 from rerankforge.data_prep.errors import DataError
+from rerankforge.reranker.calibration import SIGMOID
 from rerankforge.reranker.fusion import fuse
 
 from .index import DocHit, SearchIndex
@@ -44,6 +45,9 @@ class Passage:
     first_stage_score: float
     rerank_score: float | None
     """The reranker's raw score of the best passage (None without a reranker)."""
+    relevance: float | None
+    """The probability that the passage is relevant: the rerank score through the model's calibration (fitted
+    on its dev split; the plain sigmoid where it has none). None without a reranker."""
     score: float
     """What the ranking is by: rerank score, or its fusion with the first stage's."""
 
@@ -61,17 +65,26 @@ class Answer:
     generator: str
 
 
+NOTHING_RELEVANT = "No passage in the index is relevant enough to answer this (none reached min_relevance)."
+
+
 class Pipeline:
     def __init__(self, retriever: SearchIndex, reranker: Scorer | None = None, generator: Generator | None = None,
-                 k: int = 50, top_n: int = 5, fusion_weight: float | None = None):
+                 k: int = 50, top_n: int = 5, fusion_weight: float | None = None, min_relevance: float | None = None):
         self.retriever, self.reranker, self.generator = retriever, reranker, generator
         self.k, self.top_n = k, top_n
+        self.min_relevance = min_relevance
+        """Passages whose relevance (probability) is below this are left out, so a query with nothing relevant
+        gets no passages; None: the top-n whatever their relevance."""
         self.fusion_weight = fusion_weight
         """Weight of the reranker against the first stage (1.0: reranker alone); None: the model's own."""
 
-    def search(self, query: str, k: int | None = None, top_n: int | None = None) -> list[Passage]:
-        """The top-n of the query's top-k first-stage documents after reranking."""
+    def search(self, query: str, k: int | None = None, top_n: int | None = None,
+               min_relevance: float | None = None) -> list[Passage]:
+        """The top-n of the query's top-k first-stage documents after reranking, less those below
+        `min_relevance` (default: the pipeline's)."""
         k, top_n = k or self.k, top_n or self.top_n
+        threshold = self.min_relevance if min_relevance is None else min_relevance
         if not query.strip():
             raise DataError("query: expected a non-empty string")
         hits = self.retriever.search({"q": query}, k)["q"]
@@ -89,13 +102,17 @@ class Pipeline:
         weight = self.reranker.fusion_weight if self.fusion_weight is None else self.fusion_weight
         ranked = fuse([(hit.doc_id, hit.score) for hit in hits], {d: s for d, (_, s) in best.items()}, weight)
         by_id = {hit.doc_id: hit for hit in hits}
-        return [self._passage(rank, by_id[doc_id], best[doc_id][0], best[doc_id][1], score)
-                for rank, (doc_id, score) in enumerate(ranked[:top_n], 1)]
+        passages = [self._passage(rank, by_id[doc_id], best[doc_id][0], best[doc_id][1], score)
+                    for rank, (doc_id, score) in enumerate(ranked[:top_n], 1)]
+        return [p for p in passages if threshold is None or p.relevance >= threshold]
 
-    def ask(self, query: str, k: int | None = None, top_n: int | None = None) -> Answer:
+    def ask(self, query: str, k: int | None = None, top_n: int | None = None,
+            min_relevance: float | None = None) -> Answer:
         """Search, build a prompt citing the top-n passages as [1]..[n], and ask the generator."""
-        sources = self.search(query, k, top_n)
+        sources = self.search(query, k, top_n, min_relevance)
         messages = build_messages(query, sources)
+        if not sources:  # every candidate fell below min_relevance: nothing to answer from, the LLM is not asked
+            return Answer(answer=NOTHING_RELEVANT, sources=[], messages=messages, generator="none")
         answer = self.generator.generate(messages) if self.generator is not None else None
         return Answer(answer=answer, sources=sources, messages=messages,
                       generator=self.generator.name if self.generator is not None else "none")
@@ -103,5 +120,10 @@ class Pipeline:
     def _passage(self, rank: int, hit: DocHit, chunk_id: str, rerank: float | None, score: float) -> Passage:
         doc = self.retriever.docs[hit.doc_id]
         chunk = self.retriever.chunks[chunk_id]
+        relevance = None if rerank is None else float(self._probability([rerank])[0])
         return Passage(rank=rank, doc_id=hit.doc_id, title=doc.title, text=chunk.text, chunk_id=chunk_id,
-                       first_stage_score=hit.score, rerank_score=rerank, score=float(score))
+                       first_stage_score=hit.score, rerank_score=rerank, relevance=relevance, score=float(score))
+
+    def _probability(self, scores):
+        """The reranker's calibration (a Reranker has one); the plain sigmoid for any other scorer."""
+        return getattr(self.reranker, "probability", SIGMOID.probability)(scores)

@@ -74,5 +74,5 @@ def build_app(config, reranker=None):
 
         pipeline = Pipeline(SearchIndex.load(config.index, retriever=config.retriever), reranker,
                             generator=build_generator(config), k=config.k, top_n=config.top_n,
-                            fusion_weight=config.fusion_weight)
+                            fusion_weight=config.fusion_weight, min_relevance=config.min_relevance)
     return create_app(config, reranker, pipeline)

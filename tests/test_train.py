@@ -204,7 +204,14 @@ def test_training_writes_a_crossencoder_folder(encoder, request, tmp_path, mined
         p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 6 and metrics["dev_reranked"]["nDCG@10"] >= 0
-    assert "trained 6 steps" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "trained 6 steps" in printed
+    settings = json.loads((out / "rerankforge.json").read_text())
+    if "calibration" in metrics:  # fitted on dev, saved with the model, read back by the scorer
+        assert settings["calibration_scale"] == metrics["calibration"]["scale"] > 0
+        assert Reranker.load(str(out)).calibration.bias == settings["calibration_bias"]
+    else:  # a 6-step tiny model may rank dev backwards: then it is not fitted, and the run says why
+        assert "calibration: not fitted" in printed and "calibration_scale" not in settings
     ours = Reranker.load(str(out)).score(PAIRS)
     assert _scores(out, PAIRS) == pytest.approx(ours, abs=1e-4)
     card = (out / "README.md").read_text()

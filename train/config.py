@@ -125,6 +125,9 @@ class TrainConfig:
     choose_fusion_weight: bool = field(default=True, metadata={
         "help": "After training, choose on the dev split how much the reranker's score counts against the "
                 "first stage's (z-normalised per query, 0..1); saved in rerankforge.json and used by eval/serve."})
+    calibrate: bool = field(default=True, metadata={
+        "help": "After training, fit Platt scaling on the dev split's candidates so the reranker's scores read as "
+                "probabilities of relevance (serve's relevance_score and min_relevance); saved in rerankforge.json."})
     eval_batch_size: int = field(default=64, metadata={"help": "Pairs per forward pass when scoring."})
     log_steps: int = field(default=10, metadata={"help": "Log loss, lr and throughput every N updates."})
     report_to: Literal["none", "wandb"] = field(default="none", metadata={

@@ -9,6 +9,7 @@ from rerankforge.data_prep.collection import Collection
 from rerankforge.data_prep.errors import DataError, preview
 from rerankforge.data_prep.runs import Run
 from rerankforge.eval.metrics import mean, per_query
+from rerankforge.reranker.calibration import SIGMOID, Calibration, expected_calibration_error, fit_platt, precision_recall_at
 from rerankforge.reranker.fusion import fuse
 from rerankforge.reranker.scoring import Reranker
 
@@ -54,6 +55,24 @@ class DevSet:
         """The reranker alone (no fusion with the first stage), from its `score`s."""
         reranked = {qid: fuse(self.run[qid][:self.depth], scores[qid], 1.0) for qid in self.run}
         return mean(per_query(self.qrels(), reranked, DEV_METRICS))
+
+    def calibrate(self, scores: dict[str, dict[str, float]], where: str = "dev split") -> tuple[Calibration, dict]:
+        """Platt scaling fitted on every dev candidate (relevant: judged relevant in the qrels), with the
+        expected calibration error of the plain sigmoid and of the fit, and the precision / recall of
+        `min_relevance` thresholds -- all on the dev candidates the fit saw (eval measures them on test)."""
+        qrels = self.qrels()
+        flat = [(score, int(qrels[qid].get(doc, 0) > 0)) for qid, docs in scores.items() for doc, score in docs.items()]
+        values, labels = [s for s, _ in flat], [y for _, y in flat]
+        calibration = fit_platt(values, labels)
+        probabilities = calibration.probability(values)
+        thresholds = {f"{t:.1f}": dict(zip(("precision", "recall"), precision_recall_at(probabilities, labels, t)))
+                      for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
+        return calibration, {
+            "scale": calibration.scale, "bias": calibration.bias,
+            "fitted_on": f"{where} ({len(self.queries)} queries, {len(values)} candidates, {sum(labels)} relevant)",
+            "ece_sigmoid": expected_calibration_error(SIGMOID.probability(values), labels),
+            "ece_calibrated": expected_calibration_error(probabilities, labels),
+            "min_relevance": thresholds}
 
     def choose_fusion_weight(self, scores: dict[str, dict[str, float]]) -> tuple[float, dict[float, float]]:
         """The weight of `fuse` (reranker vs first stage) with the best dev nDCG@10, from 0.0 to 1.0 in

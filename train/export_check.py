@@ -2,10 +2,7 @@
 reranker's dev split.
 
 The mechanics -- export, fuse, quantise, stage, keep -- are reranker/export.py's; this module holds the
-check, which needs the dev split and its metrics. A model trained by rerankforge is checked on its own
-dev split: the train queries its train_config.json held out (`dev_queries`, drawn with its `seed` from
-its `train_file`), reranking their dense first-stage top-`dev_depth`, exactly as training evaluated it.
-Other models name a collection with --data/--split, and --dev_queries of its judged queries are drawn.
+check, which needs the dev split (dev_split.py: the model's own, or drawn from --data) and its metrics.
 
 A candidate passes when the Spearman correlation of its scores with torch's over all the dev pairs
 pooled is at least --min_spearman (0.99), and its dev nDCG@10 is within --max_ndcg_loss (0.005) of
@@ -13,30 +10,27 @@ torch's. Refused: exit code 2 with the figures, nothing written to onnx/."""
 
 from __future__ import annotations
 
-import json
-import random
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from rerankforge.data_prep.cli import add_command
-from rerankforge.data_prep.errors import ConfigError, DataError
+from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.hardware import use_cpu_threads
 from rerankforge.reranker.scoring import Reranker
 from rerankforge.reranker.backends import require_onnx
 from rerankforge.reranker.export import Verdict, export_backend, spearman
 
-from .config import TrainConfig
 from .dev_eval import DevSet
+from .dev_split import DevSplitArgs, dev_split
 
 EXPORT_HELP = ("Export a reranker folder for fast CPU scoring: --backend onnx (ONNX Runtime, fused fp32 graph: "
                "onnx/model.onnx) or onnx-int8 (int8 for this CPU: onnx/model_qint8_<format>.onnx), in "
                "sentence-transformers' layout. Kept only if it ranks the dev split like torch; refused (exit 2) "
                "with the figures otherwise.")
-TRAIN_CONFIG = "train_config.json"
 
 
 @dataclass
@@ -49,19 +43,6 @@ class ExportArgs:
         "help": "Which CPU the int8 file is made for (it names the file); auto: this one."})
     optimize: bool = field(default=True, metadata={
         "help": "Fuse attention, LayerNorm and GELU with onnxruntime's transformer optimizer (BERT-like models)."})
-    data: str | None = field(default=None, metadata={
-        "help": "Check on this collection instead of the model's own dev split (models without train_config.json)."})
-    split: str = field(default="train", metadata={"help": "Qrels split of --data to draw the dev queries from."})
-    dev_queries: int | None = field(default=None, metadata={
-        "help": "Queries drawn from --data/--split (default 100); with the model's own dev split, its own count."})
-    first_stage_model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
-        "help": "Bi-encoder that retrieves the candidates of --data's queries (a model's own split uses its own)."})
-    depth: int | None = field(default=None, metadata={
-        "help": "First-stage candidates per dev query (default: the model's dev_depth, else 50)."})
-    train_file: str | None = field(default=None, metadata={
-        "help": "The mined file the model was trained on, where train_config.json's `train_file` path no longer "
-                "resolves (the dev queries are drawn from it)."})
-    seed: int = field(default=0, metadata={"help": "Draws the queries of --data (a model's own split uses its seed)."})
     min_spearman: float = field(default=0.99, metadata={
         "help": "Least Spearman correlation with torch's scores over the dev pairs pooled."})
     max_ndcg_loss: float = field(default=0.005, metadata={
@@ -70,13 +51,13 @@ class ExportArgs:
 
 
 def add_export_parser(subparsers) -> None:
-    add_command(subparsers, "export", EXPORT_HELP, [ExportArgs], run_export)
+    add_command(subparsers, "export", EXPORT_HELP, [ExportArgs, DevSplitArgs], run_export)
 
 
-def run_export(args: ExportArgs) -> int:
+def run_export(args: ExportArgs, split: DevSplitArgs | None = None) -> int:
     require_onnx()
-    folder = _check_folder(args.model)
-    config, query_ids, where = dev_split(folder, args)  # everything the check reads is found before a model loads
+    folder = check_folder(args.model)
+    config, query_ids, where = dev_split(folder, split or DevSplitArgs())  # everything the check reads is found before a model loads
     print(f"using {use_cpu_threads()}")
     torch_reranker = Reranker.load(str(folder), batch_size=args.batch_size, precision="fp32")
     print(f"dev split: {len(query_ids)} queries of {where}, dense top-{config.dev_depth}")
@@ -134,62 +115,7 @@ class DevCheck:
         return np.array([scores[q][d] for q in self.torch_scores for d in self.torch_scores[q]], dtype=np.float64)
 
 
-def dev_split(folder: Path, args: ExportArgs) -> tuple[TrainConfig, list[str], str]:
-    """(the settings DevSet.build reads, the dev query ids, where they come from): the model's own dev split
-    from its train_config.json, or --dev_queries judged queries of --data/--split."""
-    if args.data is not None:
-        return _drawn_split(args)
-    saved = next((f / TRAIN_CONFIG for f in (folder, folder.parent) if (f / TRAIN_CONFIG).is_file()), None)
-    if saved is None:
-        raise ConfigError(f"{folder}: no {TRAIN_CONFIG} (not trained by rerankforge), so no dev split of its own; "
-                          f"expected --data (and --split, --dev_queries) to check the export on")
-    from .groups import read_mined, split_dev
-
-    values = json.loads(saved.read_text())
-    known = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in values.items() if k in known})
-    if config.dev_queries <= 0:
-        raise ConfigError(f"{saved}: dev_queries is 0 (trained without a dev split); expected --data (and --split, "
-                          f"--dev_queries) to check the export on")
-    train_file = Path(args.train_file) if args.train_file else _find_train_file(saved, values)
-    _, query_ids = split_dev(read_mined(train_file), config.dev_queries, config.seed)
-    if args.depth is not None:
-        config.dev_depth = args.depth
-    return config, query_ids, f"{config.data}/{config.split} held out from {train_file} (its dev split)"
-
-
-def _drawn_split(args: ExportArgs) -> tuple[TrainConfig, list[str], str]:
-    from rerankforge.data_prep.sources import load_collection
-
-    count = args.dev_queries or 100
-    judged = sorted(load_collection(args.data, split=args.split).judged_query_ids())
-    if count > len(judged):
-        raise DataError(f"--dev_queries: {count} asked for, {args.data}/{args.split} has {len(judged)} judged queries")
-    query_ids = sorted(random.Random(args.seed).sample(judged, count))
-    config = TrainConfig(data=args.data, split=args.split, dev_depth=args.depth or 50,
-                         first_stage_model=args.first_stage_model)
-    return config, query_ids, f"{args.data}/{args.split} (seed {args.seed})"
-
-
-def _find_train_file(saved: Path, values: dict) -> Path:
-    """train_config.json's `train_file`, as given (absolute, or relative to here), else relative to the folder
-    training ran in: the one `output_dir` was relative to."""
-    given = Path(values.get("train_file", ""))
-    tried = [given]
-    output_dir = Path(values.get("output_dir", ""))
-    if not given.is_absolute() and not output_dir.is_absolute() and output_dir.parts:
-        run_folder = saved.parent.resolve()
-        for _ in output_dir.parts:
-            run_folder = run_folder.parent
-        tried.append(run_folder / given)
-    for path in tried:
-        if path.is_file():
-            return path
-    raise DataError(f"{saved}: train_file {given} not found (tried {', '.join(map(str, tried))}); the dev queries are "
-                    f"drawn from it: give --train_file, or check on another collection with --data")
-
-
-def _check_folder(model: str) -> Path:
+def check_folder(model: str) -> Path:
     folder = Path(model).expanduser()
     if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
         raise ConfigError(f"--model {model}: expected a local reranker folder (config.json inside); "

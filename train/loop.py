@@ -180,10 +180,21 @@ def train(config: TrainConfig) -> dict:
         metrics = _final_metrics(state, config, updates_per_epoch)
         metrics["precision"] = precision.name  # what `mixed_precision` resolved to on this machine
         settings = RerankerSettings(max_length=config.max_length)
-        if dev is not None and config.choose_fusion_weight:
+        if dev is not None and (config.choose_fusion_weight or config.calibrate):
             # The last evaluation (at this step) scored the weights being saved unless older best ones came back.
             kept_last = not (config.keep_best and state.best_step != state.step)
-            weight, curve = dev.choose_fusion_weight(dev_scores if kept_last and dev_scores is not None else dev.score(reranker))
+            saved_scores = dev_scores if kept_last and dev_scores is not None else dev.score(reranker)
+        if dev is not None and config.calibrate:
+            try:
+                calibration, metrics["calibration"] = dev.calibrate(saved_scores)
+            except ValueError as error:  # e.g. no judged-relevant document among a tiny dev split's candidates
+                accelerator.print(f"calibration: not fitted ({error}); relevance scores stay the plain sigmoid")
+            else:
+                settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
+                settings.calibration_fitted_on = metrics["calibration"]["fitted_on"]
+                accelerator.print(f"calibration fitted on dev: {_calibration_line(metrics['calibration'])}")
+        if dev is not None and config.choose_fusion_weight:
+            weight, curve = dev.choose_fusion_weight(saved_scores)
             settings.fusion_weight, settings.fusion_chosen_on = weight, f"dev split ({len(dev.queries)} train queries)"
             metrics["fusion"] = {"weight": weight, "dev_nDCG@10_by_weight": curve}
             accelerator.print(f"fusion weight chosen on dev: {weight} (dev nDCG@10 {curve[weight]:.4f}; "
@@ -310,6 +321,14 @@ def _median(values: list[float]) -> float | None:
     import statistics
 
     return statistics.median(values) if values else None
+
+
+def _calibration_line(report: dict) -> str:
+    at = report["min_relevance"].get("0.5", {})
+    return (f"probability = sigmoid({report['scale']:.3f} x score + {report['bias']:.3f}); expected calibration "
+            f"error {report['ece_sigmoid']:.3f} (plain sigmoid) -> {report['ece_calibrated']:.3f} (in-sample); "
+            f"min_relevance 0.5 keeps precision {at.get('precision', float('nan')):.2f}, "
+            f"recall {at.get('recall', float('nan')):.2f}")
 
 
 def _fmt(metrics: dict[str, float]) -> str:

@@ -1,0 +1,63 @@
+"""`rerankforge calibrate`: fit a reranker's calibration (Platt scaling: its scores as probabilities of
+relevance) on its dev split and save it in its rerankforge.json -- for a model trained before training did
+this itself, or trained elsewhere (a CrossEncoder folder, with --data). Training fits it at its end
+(`calibrate: true`); both go through DevSet.calibrate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rerankforge.data_prep.cli import add_command
+from rerankforge.data_prep.hardware import use_cpu_threads
+from rerankforge.reranker.folder import ADAPTER_DIR, read_settings, write_settings
+from rerankforge.reranker.scoring import Reranker
+
+from .dev_eval import DevSet
+from .dev_split import DevSplitArgs, dev_split
+from .export_check import check_folder
+
+CALIBRATE_HELP = ("Fit Platt scaling on the reranker's dev split so its scores read as probabilities of relevance "
+                  "(serve's relevance_score and min_relevance), and save it in its rerankforge.json; prints the "
+                  "expected calibration error before / after and what each min_relevance keeps on dev.")
+
+
+@dataclass
+class CalibrateArgs:
+    model: str = field(metadata={"help": "The reranker folder (its rerankforge.json gets the calibration)."})
+    backend: Literal["torch", "onnx", "onnx-int8"] = field(default="torch", metadata={
+        "help": "What scores the dev candidates: fit the calibration with the backend that will serve."})
+    batch_size: int = field(default=64, metadata={"help": "Most pairs per forward pass."})
+
+
+def add_calibrate_parser(subparsers) -> None:
+    add_command(subparsers, "calibrate", CALIBRATE_HELP, [CalibrateArgs, DevSplitArgs], run_calibrate)
+
+
+def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
+    folder = check_folder(args.model)
+    settings = read_settings(folder)  # a bad rerankforge.json stops us before anything runs
+    config, query_ids, where = dev_split(folder, split)
+    print(f"using {use_cpu_threads()}")
+    reranker = Reranker.load(str(folder), batch_size=args.batch_size, backend=args.backend)
+    print(f"dev split: {len(query_ids)} queries of {where}, dense top-{config.dev_depth}")
+    dev = DevSet.build(config, query_ids)
+    try:
+        calibration, report = dev.calibrate(dev.score(reranker), where)
+    except ValueError as error:
+        from rerankforge.data_prep.errors import DataError
+
+        raise DataError(f"calibrate: cannot fit on {where}: {error}") from None
+    settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
+    settings.calibration_fitted_on = report["fitted_on"]
+    write_settings(folder, settings)
+    if (folder / ADAPTER_DIR / "rerankforge.json").is_file():  # the adapter scores like the merged model
+        write_settings(folder / ADAPTER_DIR, settings)
+    print(f"probability = sigmoid({calibration.scale:.4f} x score + {calibration.bias:.4f}), fitted on "
+          f"{report['fitted_on']}")
+    print(f"expected calibration error on dev: plain sigmoid {report['ece_sigmoid']:.4f}, calibrated "
+          f"{report['ece_calibrated']:.4f} (in-sample; `rerankforge eval` measures it on test)")
+    print("min_relevance on dev: " + ", ".join(f"{t}: precision {v['precision']:.2f} recall {v['recall']:.2f}"
+                                               for t, v in report["min_relevance"].items()))
+    print(f"saved in {folder / 'rerankforge.json'}")
+    return 0
