@@ -36,8 +36,11 @@ CrossEncoder default)."""
 
 
 def fit_platt(scores: Sequence[float], labels: Sequence[int], iterations: int = 100) -> Calibration:
-    """Platt scaling by Newton's method on the log-loss, with Platt's (1999) smoothed targets
-    ((positives + 1) / (positives + 2) and 1 / (negatives + 2)). Needs at least one positive and one negative."""
+    """Platt scaling with Platt's (1999) smoothed targets ((positives + 1) / (positives + 2) and
+    1 / (negatives + 2)), by Newton's method with a backtracking line search on the log-loss (Lin, Lin & Weng
+    2007): plain Newton steps overshoot when the scores nearly separate the classes, as a trained reranker's
+    do. Needs at least one relevant and one non-relevant candidate, and scores that rank the relevant ones
+    higher."""
     x = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
@@ -47,20 +50,36 @@ def fit_platt(scores: Sequence[float], labels: Sequence[int], iterations: int = 
         raise ValueError(f"calibration needs relevant and non-relevant candidates, got {positives} relevant and "
                          f"{negatives} non-relevant")
     target = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
-    scale, bias = 0.0, math.log((positives + 1) / (negatives + 1))
+
+    def loss(theta: np.ndarray) -> float:  # -sum(t log p + (1 - t) log(1 - p)), p = sigmoid(z), computed stably
+        z = theta[0] * x + theta[1]
+        return float(np.sum(np.logaddexp(0.0, z) - target * z))
+
+    theta = np.array([0.0, math.log((positives + 1) / (negatives + 1))])
+    current = loss(theta)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(scale * x + bias, -60.0, 60.0)))
-        w = np.maximum(p * (1 - p), 1e-12)
+        p = 1.0 / (1.0 + np.exp(-np.clip(theta[0] * x + theta[1], -60.0, 60.0)))
+        w = p * (1 - p)
         gradient = np.array([np.sum((p - target) * x), np.sum(p - target)])
-        hessian = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-9 * np.eye(2)
+        hessian = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-12 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        scale, bias = scale - step[0], bias - step[1]
-        if np.abs(step).max() < 1e-10:
+        size = 1.0
+        while size > 1e-10:  # backtrack until the loss falls enough (Armijo)
+            candidate = theta - size * step
+            value = loss(candidate)
+            if value <= current - 1e-4 * size * float(gradient @ step):
+                break
+            size /= 2
+        else:
+            break  # no step lowers the loss: converged as far as float precision goes
+        theta, improvement, current = candidate, current - value, value
+        if improvement < 1e-12 * max(1.0, abs(current)):
             break
+    scale, bias = float(theta[0]), float(theta[1])
     if not scale > 0:
         raise ValueError(f"the scores do not rank relevant candidates above non-relevant ones (fitted scale "
                          f"{scale:.3g}): a calibration would invert the ranking")
-    return Calibration(float(scale), float(bias))
+    return Calibration(scale, bias)
 
 
 def expected_calibration_error(probabilities: Sequence[float], labels: Sequence[int], bins: int = 10) -> float:
