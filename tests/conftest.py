@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,14 @@ def _datasets_root() -> Path:
             return resolve_dataset_dir("scifact").parent
     except DataError as error:
         pytest.fail(f"the tests need SciFact: {error}")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now: a multi-process test's rendezvous gets its own, never 29500,
+    which another job on the machine (or a test still closing) may hold."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from rerankforge.train import losses
 from rerankforge.train.config import TrainConfig, load_config
 from rerankforge.train.hub import files_to_upload
 from rerankforge.train.teacher import CACHE_FILE
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -275,7 +276,7 @@ def test_two_processes_each_get_the_teacher_scores_of_their_own_groups(tmp_path,
     args = _distill_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_teacher, out, "--max_steps", "1",
                          "--eval_steps", "0", "--save_steps", "0", "--choose_fusion_weight", "false")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), str(REPO / "train" / "run.py"), *args]
+               str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()), str(REPO / "train" / "run.py"), *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ,
                                                                                        "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]

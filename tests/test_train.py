@@ -16,6 +16,7 @@ from rerankforge.data_prep.errors import ConfigError, DataError
 from rerankforge.train import losses
 from rerankforge.train.config import TrainConfig, load_config
 from rerankforge.train.groups import LengthGroupedBatches, build_groups, read_mined, split_dev
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -368,7 +369,7 @@ def test_two_process_run_shares_the_data_saves_once_and_keeps_the_schedule(tmp_p
     out = tmp_path / "ddp"
     args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--num_epochs", "1", *schedule)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), str(REPO / "train" / "run.py"), *args]
+               str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()), str(REPO / "train" / "run.py"), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
