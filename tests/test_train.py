@@ -155,6 +155,24 @@ def test_training_pairs_are_tokenised_as_the_reranker_scores_them(tiny_bert, min
                                                                   for p in dataset[i]["pairs"]]
 
 
+def test_too_few_training_queries_is_said_plainly_before_any_model_loads(tmp_path, mined_slice, tiny_bert, capsys,
+                                                                         monkeypatch):
+    from rerankforge.train import model as model_module
+    from rerankforge.train.cli import train_main
+
+    rows = read_mined(mined_slice)
+    few = tmp_path / "few.jsonl"
+    keep = list(dict.fromkeys(str(r["query_id"]) for r in rows))[:12]
+    few.write_text("".join(json.dumps(r) + "\n" for r in rows if str(r["query_id"]) in keep))
+    monkeypatch.setattr(model_module, "load_model", lambda *a: pytest.fail("a model loaded"))
+    out = tmp_path / "out"
+    assert train_main(["--train_file", str(few), "--model", tiny_bert, "--dev_queries", "4", "--output_dir",
+                       str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "8 judged training queries (after holding out 4 for dev), fewer than min_train_queries=10" in err
+    assert "serve the first stage" in err and "min_train_queries: 0" in err and not out.exists()
+
+
 def test_mined_file_errors_name_the_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query_id": "1", "query": "q", "positive": "p", "negatives": []}\n{"query": "q"}\n')

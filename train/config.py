@@ -36,6 +36,10 @@ class TrainConfig:
         "help": "Train queries held out as the dev split (never trained on); 0 disables dev evaluation. The "
                 "test split is never used in training."})
     dev_depth: int = field(default=50, metadata={"help": "First-stage candidates reranked per dev query."})
+    min_train_queries: int = field(default=10, metadata={
+        "help": "Refuse to train on fewer judged queries than this (after the dev split is held out): a reranker "
+                "fitted to a handful of queries ranks worse than the first stage it reranks. 0: train anyway "
+                "(a smoke test)."})
     first_stage_model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
         "help": "Bi-encoder that retrieves the dev candidates (dense top-`dev_depth`)."})
     num_negatives: int = field(default=7, metadata={

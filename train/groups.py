@@ -78,6 +78,19 @@ def split_dev(rows: list[dict], dev_queries: int, seed: int) -> tuple[list[dict]
     return [row for row in rows if str(row["query_id"]) not in dev], sorted(dev)
 
 
+def check_enough_queries(rows: list[dict], dev_ids: list[str], config: TrainConfig) -> None:
+    """Too few labelled queries to learn a domain from: say so, and what to do instead, before anything runs."""
+    queries = len({str(row["query_id"]) for row in rows})
+    if queries >= config.min_train_queries:
+        return
+    raise DataError(
+        f"{config.train_file}: {queries} judged training queries (after holding out {len(dev_ids)} for dev), fewer "
+        f"than min_train_queries={config.min_train_queries}: too few to train a reranker on -- it would fit these "
+        f"queries and rank new ones worse than the first stage. Instead: serve the first stage (bm25, dense or "
+        f"hybrid) or an existing cross-encoder, measured with `rerankforge eval` on your queries; or label more "
+        f"queries (a few hundred make a domain reranker); or set min_train_queries: 0 to train anyway")
+
+
 def build_groups(rows: list[dict], config: TrainConfig) -> list[Group]:
     """Groups of 1 positive + `num_negatives`. Distilling without a `teacher`, the targets are the file's
     first-stage scores; with one, they are filled in later by `teacher.attach_teacher_scores`."""

@@ -22,7 +22,8 @@ from rerankforge.data_prep.runs import atomic_write_text
 
 from .checkpoints import BEST, BEST_WEIGHTS, TrainState, latest_checkpoint, read_checkpoint, resume, save_checkpoint
 from .config import TrainConfig, check_model_fields, to_dict
-from .groups import Collator, LengthGroupedBatches, TokenizedGroups, build_groups, read_mined, split_dev
+from .groups import (Collator, LengthGroupedBatches, TokenizedGroups, build_groups, check_enough_queries, read_mined,
+                     split_dev)
 from .losses import compute_loss
 from .teacher import attach_teacher_scores, check_teacher, resolve_teacher
 
@@ -50,6 +51,7 @@ def train(config: TrainConfig) -> dict:
     if config.report_to == "wandb":
         _require_wandb()
     rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed)
+    check_enough_queries(rows, dev_ids, config)
     groups = build_groups(rows, config)
     teacher_note = check_teacher(config, teacher_folder, dev_ids) if teacher_folder else None
     output_dir = Path(config.output_dir)
