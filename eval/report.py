@@ -16,7 +16,7 @@ import numpy as np
 from rerankforge.data_prep.collection import Collection
 from rerankforge.data_prep.errors import DataError
 from rerankforge.data_prep.runs import Run
-from rerankforge.reranker.calibration import SIGMOID, expected_calibration_error, precision_recall_at
+from rerankforge.reranker.calibration import SIGMOID, expected_calibration_error, min_relevance_table
 from rerankforge.reranker.fusion import fuse
 from rerankforge.reranker.scoring import Reranker
 
@@ -216,8 +216,7 @@ def _calibration_view(reranker: Reranker, scores: dict[str, dict[str, float]], c
         calibration=calibration.fitted_on or ("fitted" if fitted else "none"),
         ece_sigmoid=expected_calibration_error(SIGMOID.probability(values), labels),
         ece_calibrated=expected_calibration_error(probabilities, labels) if fitted else None,
-        min_relevance={f"{t:.1f}": dict(zip(("precision", "recall"), precision_recall_at(probabilities, labels, t)))
-                       for t in MIN_RELEVANCE_THRESHOLDS})
+        min_relevance=min_relevance_table(probabilities, labels, MIN_RELEVANCE_THRESHOLDS))
 
 
 def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], queries: dict[str, str],

@@ -107,3 +107,17 @@ def precision_recall_at(probabilities: Sequence[float], labels: Sequence[int], t
     precision = float(y[kept].mean()) if kept.any() else 1.0
     recall = float(kept[y].mean()) if y.any() else float("nan")
     return precision, recall
+
+
+def min_relevance_table(probabilities: Sequence[float], labels: Sequence[int],
+                        thresholds: Sequence[float]) -> dict[str, dict[str, float]]:
+    """threshold ("0.5") -> {"precision", "recall"} of `precision_recall_at` each threshold."""
+    return {f"{t:.1f}": dict(zip(("precision", "recall"), precision_recall_at(probabilities, labels, t)))
+            for t in thresholds}
+
+
+def relevance(scorer, scores) -> np.ndarray:
+    """`scores` as probabilities of relevance: the scorer's calibration where it has one (a Reranker does),
+    else the plain sigmoid."""
+    return getattr(scorer, "probability", SIGMOID.probability)(scores)
+

@@ -11,7 +11,7 @@ frameworks with `pip install rerankforge[langchain]` / `rerankforge[llamaindex]`
 
 from __future__ import annotations
 
-from rerankforge.reranker.calibration import SIGMOID
+from rerankforge.reranker.calibration import relevance
 
 
 def _scorer(reranker, **load_options):
@@ -20,12 +20,6 @@ def _scorer(reranker, **load_options):
 
         return Reranker.load(reranker, **load_options)
     return reranker
-
-
-def _relevance(scorer, scores) -> list[float]:
-    """Scores as probabilities of relevance: the reranker's calibration (fitted on its dev split), else the
-    plain sigmoid."""
-    return [float(p) for p in getattr(scorer, "probability", SIGMOID.probability)(scores)]
 
 
 def langchain_compressor(reranker, top_n: int = 5, **load_options):
@@ -46,9 +40,9 @@ def langchain_compressor(reranker, top_n: int = 5, **load_options):
                 return []
             scores = scorer.score([(query, d.page_content) for d in documents])
             order = sorted(range(len(documents)), key=lambda i: -scores[i])[:self.top_n]
-            relevance = _relevance(scorer, scores)
+            probabilities = [float(p) for p in relevance(scorer, scores)]
             return [Document(page_content=documents[i].page_content,
-                             metadata={**documents[i].metadata, "relevance_score": relevance[i]})
+                             metadata={**documents[i].metadata, "relevance_score": probabilities[i]})
                     for i in order]
 
     return RerankforgeCompressor(top_n=top_n)
@@ -79,7 +73,7 @@ def llamaindex_postprocessor(reranker, top_n: int = 5, **load_options):
             texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
             scores = scorer.score([(query_bundle.query_str, t) for t in texts])
             order = sorted(range(len(nodes)), key=lambda i: -scores[i])[:self.top_n]
-            relevance = _relevance(scorer, scores)
-            return [NodeWithScore(node=nodes[i].node, score=relevance[i]) for i in order]
+            probabilities = [float(p) for p in relevance(scorer, scores)]
+            return [NodeWithScore(node=nodes[i].node, score=probabilities[i]) for i in order]
 
     return RerankforgePostprocessor(top_n=top_n)

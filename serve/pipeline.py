@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
 
 from rerankforge.data_prep.errors import DataError
-from rerankforge.reranker.calibration import SIGMOID
+from rerankforge.reranker.calibration import relevance
 from rerankforge.reranker.fusion import fuse
 
 from .index import DocHit, SearchIndex
@@ -120,10 +120,6 @@ class Pipeline:
     def _passage(self, rank: int, hit: DocHit, chunk_id: str, rerank: float | None, score: float) -> Passage:
         doc = self.retriever.docs[hit.doc_id]
         chunk = self.retriever.chunks[chunk_id]
-        relevance = None if rerank is None else float(self._probability([rerank])[0])
+        probability = None if rerank is None else float(relevance(self.reranker, [rerank])[0])
         return Passage(rank=rank, doc_id=hit.doc_id, title=doc.title, text=chunk.text, chunk_id=chunk_id,
-                       first_stage_score=hit.score, rerank_score=rerank, relevance=relevance, score=float(score))
-
-    def _probability(self, scores):
-        """The reranker's calibration (a Reranker has one); the plain sigmoid for any other scorer."""
-        return getattr(self.reranker, "probability", SIGMOID.probability)(scores)
+                       first_stage_score=hit.score, rerank_score=rerank, relevance=probability, score=float(score))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rerankforge.data_prep.cli import add_command
+from rerankforge.data_prep.errors import DataError
 from rerankforge.data_prep.hardware import use_cpu_threads
 from rerankforge.reranker.folder import ADAPTER_DIR, read_settings, write_settings
 from rerankforge.reranker.scoring import Reranker
@@ -45,8 +46,6 @@ def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
     try:
         calibration, report = dev.calibrate(dev.score(reranker), where)
     except ValueError as error:
-        from rerankforge.data_prep.errors import DataError
-
         raise DataError(f"calibrate: cannot fit on {where}: {error}") from None
     settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
     settings.calibration_fitted_on = report["fitted_on"]

@@ -9,7 +9,8 @@ from rerankforge.data_prep.collection import Collection
 from rerankforge.data_prep.errors import DataError, preview
 from rerankforge.data_prep.runs import Run
 from rerankforge.eval.metrics import mean, per_query
-from rerankforge.reranker.calibration import SIGMOID, Calibration, expected_calibration_error, fit_platt, precision_recall_at
+from rerankforge.reranker.calibration import (SIGMOID, Calibration, expected_calibration_error, fit_platt,
+                                              min_relevance_table)
 from rerankforge.reranker.fusion import fuse
 from rerankforge.reranker.scoring import Reranker
 
@@ -65,14 +66,12 @@ class DevSet:
         values, labels = [s for s, _ in flat], [y for _, y in flat]
         calibration = fit_platt(values, labels)
         probabilities = calibration.probability(values)
-        thresholds = {f"{t:.1f}": dict(zip(("precision", "recall"), precision_recall_at(probabilities, labels, t)))
-                      for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
         return calibration, {
             "scale": calibration.scale, "bias": calibration.bias,
             "fitted_on": f"{where} ({len(self.queries)} queries, {len(values)} candidates, {sum(labels)} relevant)",
             "ece_sigmoid": expected_calibration_error(SIGMOID.probability(values), labels),
             "ece_calibrated": expected_calibration_error(probabilities, labels),
-            "min_relevance": thresholds}
+            "min_relevance": min_relevance_table(probabilities, labels, [t / 10 for t in range(1, 10)])}
 
     def choose_fusion_weight(self, scores: dict[str, dict[str, float]]) -> tuple[float, dict[float, float]]:
         """The weight of `fuse` (reranker vs first stage) with the best dev nDCG@10, from 0.0 to 1.0 in

@@ -50,16 +50,15 @@ def keep_layers(model, ids: list[int]) -> None:
 
 
 def _layer_stack(model):
-    """(parent module, attribute, ModuleList) of the encoder's layers, the longest ModuleList of the model."""
+    """(parent module, attribute, ModuleList) of the encoder's layers: the first ModuleList as long as the model
+    has layers (BERT's encoder.layer, XLM-R's likewise); None if there is none."""
     import torch
 
-    best = None
     for module in model.modules():
         for name, child in module.named_children():
             if isinstance(child, torch.nn.ModuleList) and len(child) == model.config.num_hidden_layers:
-                if best is None:
-                    best = (module, name, child)
-    return best
+                return module, name, child
+    return None
 
 
 def add_lora(model, config: TrainConfig):
