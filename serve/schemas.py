@@ -101,7 +101,7 @@ class SearchRequest(BaseModel):
     query: NonBlankText
     k: SearchDepth | None = None
     top_n: SearchDepth | None = None
-    min_relevance: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    min_relevance: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False, strict=True)
     """Leave out passages less likely than this to be relevant (default: the server's min_relevance)."""
 
 

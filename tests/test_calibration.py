@@ -156,8 +156,9 @@ def test_serve_answers_with_calibrated_relevance_and_min_relevance(calibrated_re
         assert none["results"] == []
         asked = httpx.post(f"{url}/ask", json={"query": query, "min_relevance": 1.0}).json()
         assert asked["answer"] == NOTHING_RELEVANT and asked["sources"] == [] and asked["generator"] == "none"
-        bad = httpx.post(f"{url}/search", json={"query": query, "min_relevance": 1.5})
-        assert bad.status_code == 422 and "min_relevance" in bad.text
+        for bad_value in (1.5, "0.5", True):  # out of range, or not a JSON number
+            bad = httpx.post(f"{url}/search", json={"query": query, "min_relevance": bad_value})
+            assert bad.status_code == 422 and "min_relevance" in bad.text
 
 
 def test_eval_report_shows_the_calibration_error_and_min_relevance(calibrated_reranker, scifact_slice, tmp_path):
