@@ -114,17 +114,19 @@ def main() -> None:
         reranker = Reranker(model, tokenizer, max_length=config.max_length, batch_size=args.batch_size,
                             precision="no", max_batch_tokens=args.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
         scores, rate = timed_score(reranker, dev)
-        weight, curve = dev.choose_fusion_weight(scores)
+        fit = dev.fit_combination(scores)
         rows.append({"model": name, "folder": folder, "layers": model.config.num_hidden_layers,
-                     "dev_nDCG@10": dev.evaluate(scores)["nDCG@10"], "dev_nDCG@10_fused": curve[weight],
-                     "fusion_weight": weight, "pairs_per_s": rate, "reranker": reranker})
+                     "dev_nDCG@10": dev.evaluate(scores)["nDCG@10"],
+                     "dev_nDCG@10_fused": fit.evidence["dev_nDCG@10_with_reranker"],
+                     "fusion_weight": fit.combiner.weights.get("reranker", 0.0) / sum(fit.combiner.weights.values()),
+                     "pairs_per_s": rate, "reranker": reranker})
     for _ in range(args.repeats - 1):
         for row in rows:
             row["pairs_per_s"] = max(row["pairs_per_s"], timed_score(row["reranker"], dev)[1])
 
     teacher = rows[0]
-    print(f"dev split: {len(dev.queries)} train queries held out ({config.train_file}, seed {config.seed}); dense "
-          f"top-{config.dev_depth}; first stage alone nDCG@10 {dev.first_stage()['nDCG@10']:.4f}")
+    print(f"dev split: {len(dev.queries)} train queries held out ({config.train_file}, seed {config.seed}); "
+          f"{config.first_stage} top-{config.dev_depth}; first stage alone nDCG@10 {dev.first_stage()['nDCG@10']:.4f}")
     print(f"scoring: torch fp32, {torch.get_num_threads()} threads, max_length {config.max_length}, "
           f"{args.batch_size} rows / {args.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS} tokens per pass, "
           f"best of {args.repeats}")

@@ -65,7 +65,7 @@ def seconds_per_step(args, train_file: Path, precision: str, folder: Path) -> tu
     config = load_config([
         "--config", str(recipe("demo_scifact.yaml")), "--train_file", str(train_file), "--data", args.data,
         "--mixed_precision", precision, "--max_steps", str(args.warmup + args.steps), "--log_steps", "1",
-        "--dev_queries", "0", "--eval_steps", "0", "--save_steps", "0", "--choose_fusion_weight", "false",
+        "--dev_queries", "0", "--eval_steps", "0", "--save_steps", "0", "--fit_combination", "false",
         "--output_dir", str(folder / precision)])
     metrics = train(config)
     pairs = config.batch_size * (1 + config.num_negatives)  # every batch is full but perhaps an epoch's last

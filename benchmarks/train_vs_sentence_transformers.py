@@ -77,7 +77,7 @@ def _precision(config) -> str:
 
 def test_ndcg(folder: str, collection, run, depth: int, max_length: int | None, precision: str) -> float:
     reranker = Reranker.load(folder, max_length=max_length, batch_size=64, precision=precision)
-    reranked = reranker.rerank(run, collection.split_queries(), collection.doc_text, depth, fusion_weight=1.0)
+    reranked = reranker.rerank(run, collection.split_queries(), collection.doc_text, depth)
     return mean(per_query(collection.qrels, reranked, ("nDCG@10",)))["nDCG@10"]
 
 
@@ -101,7 +101,7 @@ def main() -> None:
         tmp = Path(tmp)
         config = load_config(["--config", args.config, "--train_file", args.train_file, "--data", args.data,
                               "--max_steps", str(args.steps), "--output_dir", str(tmp / "rf"), "--eval_steps", "0",
-                              "--save_steps", "0", "--dev_queries", "0", "--choose_fusion_weight", "false"])
+                              "--save_steps", "0", "--dev_queries", "0", "--fit_combination", "false"])
         # Both train on the rows left after the usual dev hold-out, so the data is the same as in a real run.
         dev_queries = load_config(["--config", args.config, "--train_file", args.train_file]).dev_queries
         rows, _ = split_dev(read_mined(args.train_file), dev_queries, config.seed)

@@ -1,8 +1,9 @@
 """`rerankforge demo`: the main job, end to end on a small default.
 
 SciFact with the packaged all-MiniLM-L6-v2: dense first stage -> hard negatives mined from the train
-split -> a reranker fine-tuned from the bi-encoder (configs/demo_scifact.yaml, sized for a 2-core CPU)
--> the eval report on the test split, ending with the before/after table."""
+split -> a reranker fine-tuned from the bi-encoder (configs/demo_scifact.yaml, sized for a 2-core CPU),
+its served ranking (reranker + dense + BM25) fitted on the dev split -> the eval report on the test split:
+BM25, dense and hybrid alone, the hybrid top-k reranked by the reranker alone and by the served ranking."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def run_demo(args: DemoArgs) -> int:
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
     from rerankforge.data_prep.runs import atomic_write_text
     from rerankforge.data_prep.sources import load_collection
-    from rerankforge.eval.report import EvalSettings, evaluate
+    from rerankforge.eval.cli import candidate_signals, retrieve
+    from rerankforge.eval.report import EvalSettings, evaluate, retriever_signals
     from rerankforge.eval.report_files import console_table, write_report
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.config import load_config
@@ -104,15 +106,18 @@ def run_demo(args: DemoArgs) -> int:
     train(config)
     timings["training"] = time.perf_counter() - step
 
-    print(f"[4/4] evaluating on {test.name}/test: dense top-{args.depth} vs reranked")
+    print(f"[4/4] evaluating on {test.name}/test: bm25, dense and hybrid alone; the hybrid top-{args.depth} reranked")
     step = time.perf_counter()
     settings = EvalSettings(depth=args.depth, ks=tuple(k for k in (5, 10, 20, 50) if k <= args.depth))
-    run = dense.search(test.split_queries(), settings.max_depth)
+    parts = {"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))}
+    first_stages = retrieve(test, ["bm25", "dense", "hybrid"], parts, settings.max_depth)
     if args.backend != "torch":
         run_export(ExportArgs(model=config.output_dir, backend=args.backend))  # refused (exit 2) if it ranks unlike torch
     reranker = Reranker.load(config.output_dir, precision=args.precision, batch_size=64, backend=args.backend)
     print(f"test scoring: {reranker.backend}")
-    report = evaluate(test, {"dense": run}, [reranker], settings)
+    signals = candidate_signals(parts, retriever_signals([reranker]), test.split_queries(),
+                                {"hybrid": first_stages["hybrid"]}, settings.max_depth)
+    report = evaluate(test, first_stages, [reranker], settings, signals=signals, rerank=["hybrid"])
     written = write_report(report, out / "report", test)
     timings["evaluation"] = time.perf_counter() - step
 

@@ -31,6 +31,9 @@ class EvalArgs:
     reranker: list[str] = field(default_factory=list, metadata={
         "help": "Rerankers: folders written by `rerankforge train`, CrossEncoder folders or Hub ids, LoRA adapter "
                 "folders. A model carrying a fusion weight (chosen on its dev split) is also reported fused."})
+    rerank: list[str] = field(default_factory=list, metadata={
+        "help": "First stages (by name: bm25, dense, hybrid, or a run file's name) the rerankers rerank; default "
+                "every one. The others are reported alone."})
     depth: int = field(default=50, metadata={"help": "Main reranking depth: candidates rescored per query."})
     k: str = field(default="10,20,50,100", metadata={
         "help": "Reranking depths of the metric-vs-depth curve, comma-separated (the first stage is retrieved "
@@ -58,7 +61,7 @@ def run_eval(args: EvalArgs) -> int:
     from rerankforge.data_prep.outputs import check_output_folder
     from rerankforge.data_prep.sources import load_collection
 
-    from .report import EvalSettings, evaluate
+    from .report import EvalSettings, evaluate, retriever_signals
     from .report_files import console_table, write_report
 
     output = check_output_folder(args.output, "--output") if args.output is not None else None
@@ -72,8 +75,12 @@ def run_eval(args: EvalArgs) -> int:
     rerankers = [_load_reranker(ref, args) for ref in args.reranker]  # bad paths fail early
     for reranker in rerankers:
         print(f"{reranker.name}: precision {reranker.precision}")
-    first_stages.update(retrieve(collection, args.retriever, args.model, settings.max_depth))
-    report = evaluate(collection, first_stages, rerankers, settings)
+    parts = first_stage_parts(collection, [*args.retriever, *retriever_signals(rerankers)], args.model)
+    first_stages.update(retrieve(collection, args.retriever, parts, settings.max_depth))
+    reranked = {name: run for name, run in first_stages.items() if not args.rerank or name in args.rerank}
+    signals = candidate_signals(parts, retriever_signals(rerankers), collection.split_queries(), reranked,
+                                settings.max_depth)
+    report = evaluate(collection, first_stages, rerankers, settings, signals=signals, rerank=args.rerank or None)
     print(console_table(report))
     if output is not None:
         written = write_report(report, output, collection)
@@ -81,17 +88,35 @@ def run_eval(args: EvalArgs) -> int:
     return 0
 
 
-def retrieve(collection, kinds: list[str], model: str, k: int) -> dict:
-    """First stages run here: name -> run of the split's judged queries."""
+def first_stage_parts(collection, kinds: list[str], model: str) -> dict:
+    """The retrievers that `kinds` (bm25, dense, hybrid) are built from, each built once: "dense", "bm25"."""
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
 
-    runs = {}
     for kind in kinds:
         if kind not in ("bm25", "dense", "hybrid"):
             raise DataError(f"--retriever: expected bm25, dense or hybrid, got {kind!r}")
-        retriever = build_retriever(collection.corpus, RetrieverConfig(retriever=kind, model=model))
-        runs[kind] = retriever.search(collection.split_queries(), k)
-    return runs
+    needed = [part for part in ("dense", "bm25") if any(kind in (part, "hybrid") for kind in kinds)]
+    return {part: build_retriever(collection.corpus, RetrieverConfig(retriever=part, model=model)) for part in needed}
+
+
+def retrieve(collection, kinds: list[str], parts: dict, k: int) -> dict:
+    """First stages run here: name -> run of the split's judged queries (hybrid: reciprocal rank fusion of the
+    dense and BM25 parts, as training's dev split and `serve` fuse them)."""
+    from rerankforge.data_prep.hybrid import HybridRetriever
+
+    retrievers = {**parts, **({"hybrid": HybridRetriever([parts["dense"], parts["bm25"]])} if "hybrid" in kinds else {})}
+    return {kind: retrievers[kind].search(collection.split_queries(), k) for kind in kinds}
+
+
+def candidate_signals(parts: dict, kinds: list[str], queries: dict[str, str], first_stages: dict, depth: int) -> dict:
+    """The scores the served rankings combine, of every first stage's top-`depth`: kind -> query id -> {doc id ->
+    score}, from the retrievers themselves (a document one of them did not retrieve still gets its score)."""
+    candidates: dict[str, list[str]] = {}
+    for run in first_stages.values():
+        for qid, hits in run.items():
+            if qid in queries:
+                candidates[qid] = list(dict.fromkeys([*candidates.get(qid, []), *(d for d, _ in hits[:depth])]))
+    return {kind: parts[kind].score_pairs(queries, candidates) for kind in kinds}
 
 
 def _read_runs(paths: list[str], collection):

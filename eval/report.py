@@ -17,7 +17,7 @@ from rerankforge.data_prep.collection import Collection
 from rerankforge.data_prep.errors import DataError
 from rerankforge.data_prep.runs import Run
 from rerankforge.reranker.calibration import SIGMOID, expected_calibration_error, min_relevance_table
-from rerankforge.reranker.fusion import fuse
+from rerankforge.reranker.combiner import RETRIEVER_SIGNALS, Combiner
 from rerankforge.reranker.scoring import Reranker
 
 from .metrics import judged, mean, parse_metric, per_query
@@ -70,7 +70,8 @@ class System:
     name: str
     first_stage: str
     reranker: str | None = None
-    fusion_weight: float = 1.0
+    combination: str | None = None
+    """How the reranked ranking combines its signals (Combiner.describe); None for a first stage."""
     run: Run = field(default_factory=dict, repr=False)
     per_query: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     """metric -> {query id -> value}."""
@@ -159,15 +160,26 @@ class Report:
 
 
 def evaluate(collection: Collection, first_stages: dict[str, Run], rerankers: list[Reranker],
-             settings: EvalSettings, progress=print) -> Report:
-    """Rerank every first stage with every reranker, on the same candidates, and measure it all."""
+             settings: EvalSettings, progress=print,
+             signals: dict[str, dict[str, dict[str, float]]] | None = None,
+             rerank: list[str] | None = None) -> Report:
+    """Rerank every first stage with every reranker, on the same candidates, and measure it all: each reranker
+    alone, and its served ranking (its combination with the first stage's signals) where it carries one.
+    `signals`: "dense" / "bm25" -> query id -> {doc id -> score} of the candidates, for combinations that use
+    them (`retriever_signals`). `rerank`: the first stages the rerankers rerank (default: every one)."""
+    signals = signals or {}
+    unknown = [name for name in rerank or [] if name not in first_stages]
+    if unknown:
+        raise DataError(f"--rerank: expected names of the first stages ({', '.join(first_stages)}), got "
+                        f"{', '.join(unknown)}")
+    reranked_stages = [name for name in first_stages if rerank is None or name in rerank]
     qrels = judged(collection.qrels)
     queries = collection.queries
-    candidates = {name: {qid: [d for d, _ in run.get(qid, [])[:settings.max_depth]] for qid in qrels}
-                  for name, run in first_stages.items()}
+    candidates = {name: {qid: [d for d, _ in first_stages[name].get(qid, [])[:settings.max_depth]] for qid in qrels}
+                  for name in reranked_stages}
     scores, latency = {}, []
     for reranker in rerankers:
-        progress(f"reranking with {reranker.name} (top-{settings.max_depth} of {', '.join(first_stages)})")
+        progress(f"reranking with {reranker.name} (top-{settings.max_depth} of {', '.join(reranked_stages)})")
         scores[reranker.name], timing = _score_all(reranker, candidates, queries, collection.doc_text)
         latency.append(timing)
 
@@ -175,23 +187,24 @@ def evaluate(collection: Collection, first_stages: dict[str, Run], rerankers: li
     for fs_name, run in first_stages.items():
         first = {qid: run.get(qid, []) for qid in qrels}
         covered = [qid for qid in qrels if qid in run]
-        systems.append(_system(fs_name, fs_name, None, 1.0, first, collection, settings, covered))
+        systems.append(_system(fs_name, fs_name, None, None, first, collection, settings, covered))
         curve[fs_name] = dict.fromkeys(settings.ks, systems[-1].means[settings.primary])
         oracle = {k: _oracle(first, qrels, k) for k in settings.ks}
         curve[f"{fs_name} ceiling"] = {k: _metric(collection, oracle[k], settings.primary) for k in settings.ks}
         recall = mean(per_query(collection.qrels, first, tuple(f"R@{k}" for k in settings.ks)))
         ceiling[fs_name] = {**recall, **{f"{settings.primary}@{k}": curve[f"{fs_name} ceiling"][k] for k in settings.ks}}
-        for reranker in rerankers:
-            for weight in _variants(reranker):
-                name = _system_name(fs_name, reranker, weight)
-                reranked = {k: _reranked(first, scores[reranker.name], k, weight) for k in settings.ks}
-                systems.append(_system(name, fs_name, reranker.name, weight, reranked[settings.depth],
+        for reranker in rerankers if fs_name in reranked_stages else []:
+            for combiner in _variants(reranker):
+                name = _system_name(fs_name, reranker, combiner)
+                reranked = {k: _reranked(first, {"reranker": scores[reranker.name], **signals}, k, combiner)
+                            for k in settings.ks}
+                systems.append(_system(name, fs_name, reranker.name, combiner.describe(), reranked[settings.depth],
                                        collection, settings, covered))
                 curve[name] = {k: _metric(collection, reranked[k], settings.primary) for k in settings.ks}
 
     comparisons, regressions = _significance(systems, settings, collection)
     budget = _budget(systems, collection, settings, rerankers)
-    main = candidates[next(iter(first_stages))]
+    main = candidates[reranked_stages[0]]
     views = [_calibration_view(r, scores[r.name], main, qrels, settings.depth) for r in rerankers]
     return Report(collection=collection.name, split=collection.split, queries=len(qrels), settings=settings,
                   systems=systems, ceiling=ceiling, comparisons=comparisons, regressions=regressions,
@@ -243,21 +256,29 @@ def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], 
                            precision=reranker.precision.name, backend=getattr(backend, "name", "torch"))
 
 
-def _variants(reranker: Reranker) -> list[float]:
-    """The reranker alone, and fused with the first stage when the model carries a fusion weight < 1."""
-    return [1.0] + ([reranker.fusion_weight] if reranker.fusion_weight < 1.0 else [])
+def retriever_signals(rerankers: list[Reranker]) -> list[str]:
+    """The first-stage retrievers ("dense", "bm25") whose scores the rerankers' served rankings combine."""
+    return [s for s in RETRIEVER_SIGNALS if any(s in r.combiner.signals for r in rerankers)]
 
 
-def _system_name(first_stage: str, reranker: Reranker, weight: float) -> str:
-    return f"{first_stage} >> {reranker.name}" + ("" if weight >= 1.0 else f" (fused {weight:g})")
+def _variants(reranker: Reranker) -> list[Combiner]:
+    """The reranker alone, and its served ranking where it combines the reranker with other signals."""
+    alone = Combiner.reranker_only()
+    return [alone] + ([reranker.combiner] if reranker.combiner != alone else [])
 
 
-def _reranked(first: Run, scores: dict[str, dict[str, float]], depth: int, weight: float) -> Run:
-    """The top-`depth` reordered, then the first stage's remainder in its own order (so recall below the
-    reranking depth stays comparable); scores decrease down the list, as TREC files need."""
+def _system_name(first_stage: str, reranker: Reranker, combiner: Combiner) -> str:
+    return f"{first_stage} >> {reranker.name}" + ("" if combiner.is_reranker_only else " (served)")
+
+
+def _reranked(first: Run, signals: dict[str, dict[str, dict[str, float]]], depth: int, combiner: Combiner) -> Run:
+    """The top-`depth` ranked by `combiner` over `signals` (signal -> query id -> {doc id -> score}; the first
+    stage's own score is signal "first_stage"), then the first stage's remainder in its own order (so recall
+    below the reranking depth stays comparable); scores decrease down the list, as TREC files need."""
     out: Run = {}
     for qid, hits in first.items():
-        head = fuse(hits[:depth], scores[qid], weight) if hits else []
+        by_signal = {name: values.get(qid, {}) for name, values in signals.items()}
+        head = combiner.rank([d for d, _ in hits[:depth]], {**by_signal, "first_stage": dict(hits)}) if hits else []
         floor = min((s for _, s in head), default=0.0)
         tail = [(doc_id, floor - 1.0 - i) for i, (doc_id, _) in enumerate(hits[depth:])]
         out[qid] = head + tail
@@ -277,12 +298,12 @@ def _metric(collection: Collection, run: Run, metric: str) -> float:
     return mean(per_query(collection.qrels, run, (metric,)))[metric]
 
 
-def _system(name: str, first_stage: str, reranker: str | None, weight: float, run: Run, collection: Collection,
-            settings: EvalSettings, covered: list[str]) -> System:
+def _system(name: str, first_stage: str, reranker: str | None, combination: str | None, run: Run,
+            collection: Collection, settings: EvalSettings, covered: list[str]) -> System:
     hits = (f"Hit@{n}" for n in settings.budget_ns)
     metrics = tuple(dict.fromkeys((settings.primary, *settings.metrics, *hits)))
     values = per_query(collection.qrels, run, metrics, run_name=name)
-    system = System(name=name, first_stage=first_stage, reranker=reranker, fusion_weight=weight, run=run,
+    system = System(name=name, first_stage=first_stage, reranker=reranker, combination=combination, run=run,
                     per_query=values, means=mean(values), covered=len(covered),
                     covered_means=mean({m: {qid: by_query[qid] for qid in covered} for m, by_query in values.items()}))
     system.ci95 = bootstrap_ci(np.array(list(values[settings.primary].values())), settings.seed)
@@ -290,15 +311,18 @@ def _system(name: str, first_stage: str, reranker: str | None, weight: float, ru
 
 
 def _significance(systems: list[System], settings: EvalSettings, collection: Collection):
-    """Each reranked ranking against its first stage, and reranked rankings of one first stage against
-    each other; with the worst per-query regressions against the first stage."""
+    """Each reranked ranking against its first stage and every other first stage (is it better than the best
+    of them?), and reranked rankings of one first stage against each other; with the worst per-query
+    regressions against its first stage."""
     metric = settings.primary
     comparisons, regressions = [], {}
-    for first in (s for s in systems if s.is_first_stage):
+    firsts = [s for s in systems if s.is_first_stage]
+    for first in firsts:
         reranked = [s for s in systems if s.first_stage == first.name and not s.is_first_stage]
         for system in reranked:
-            comparisons.append(compare(metric, first.name, first.per_query[metric], system.name,
-                                       system.per_query[metric], settings.seed))
+            for other in [first] + [f for f in firsts if f is not first]:  # its own first stage, then the others
+                comparisons.append(compare(metric, other.name, other.per_query[metric], system.name,
+                                           system.per_query[metric], settings.seed))
             regressions[system.name] = _worst(first, system, collection, settings)
         for i, a in enumerate(reranked):
             for b in reranked[i + 1:]:

@@ -50,7 +50,7 @@ def metrics_json(report: Report) -> dict:
     return {
         "collection": report.collection, "split": report.split, "judged_queries": report.queries,
         "settings": asdict(report.settings),
-        "systems": {s.name: {"first_stage": s.first_stage, "reranker": s.reranker, "fusion_weight": s.fusion_weight,
+        "systems": {s.name: {"first_stage": s.first_stage, "reranker": s.reranker, "combination": s.combination,
                              "metrics": s.means, f"{report.settings.primary}_ci95": list(s.ci95),
                              "covered_queries": s.covered, "metrics_over_covered_queries": s.covered_means}
                     for s in report.systems},
@@ -106,6 +106,11 @@ def markdown(report: Report, out: Path) -> str:
             closed = f"{comparison.difference / room:.1%}" if room > 1e-12 else ""
         lines.append(f"| {system.name} | " + " | ".join(cells) +
                      f" | {system.ci95[0]:.4f}-{system.ci95[1]:.4f} | {gain} | {rel} | {pval} | {closed} |")
+    served = [system for system in report.systems if system.combination not in (None, "1.00 reranker")]
+    if served:
+        lines += [""] + [f"**Served ranking** — `{system.name}`: {system.combination}, each signal z-standardised over "
+                         "a query's candidates (weights fitted on the model's dev split, saved in its rerankforge.json)."
+                         for system in served]
     for first in report.partly_covered():
         lines += ["", f"**Coverage** — {coverage_sentence(report, first)} Over those {first.covered} queries only "
                   "(as trec_eval averages a run):", "", "| ranking | " + " | ".join(metrics) + " |",

@@ -29,7 +29,7 @@ class Comparison:
     ci95: tuple[float, float]
     """Bootstrap 95% confidence interval of the mean difference (BCa)."""
     p_randomization: float
-    """Two-sided paired randomization test."""
+    """Paired randomization test: two-sided, or one-sided where `compare` was asked "greater"."""
     p_ttest: float
     """Two-sided paired t-test."""
     wins: int
@@ -44,8 +44,9 @@ class Comparison:
 
 
 def compare(metric: str, a: str, scores_a: dict[str, float], b: str, scores_b: dict[str, float],
-            seed: int = 0) -> Comparison:
-    """Compare B with A on the queries both were scored on (every judged query, in practice)."""
+            seed: int = 0, alternative: str = "two-sided") -> Comparison:
+    """Compare B with A on the queries both were scored on (every judged query, in practice). `alternative`
+    "greater" makes the randomization test one-sided: is B better than A (the t-test stays two-sided)."""
     from scipy import stats
 
     queries = sorted(scores_a.keys() & scores_b.keys())
@@ -57,7 +58,7 @@ def compare(metric: str, a: str, scores_a: dict[str, float], b: str, scores_b: d
         ci = (0.0, 0.0)
     else:
         p_perm = stats.permutation_test((x, y), _mean_difference, permutation_type="samples", vectorized=True,
-                                        n_resamples=RESAMPLES, alternative="two-sided", rng=seed).pvalue
+                                        n_resamples=RESAMPLES, alternative=alternative, rng=seed).pvalue
         p_t = stats.ttest_rel(y, x).pvalue
         p_t = 1.0 if np.isnan(p_t) else p_t
         ci = bootstrap_ci(diff, seed)

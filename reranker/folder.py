@@ -3,7 +3,8 @@
 A plain model folder that `sentence_transformers.CrossEncoder(path)` (and transformers, and TEI) load:
 a single-logit sequence classifier with its tokenizer, plus
 
-    rerankforge.json   RerankerSettings: the length trained at and the fusion weight chosen on dev
+    rerankforge.json   RerankerSettings: the length trained at, the served ranking's combination of the
+                       reranker with the first stage's signals and the calibration, both fitted on dev
     adapter/           with LoRA: the adapter with its scoring head (peft `modules_to_save`), whose
                        base is the merged model's starting point; it carries the same rerankforge.json
 
@@ -26,6 +27,7 @@ from rerankforge.data_prep.errors import DataError, ModelNotFoundError
 from rerankforge.data_prep.runs import atomic_write_text, readable_by_all
 
 from .calibration import SIGMOID, Calibration
+from .combiner import Combiner, check_weights
 
 SETTINGS = "rerankforge.json"
 ADAPTER_DIR = "adapter"
@@ -39,16 +41,28 @@ class RerankerSettings:
     max_length: int | None = field(default=None, metadata={
         "help": "Max tokens of a (query, document) pair, as trained; None: the tokenizer's length (at most 512)."})
     fusion_weight: float = field(default=1.0, metadata={
-        "help": "Weight of the reranker's score against the first stage's in `fuse` (z-normalised per query, "
-                "0..1); 1.0 ranks by the reranker alone."})
+        "help": "Written before fusion_weights: the weight of the reranker's score against the candidate list's "
+                "own (z-standardised per query, 0..1; 1.0 the reranker alone). Read where fusion_weights is absent."})
+    fusion_weights: dict[str, float] | None = field(default=None, metadata={
+        "help": "The served ranking (reranker/combiner.py): a weight per signal -- reranker, dense, bm25, "
+                "first_stage -- each signal z-standardised over a query's candidates; fitted on dev. None: "
+                "fusion_weight says it."})
     fusion_chosen_on: str | None = field(default=None, metadata={
-        "help": "Where fusion_weight was chosen (e.g. 'dev split (40 train queries)'); None: not chosen."})
+        "help": "Where the fusion weights were chosen (e.g. 'dev split (40 train queries)'); None: not chosen."})
     calibration_scale: float | None = field(default=None, metadata={
         "help": "Platt scaling (reranker/calibration.py): relevance probability = sigmoid(scale x raw score + "
                 "bias), fitted on dev; None: the plain sigmoid of the raw score."})
     calibration_bias: float | None = field(default=None, metadata={"help": "See calibration_scale."})
     calibration_fitted_on: str | None = field(default=None, metadata={
         "help": "Where the calibration was fitted (e.g. 'dev split (80 train queries, 4000 candidates)')."})
+
+    @property
+    def combiner(self) -> Combiner:
+        """How the served ranking combines the reranker with the first stage: `fusion_weights`, else the
+        one-number `fusion_weight` (reranker vs the candidate list's own score)."""
+        if self.fusion_weights is not None:
+            return Combiner(self.fusion_weights, self.fusion_chosen_on)
+        return Combiner.with_first_stage(self.fusion_weight, self.fusion_chosen_on)
 
     @property
     def calibration(self) -> Calibration:
@@ -89,6 +103,8 @@ def _check(settings: RerankerSettings, where: object) -> None:
         raise DataError(f"{where}: max_length: expected a positive whole number or null, got {length!r}")
     if type(weight) not in (int, float) or not 0 <= weight <= 1:
         raise DataError(f"{where}: fusion_weight: expected a number from 0 to 1, got {weight!r}")
+    if settings.fusion_weights is not None:
+        check_weights(settings.fusion_weights, f"{where}: fusion_weights")
     if chosen_on is not None and not isinstance(chosen_on, str):
         raise DataError(f"{where}: fusion_chosen_on: expected a string or null, got {chosen_on!r}")
     for key in ("calibration_scale", "calibration_bias"):

@@ -19,7 +19,7 @@ from rerankforge.data_prep.runs import Run
 from .backends import TorchBackend, check_backend, load_onnx_backend
 from .calibration import SIGMOID, Calibration
 from .folder import ADAPTER_CONFIG, load_adapter_merged, read_settings
-from .fusion import fuse
+from .combiner import Combiner
 from .packing import DEFAULT_MAX_BATCH_TOKENS, PairEncoder, pack
 
 
@@ -30,7 +30,7 @@ class Reranker:
     under `torch.inference_mode`, its train/eval mode restored afterwards, or an exported ONNX file."""
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker",
-                 fusion_weight: float = 1.0, precision: str = "auto",
+                 combiner: Combiner | None = None, precision: str = "auto",
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, backend=None, calibration: Calibration = SIGMOID):
         self.model = model
         self.tokenizer = tokenizer
@@ -41,8 +41,9 @@ class Reranker:
         """Padded tokens (rows x longest row) per forward pass at most; a single longer pair runs alone."""
         self.encoder = PairEncoder(tokenizer, max_length)
         self.name = name
-        self.fusion_weight = fusion_weight
-        """Weight of the reranker in `fuse` (1.0: its scores alone); saved models carry the one chosen on dev."""
+        self.combiner = combiner or Combiner.reranker_only()
+        """How the served ranking combines this reranker's scores with the first stage's signals (combiner.py);
+        saved models carry the combination fitted on their dev split; the reranker alone otherwise."""
         self.calibration = calibration
         """Raw score -> probability of relevance (`probability`): fitted on dev and saved with the model, or the
         plain sigmoid."""
@@ -73,7 +74,7 @@ class Reranker:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         limit = max_length or settings.max_length or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
         common = dict(max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
-                      fusion_weight=settings.fusion_weight, max_batch_tokens=max_batch_tokens,
+                      combiner=settings.combiner, max_batch_tokens=max_batch_tokens,
                       calibration=settings.calibration)
         if backend != "torch":
             return cls(None, tokenizer, backend=load_onnx_backend(folder, backend, tokenizer), **common)
@@ -123,14 +124,12 @@ class Reranker:
             scores[qid] = dict(zip(doc_ids, map(float, values)))
         return scores, seconds
 
-    def rerank(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str], depth: int,
-               fusion_weight: float | None = None) -> Run:
-        """Rescore the top-`depth` of each query of `run` (documents below it are dropped). The final
-        score fuses reranker and first-stage scores with `fusion_weight` (default: the model's own;
-        1.0 ranks by the reranker alone)."""
+    def rerank(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str], depth: int) -> Run:
+        """Rescore the top-`depth` of each query of `run` and rank by the reranker alone (documents below it are
+        dropped). The served ranking, which also weighs the first stage's signals, is `self.combiner.rank`."""
         scores = self.score_run(run, queries, doc_text, depth)
-        weight = self.fusion_weight if fusion_weight is None else fusion_weight
-        return {qid: fuse(run[qid][:depth], scores[qid], weight) for qid in run}
+        return {qid: Combiner.reranker_only().rank([d for d, _ in run[qid][:depth]], {"reranker": scores[qid]})
+                for qid in run}
 
     def score_run(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str],
                   depth: int) -> dict[str, dict[str, float]]:

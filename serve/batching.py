@@ -60,8 +60,8 @@ class DynamicBatcher:
         self._worker.start()
 
     @property
-    def fusion_weight(self) -> float:
-        return self.reranker.fusion_weight
+    def combiner(self):
+        return self.reranker.combiner
 
     @property
     def queued_pairs(self) -> int:

@@ -24,13 +24,15 @@ class ServeConfig(GeneratorConfig):
     port: int = field(default=8080, metadata={"help": "TCP port."})
     index: str | None = field(default=None, metadata={
         "help": "Index folder from `rerankforge index`; enables /search and /ask."})
-    retriever: Literal["dense", "bm25", "hybrid"] = field(default="dense", metadata={
-        "help": "First stage over the index's chunks."})
+    retriever: Literal["auto", "dense", "bm25", "hybrid"] = field(default="auto", metadata={
+        "help": "First stage over the index's chunks. auto: the one the reranker's served ranking was fitted with "
+                "(hybrid where it combines dense and BM25 scores), dense for a reranker without one."})
     k: int = field(default=50, metadata={"help": "/search and /ask: first-stage documents reranked per query."})
     top_n: int = field(default=5, metadata={"help": "/search and /ask: documents kept after reranking."})
     fusion_weight: float | None = field(default=None, metadata={
-        "help": "/search and /ask: weight of the reranker against the first stage (1.0: reranker alone); default "
-                "the weight the model carries (chosen on its dev split)."})
+        "help": "/search and /ask: rank by this weight x the reranker's score + (1 - weight) x the first stage's "
+                "(z-standardised; 1.0: the reranker alone) instead of the served ranking the model carries (its "
+                "weights of the reranker, dense and BM25 scores, fitted on its dev split)."})
     min_relevance: float | None = field(default=None, metadata={
         "help": "/search and /ask: leave out passages whose relevance (the probability of being relevant, from the "
                 "model's calibration fitted on its dev split) is below this, so a question nothing answers gets "

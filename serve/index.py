@@ -138,10 +138,12 @@ class SearchIndex:
     """A loaded index: first-stage search over chunks, results aggregated per document."""
 
     def __init__(self, folder: Path, manifest: dict, docs: dict[str, Document], chunks: dict[str, Chunk],
-                 retriever, doc_score: str):
+                 retriever, doc_score: str, parts: dict | None = None):
         self.folder, self.manifest, self.docs, self.chunks = folder, manifest, docs, chunks
         self.retriever = retriever
         self.doc_score = doc_score
+        self.parts = parts or {}
+        """The retrievers the first stage is made of, by signal name ("dense", "bm25"): `signals` scores with them."""
 
     @classmethod
     def load(cls, folder: str | Path, retriever: Literal["dense", "bm25", "hybrid"] = "dense",
@@ -164,19 +166,19 @@ class SearchIndex:
         docs = {row["_id"]: Document(row["title"], row["text"]) for row in _read_jsonl(folder / "documents.jsonl")}
         chunks = {row["chunk_id"]: Chunk(**row) for row in _read_jsonl(folder / "chunks.jsonl")}
         corpus = {chunk_id: chunk.document for chunk_id, chunk in chunks.items()}
-        parts = []
+        parts = {}
         if retriever in ("dense", "hybrid"):
             encoder = Encoder(EncoderSettings(model=manifest["model"], max_length=manifest["max_length"]),
                               show_progress=show_progress)
-            parts.append(DenseRetriever.from_saved(corpus, encoder, np.load(folder / "embeddings.npy"),
-                                                   faiss.read_index(str(folder / "faiss.index"))))
+            parts["dense"] = DenseRetriever.from_saved(corpus, encoder, np.load(folder / "embeddings.npy"),
+                                                       faiss.read_index(str(folder / "faiss.index")))
         if retriever in ("bm25", "hybrid"):
-            parts.append(BM25Retriever(corpus, show_progress=show_progress))
+            parts["bm25"] = BM25Retriever(corpus, show_progress=show_progress)
         if not parts:
             raise DataError(f"retriever: expected dense, bm25 or hybrid, got {retriever!r}")
-        first_stage = parts[0] if len(parts) == 1 else HybridRetriever(parts)
+        first_stage = HybridRetriever(list(parts.values())) if len(parts) > 1 else next(iter(parts.values()))
         return cls(folder, manifest, docs, chunks, first_stage,
-                   doc_score or manifest["chunking"].get("doc_score", "max"))
+                   doc_score or manifest["chunking"].get("doc_score", "max"), parts)
 
     def search(self, queries: dict[str, str], k: int) -> dict[str, list[DocHit]]:
         """Each query's top-k documents. Chunks are retrieved deep enough that k documents come back
@@ -186,13 +188,25 @@ class SearchIndex:
         run = self.retriever.search(queries, depth)
         return {qid: self._by_document(hits)[:k] for qid, hits in run.items()}
 
+    def signals(self, query: str, hits: list[DocHit], kinds) -> dict[str, dict[str, float]]:
+        """Each first-stage part's score ("dense", "bm25") of each hit document, from its chunks that the first
+        stage brought in, aggregated as the document's first-stage score is: kind -> {doc id -> score}."""
+        chunk_ids = [chunk_id for hit in hits for chunk_id, _ in hit.chunks]
+        out = {}
+        for kind in kinds:
+            scores = self.parts[kind].score_pairs({"q": query}, {"q": chunk_ids})["q"]
+            out[kind] = {hit.doc_id: float(self._aggregate([scores[c] for c, _ in hit.chunks])) for hit in hits}
+        return out
+
     def _by_document(self, hits: list[tuple[str, float]]) -> list[DocHit]:
         grouped: dict[str, list[tuple[str, float]]] = {}
         for chunk_id, score in hits:
             grouped.setdefault(self.chunks[chunk_id].doc_id, []).append((chunk_id, score))
-        aggregate = {"max": max, "sum": sum, "mean": lambda xs: sum(xs) / len(xs)}[self.doc_score]
-        docs = [DocHit(doc_id, float(aggregate([s for _, s in found])), found) for doc_id, found in grouped.items()]
+        docs = [DocHit(doc_id, float(self._aggregate([s for _, s in found])), found) for doc_id, found in grouped.items()]
         return sorted(docs, key=lambda hit: -hit.score)
+
+    def _aggregate(self, scores: list[float]) -> float:
+        return {"max": max, "sum": sum, "mean": lambda xs: sum(xs) / len(xs)}[self.doc_score](scores)
 
 
 def _write_jsonl(path: Path, rows) -> None:

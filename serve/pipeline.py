@@ -6,24 +6,25 @@
     answer = pipeline.ask("Does vitamin D prevent fractures?")
 
 The reranker is anything with `score(pairs) -> scores` (a `Reranker`, or the server's dynamic batcher
-in front of one); its final score can be fused with the first stage's with the weight the model
-carries (chosen on its dev split), exactly as `rerankforge eval` reports it."""
+in front of one); the ranking is the served ranking the model carries (reranker/combiner.py: its score
+combined with the first stage's dense / BM25 scores, weights fitted on its dev split), exactly as
+`rerankforge eval` reports it."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
 
-from rerankforge.data_prep.errors import DataError
+from rerankforge.data_prep.errors import ConfigError, DataError
 from rerankforge.reranker.calibration import relevance
-from rerankforge.reranker.fusion import fuse
+from rerankforge.reranker.combiner import RETRIEVER_SIGNALS, Combiner
 
 from .index import DocHit, SearchIndex
 from .prompt import build_messages
 
 
 class Scorer(Protocol):
-    fusion_weight: float
+    combiner: Combiner
 
     def score(self, pairs: Sequence[tuple[str, str]]): ...
 
@@ -49,7 +50,8 @@ class Passage:
     """The probability that the passage is relevant: the rerank score through the model's calibration (fitted
     on its dev split; the plain sigmoid where it has none). None without a reranker."""
     score: float
-    """What the ranking is by: rerank score, or its fusion with the first stage's."""
+    """What the ranking is by: the served ranking's combined score (the rerank score where the model ranks by
+    the reranker alone)."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,8 +78,16 @@ class Pipeline:
         self.min_relevance = min_relevance
         """Passages whose relevance (probability) is below this are left out, so a query with nothing relevant
         gets no passages; None: the top-n whatever their relevance."""
-        self.fusion_weight = fusion_weight
-        """Weight of the reranker against the first stage (1.0: reranker alone); None: the model's own."""
+        self.combiner = None if reranker is None else (
+            reranker.combiner if fusion_weight is None else Combiner.with_first_stage(fusion_weight))
+        """How the ranking combines the reranker's score with the first stage's signals: the model's own served
+        ranking, or `fusion_weight` x reranker + (1 - fusion_weight) x first stage."""
+        missing = [s for s in (self.combiner.signals if self.combiner else ()) if s in RETRIEVER_SIGNALS
+                   and s not in getattr(retriever, "parts", {})]
+        if missing:
+            raise ConfigError(f"retriever: the reranker's served ranking ({self.combiner.describe()}, fitted on "
+                              f"{self.combiner.chosen_on or 'its dev split'}) needs {' and '.join(missing)} scores, "
+                              f"which this first stage does not compute; expected retriever hybrid (or auto)")
 
     def search(self, query: str, k: int | None = None, top_n: int | None = None,
                min_relevance: float | None = None) -> list[Passage]:
@@ -99,8 +109,11 @@ class Pipeline:
                 value = next(scores)
                 if hit.doc_id not in best or value > best[hit.doc_id][1]:
                     best[hit.doc_id] = (chunk_id, value)
-        weight = self.reranker.fusion_weight if self.fusion_weight is None else self.fusion_weight
-        ranked = fuse([(hit.doc_id, hit.score) for hit in hits], {d: s for d, (_, s) in best.items()}, weight)
+        kinds = [s for s in self.combiner.signals if s in RETRIEVER_SIGNALS]
+        signals = {"reranker": {d: s for d, (_, s) in best.items()},
+                   "first_stage": {hit.doc_id: hit.score for hit in hits},
+                   **(self.retriever.signals(query, hits, kinds) if kinds else {})}
+        ranked = self.combiner.rank([hit.doc_id for hit in hits], signals)
         by_id = {hit.doc_id: hit for hit in hits}
         passages = [self._passage(rank, by_id[doc_id], best[doc_id][0], best[doc_id][1], score)
                     for rank, (doc_id, score) in enumerate(ranked[:top_n], 1)]

@@ -72,7 +72,18 @@ def build_app(config, reranker=None):
         from .index import SearchIndex
         from .pipeline import Pipeline
 
-        pipeline = Pipeline(SearchIndex.load(config.index, retriever=config.retriever), reranker,
+        pipeline = Pipeline(SearchIndex.load(config.index, retriever=first_stage_for(config.retriever, reranker)),
+                            reranker,
                             generator=build_generator(config), k=config.k, top_n=config.top_n,
                             fusion_weight=config.fusion_weight, min_relevance=config.min_relevance)
     return create_app(config, reranker, pipeline)
+
+
+def first_stage_for(retriever: str, reranker) -> str:
+    """`retriever`, or for auto the first stage whose scores the reranker's served ranking combines."""
+    if retriever != "auto":
+        return retriever
+    from rerankforge.reranker.combiner import RETRIEVER_SIGNALS
+
+    used = [s for s in RETRIEVER_SIGNALS if s in reranker.combiner.signals]
+    return "hybrid" if len(used) == 2 else used[0] if used else "dense"

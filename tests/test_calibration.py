@@ -75,7 +75,7 @@ def test_training_fits_the_calibration_on_its_dev_candidates():
     run = {f"q{i // 50}": [(f"d{i}", 0.0) for i in range(start, start + 50)] for start in range(0, 4_000, 50)
            for i in [start]}
     qrels = {qid: {doc: 1 for doc, _ in hits if labels[int(doc[1:])]} for qid, hits in run.items()}
-    dev = DevSet(SimpleNamespace(qrels=qrels), {qid: "" for qid in run}, run, 50)
+    dev = DevSet(SimpleNamespace(qrels=qrels), {qid: "" for qid in run}, run, 50, signals={})
     by_query = {qid: {doc: float(scores[int(doc[1:])]) for doc, _ in hits} for qid, hits in run.items()}
     calibration, report = dev.calibrate(by_query)
     assert calibration.scale == pytest.approx(0.8, abs=0.15) and calibration.bias == pytest.approx(-3.0, abs=0.3)

@@ -6,6 +6,8 @@ import json
 
 import yaml
 
+from rerankforge.reranker.combiner import Combiner
+
 from rerankforge.cli.main import main as rerankforge
 
 
@@ -21,7 +23,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path, scifact_slice, tiny_bi_encoder, 
     assert rerankforge(["demo", "--data", str(scifact_slice), "--model", tiny_bi_encoder, "--config", str(small),
                         "--output_dir", str(out), "--depth", "10", "--precision", "fp32"]) == 0
     printed = capsys.readouterr().out
-    assert "[4/4] evaluating" in printed and "dense >> reranker" in printed and "report:" in printed
+    assert "[4/4] evaluating" in printed and "hybrid >> reranker" in printed and "report:" in printed
     assert "precision: fp32 (as configured)" in printed and "CPU thread(s) per process" in printed
     summary = json.loads((out / "mined.train.summary.json").read_text())
     assert summary["queries"] == 40
@@ -29,5 +31,10 @@ def test_demo_runs_the_whole_pipeline(tmp_path, scifact_slice, tiny_bi_encoder, 
     assert trained["dev_queries"] == 4 and trained["train_file"] == str(out / "mined.train.jsonl")
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     names = list(metrics["systems"])
-    assert names[:2] == ["dense", "dense >> reranker"] and len(names) <= 3  # + the fused ranking, if any
+    served = json.loads((out / "reranker" / "rerankforge.json").read_text())["fusion_weights"]
+    # each signal alone, the reranker alone on the hybrid candidates, and the served ranking where it is not that
+    assert names[:4] == ["bm25", "dense", "hybrid", "hybrid >> reranker"]
+    assert names[4:] == ([] if served == {"reranker": 1.0} else ["hybrid >> reranker (served)"])
+    if names[4:]:
+        assert metrics["systems"][names[4]]["combination"] == Combiner(served).describe()
     assert (out / "report" / "report.md").is_file() and (out / "report" / "plots" / "ndcg_vs_depth.png").is_file()

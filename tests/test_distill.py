@@ -274,7 +274,7 @@ def test_two_processes_each_get_the_teacher_scores_of_their_own_groups(tmp_path,
     each process draws from accelerate's dataloader came with their own teacher scores."""
     out = tmp_path / "ddp"
     args = _distill_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_teacher, out, "--max_steps", "1",
-                         "--eval_steps", "0", "--save_steps", "0", "--choose_fusion_weight", "false")
+                         "--eval_steps", "0", "--save_steps", "0", "--fit_combination", "false")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()), str(REPO / "train" / "run.py"), *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ,

@@ -4,6 +4,7 @@ the index, the pipeline and its agreement with `rerankforge eval`."""
 from __future__ import annotations
 
 import json
+import shutil
 import math
 import socket
 import subprocess
@@ -268,26 +269,44 @@ def test_ask_with_an_openai_compatible_generator(reranker, index_dir):
     assert seen["model"] == "some-model" and "[3] " in seen["messages"][-1]["content"]
 
 
+@pytest.mark.parametrize("served", [None, {"reranker": 0.5, "dense": 0.2, "bm25": 0.3}])
 def test_search_gives_the_same_ndcg_as_eval(tmp_path, index_dir, scifact_slice, tiny_bi_encoder,
-                                            tiny_reranker):
-    """Acceptance 2 in small: the pipeline over an unchunked index ranks as `rerankforge eval` does."""
+                                            tiny_reranker, served):
+    """Acceptance 2 in small: the pipeline over an unchunked index ranks as `rerankforge eval` does -- the
+    reranker alone over the dense first stage, and a served ranking that combines it with the dense and BM25
+    scores over the hybrid first stage (`retriever: auto` picks hybrid for it)."""
+    from rerankforge.data_prep.errors import ConfigError
     from rerankforge.data_prep.sources import load_collection
     from rerankforge.eval.metrics import mean, per_query
+    from rerankforge.reranker.folder import RerankerSettings, write_settings
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.serve.index import SearchIndex
     from rerankforge.serve.pipeline import Pipeline
+    from rerankforge.serve.service import first_stage_for
 
+    model = tiny_reranker
+    if served is not None:
+        model = str(tmp_path / "served-reranker")
+        shutil.copytree(tiny_reranker, model)
+        write_settings(model, RerankerSettings(fusion_weights=served))
+    first_stage = "dense" if served is None else "hybrid"
     test = load_collection(str(scifact_slice), split="test")
     out = tmp_path / "report"
-    assert rerankforge(["eval", "--data", str(scifact_slice), "--retriever", "dense", "--model", tiny_bi_encoder,
-                        "--reranker", tiny_reranker, "--depth", "20", "--k", "20", "--output", str(out)]) == 0
+    assert rerankforge(["eval", "--data", str(scifact_slice), "--retriever", first_stage, "--model", tiny_bi_encoder,
+                        "--reranker", model, "--depth", "20", "--k", "20", "--output", str(out)]) == 0
     expected = json.loads((out / "metrics.json").read_text())["systems"]
-    as_eval_loads_it = Reranker.load(tiny_reranker)  # the same max length as eval's
-    pipeline = Pipeline(SearchIndex.load(index_dir), as_eval_loads_it, k=20, top_n=20)
+    as_eval_loads_it = Reranker.load(model)  # the same max length as eval's
+    retriever = first_stage_for("auto", as_eval_loads_it)
+    assert retriever == first_stage
+    pipeline = Pipeline(SearchIndex.load(index_dir, retriever=retriever), as_eval_loads_it, k=20, top_n=20)
     run = {qid: [(p.doc_id, p.score) for p in pipeline.search(text)] for qid, text in test.split_queries().items()}
     ours = mean(per_query(test.qrels, run, ("nDCG@10",)))["nDCG@10"]
-    eval_name = f"dense >> {Path(tiny_reranker).name}"
+    eval_name = f"{first_stage} >> {Path(model).name}" + ("" if served is None else " (served)")
     assert ours == pytest.approx(expected[eval_name]["metrics"]["nDCG@10"], abs=1e-9)
+    if served is not None:  # a first stage without the BM25 scores the served ranking weighs is refused at start
+        with pytest.raises(ConfigError, match="needs bm25 scores, which this first stage does not compute; "
+                                              "expected retriever hybrid"):
+            Pipeline(SearchIndex.load(index_dir, retriever="dense"), as_eval_loads_it)
 
 
 def test_index_from_jsonl_and_markdown_folder_with_chunks(tmp_path, tiny_bi_encoder):

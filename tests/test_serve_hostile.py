@@ -124,7 +124,7 @@ def test_a_failing_batch_fails_only_the_request_at_fault(reranker):
 
     class Held:
         def __init__(self):
-            self.fusion_weight, self.max_length = 1.0, reranker.max_length
+            self.combiner, self.max_length = reranker.combiner, reranker.max_length
 
         def score(self, pairs):
             entered.set()

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rerankforge.data_prep.errors import ConfigError, DataError
+from rerankforge.reranker.combiner import Combiner
 from rerankforge.train import losses
 from rerankforge.train.config import TrainConfig, load_config
 from rerankforge.train.groups import LengthGroupedBatches, build_groups, read_mined, split_dev
@@ -234,7 +235,7 @@ def test_training_writes_a_crossencoder_folder(encoder, request, tmp_path, mined
     ours = Reranker.load(str(out)).score(PAIRS)
     assert _scores(out, PAIRS) == pytest.approx(ours, abs=1e-4)
     card = (out / "README.md").read_text()
-    assert f"base_model: {model}" in card and "| first stage (dense) |" in card
+    assert f"base_model: {model}" in card and "| first stage (hybrid) |" in card
 
 
 def test_lora_adapter_and_merged_model_score_like_the_trained_model(tmp_path, mined_slice, scifact_slice,
@@ -303,7 +304,7 @@ def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, 
     monkeypatch.setattr(DevSet, "evaluate", lambda self, reranker: {"nDCG@10": 0.5, "MRR@10": 0.5})
     args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
                                   "--max_steps", "9", "--num_epochs", "3", "--save_steps", "6",
-                                  "--choose_fusion_weight", "false")
+                                  "--fit_combination", "false")
     assert loop.train(load_config(args(tmp_path / "straight")))["best_step"] == 3
 
     real_save = loop.save_checkpoint
@@ -399,7 +400,7 @@ def test_two_process_run_shares_the_data_saves_once_and_keeps_the_schedule(tmp_p
     assert result.stdout.count("trained ") == 1  # only the main process saves and reports
 
     one = train(load_config(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, tmp_path / "one",
-                                       "--max_steps", str(steps), "--choose_fusion_weight", "false", *schedule)))
+                                       "--max_steps", str(steps), "--fit_combination", "false", *schedule)))
     lr = lambda m: {h["step"]: h["train/lr"] for h in m["history"] if "train/lr" in h}  # noqa: E731
     assert list(lr(metrics)) == list(lr(one)) == list(range(1, steps + 1))
     assert list(lr(metrics).values()) == pytest.approx(list(lr(one).values()), rel=1e-9, abs=1e-12)
@@ -428,7 +429,7 @@ def test_resume_refuses_checkpoint_files_that_would_run_code(tmp_path, mined_sli
     from rerankforge.train.cli import train_main
 
     args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
-                                  "--max_steps", "3", "--choose_fusion_weight", "false")
+                                  "--max_steps", "3", "--fit_combination", "false")
     assert train_main(args(tmp_path / "done")) == 0
     checkpoint = Path("checkpoints") / "step-3"
     saved = {p.name for p in (tmp_path / "done" / checkpoint).iterdir()}
@@ -475,47 +476,39 @@ def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
                 param.add_(torch.randn_like(param) * 0.5)
     before = Reranker(model, tokenizer, max_length=64).score(PAIRS)
     save_reranker(model, tokenizer, tmp_path / "out", base_model=tiny_bert,
-                  settings=RerankerSettings(max_length=64, fusion_weight=0.4))
+                  settings=RerankerSettings(max_length=64, fusion_weights={"reranker": 0.4, "bm25": 0.6}))
     adapter = Reranker.load(str(tmp_path / "out" / "adapter"))  # carries the merged model's settings
-    assert (adapter.max_length, adapter.fusion_weight) == (64, 0.4)
+    assert (adapter.max_length, adapter.combiner) == (64, Combiner({"reranker": 0.4, "bm25": 0.6}))
     assert adapter.score(PAIRS) == pytest.approx(before, abs=1e-4)
     assert Reranker.load(str(tmp_path / "out"), max_length=64).score(PAIRS) == pytest.approx(before, abs=1e-4)
     assert _scores(tmp_path / "out", PAIRS) == pytest.approx(before, abs=1e-4)
 
 
-def test_fuse_weights_reranker_against_first_stage():
-    from rerankforge.reranker.fusion import fuse
-
-    first = [("a", 10.0), ("b", 9.0), ("c", 1.0)]
-    reranker = {"a": -1.0, "b": 3.0, "c": 2.0}
-    assert [d for d, _ in fuse(first, reranker, 1.0)] == ["b", "c", "a"]
-    assert [d for d, _ in fuse(first, reranker, 0.0)] == ["a", "b", "c"]
-    assert [d for d, _ in fuse(first, reranker, 0.5)] == ["b", "a", "c"]
-
-
-def test_trained_model_carries_its_dev_chosen_fusion_weight(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
-                                                            tiny_bert, capsys):
+def test_trained_model_carries_its_dev_fitted_served_ranking(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                             tiny_bert, capsys):
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.cli.main import main as rerankforge
 
     out = tmp_path / "fw"
     assert rerankforge(["train", *_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,
                                              "--max_steps", "3")]) == 0
+    printed = capsys.readouterr().out
     settings = json.loads((out / "rerankforge.json").read_text())
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= settings["fusion_weight"] <= 1.0 and settings["max_length"] == 96
-    curve = metrics["fusion"]["dev_nDCG@10_by_weight"]
-    assert len(curve) == 21 and max(curve.values()) == curve[str(settings["fusion_weight"])]
-    assert Reranker.load(str(out)).fusion_weight == settings["fusion_weight"]
-    # eval reranks a first-stage run with it: reranker alone and fused, same candidates
+    combination = json.loads((out / "metrics.json").read_text())["combination"]
+    assert settings["fusion_weights"] == combination["weights"] and settings["max_length"] == 96
+    assert set(combination["dev_nDCG@10_alone"]) == {"reranker", "dense", "bm25"}  # the dev split is hybrid
+    assert combination["message"] in printed and "p = " in combination["message"]
+    served = Reranker.load(str(out)).combiner
+    assert served == Combiner(settings["fusion_weights"]) and served.chosen_on == settings["fusion_chosen_on"]
+    # eval reranks a first-stage run with it: the reranker alone, and the served ranking, same candidates
     run_file = tmp_path / "bm25.trec"
     assert rerankforge(["retrieve", "--data", str(scifact_slice), "--retriever", "bm25", "--output", str(run_file)]) == 0
     capsys.readouterr()
     assert rerankforge(["eval", "--data", str(scifact_slice), "--run", str(run_file), "--reranker", str(out),
-                        "--depth", "20", "--output", str(tmp_path / "reranked")]) == 0
+                        "--model", tiny_bi_encoder, "--depth", "20", "--output", str(tmp_path / "reranked")]) == 0
     table = capsys.readouterr().out
     assert "\nbm25 >> fw " in table
-    assert (f"bm25 >> fw (fused {settings['fusion_weight']:g})" in table) == (settings["fusion_weight"] < 1.0)
+    assert ("bm25 >> fw (served)" in table) == (not served.is_reranker_only)
     assert (tmp_path / "reranked" / "runs" / "bm25__fw.trec").is_file()
 
 

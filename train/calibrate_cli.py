@@ -1,7 +1,8 @@
-"""`rerankforge calibrate`: fit a reranker's calibration (Platt scaling: its scores as probabilities of
-relevance) on its dev split and save it in its rerankforge.json -- for a model trained before training did
-this itself, or trained elsewhere (a CrossEncoder folder, with --data). Training fits it at its end
-(`calibrate: true`); both go through DevSet.calibrate."""
+"""`rerankforge calibrate`: fit on a reranker's dev split what serving it needs beyond the weights -- the
+calibration (Platt scaling: its scores as probabilities of relevance) and the served ranking (how its score
+combines with the first stage's dense / BM25 scores) -- and save both in its rerankforge.json: for a model
+trained before training did this itself, or trained elsewhere (a CrossEncoder folder, with --data). Training
+fits both at its end (`calibrate`, `fit_combination`); both go through DevSet."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from .dev_eval import DevSet
 from .dev_split import DevSplitArgs, dev_split
 from .export_check import check_folder
 
-CALIBRATE_HELP = ("Fit Platt scaling on the reranker's dev split so its scores read as probabilities of relevance "
-                  "(serve's relevance_score and min_relevance), and save it in its rerankforge.json; prints the "
-                  "expected calibration error before / after and what each min_relevance keeps on dev.")
+CALIBRATE_HELP = ("Fit on the reranker's dev split, and save in its rerankforge.json: Platt scaling, so its scores "
+                  "read as probabilities of relevance (serve's relevance_score and min_relevance), and the served "
+                  "ranking's weights of the reranker vs the first stage's dense / BM25 scores. Prints the expected "
+                  "calibration error before / after, what each min_relevance keeps on dev, and the dev evidence "
+                  "for the weights.")
 
 
 @dataclass
@@ -29,6 +32,8 @@ class CalibrateArgs:
     backend: Literal["torch", "onnx", "onnx-int8"] = field(default="torch", metadata={
         "help": "What scores the dev candidates: fit the calibration with the backend that will serve."})
     batch_size: int = field(default=64, metadata={"help": "Most pairs per forward pass."})
+    combination: bool = field(default=True, metadata={
+        "help": "Also fit the served ranking's weights (false: keep the ones the folder has)."})
 
 
 def add_calibrate_parser(subparsers) -> None:
@@ -41,14 +46,18 @@ def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
     config, query_ids, where = dev_split(folder, split)
     print(f"using {use_cpu_threads()}")
     reranker = Reranker.load(str(folder), batch_size=args.batch_size, backend=args.backend)
-    print(f"dev split: {len(query_ids)} queries of {where}, dense top-{config.dev_depth}")
+    print(f"dev split: {len(query_ids)} queries of {where}, {config.first_stage} top-{config.dev_depth}")
     dev = DevSet.build(config, query_ids)
     try:
-        calibration, report = dev.calibrate(dev.score(reranker), where)
+        scores = dev.score(reranker)
+        calibration, report = dev.calibrate(scores, where)
     except ValueError as error:
         raise DataError(f"calibrate: cannot fit on {where}: {error}") from None
     settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
     settings.calibration_fitted_on = report["fitted_on"]
+    if args.combination:
+        fit = dev.fit_combination(scores, where)
+        settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
     write_settings(folder, settings)
     if (folder / ADAPTER_DIR / "rerankforge.json").is_file():  # the adapter scores like the merged model
         write_settings(folder / ADAPTER_DIR, settings)
@@ -58,5 +67,7 @@ def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
           f"{report['ece_calibrated']:.4f} (in-sample; `rerankforge eval` measures it on test)")
     print("min_relevance on dev: " + ", ".join(f"{t}: precision {v['precision']:.2f} recall {v['recall']:.2f}"
                                                for t, v in report["min_relevance"].items()))
+    if args.combination:
+        print(fit.message)
     print(f"saved in {folder / 'rerankforge.json'}")
     return 0

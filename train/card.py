@@ -72,21 +72,19 @@ def model_card(config: TrainConfig, metrics: dict) -> str:
         "## Evaluation",
         "",
         f"Dev split: {config.dev_queries} queries held out from the training split (never trained on), "
-        f"first-stage candidates from `{config.first_stage_model}` (dense top-{config.dev_depth}).",
+        f"first-stage candidates: {config.first_stage} top-{config.dev_depth} (bi-encoder `{config.first_stage_model}`).",
         "",
         "| ranking | nDCG@10 | MRR@10 |",
         "|---|---|---|",
     ]
-    for label, values in (("first stage (dense)", metrics.get("dev_first_stage")),
+    for label, values in ((f"first stage ({config.first_stage})", metrics.get("dev_first_stage")),
                           ("reranked (this model)", metrics.get("dev_reranked"))):
         if values:
             lines.append(f"| {label} | {_num(values.get('nDCG@10'))} | {_num(values.get('MRR@10'))} |")
-    fusion = metrics.get("fusion")
-    if fusion:
-        weight = fusion["weight"]
-        lines += ["", f"Fused with the first stage (`{weight}` x z(reranker) + `{1 - weight:g}` x z(first stage), z-normalised "
-                  f"per query; weight chosen on the dev split, saved in `{SETTINGS}` and applied by "
-                  f"`rerankforge eval` and `serve`): dev nDCG@10 {_num(fusion['dev_nDCG@10_by_weight'][weight])}."]
+    combination = metrics.get("combination")
+    if combination:
+        lines += ["", f"The served ranking (saved in `{SETTINGS}`, applied by `rerankforge eval`, the demo and `serve`) "
+                  f"combines z-standardised scores, fitted on the dev split: {combination['message']}."]
     lines += [
         "",
         "## Intended use and limits",

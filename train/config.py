@@ -40,8 +40,12 @@ class TrainConfig:
         "help": "Refuse to train on fewer judged queries than this (after the dev split is held out): a reranker "
                 "fitted to a handful of queries ranks worse than the first stage it reranks. 0: train anyway "
                 "(a smoke test)."})
+    first_stage: Literal["hybrid", "dense", "bm25"] = field(default="hybrid", metadata={
+        "help": "First stage of the dev split: its top-`dev_depth` are the dev candidates, and its signals (dense "
+                "and/or BM25 scores) are what the served ranking combines with the reranker's (hybrid: both, "
+                "candidates by reciprocal rank fusion)."})
     first_stage_model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
-        "help": "Bi-encoder that retrieves the dev candidates (dense top-`dev_depth`)."})
+        "help": "Bi-encoder of the dense first stage (dense and hybrid)."})
     num_negatives: int = field(default=7, metadata={
         "help": "Negatives per group (1 positive + this many). Examples with fewer mined negatives are filled "
                 "with negatives of other queries."})
@@ -126,9 +130,10 @@ class TrainConfig:
         "help": "Keep the weights with the best dev nDCG@10 (else the last)."})
     early_stopping_patience: int | None = field(default=None, metadata={
         "help": "Stop after this many evaluations without dev improvement."})
-    choose_fusion_weight: bool = field(default=True, metadata={
-        "help": "After training, choose on the dev split how much the reranker's score counts against the "
-                "first stage's (z-normalised per query, 0..1); saved in rerankforge.json and used by eval/serve."})
+    fit_combination: bool = field(default=True, metadata={
+        "help": "After training, fit on the dev split how the served ranking weighs the reranker's score against "
+                "the first stage's dense / BM25 scores (train/combining.py; the first stage alone where dev does "
+                "not show the reranker helps); saved in rerankforge.json, used by eval, the demo and serve."})
     calibrate: bool = field(default=True, metadata={
         "help": "After training, fit Platt scaling on the dev split's candidates so the reranker's scores read as "
                 "probabilities of relevance (serve's relevance_score and min_relevance); saved in rerankforge.json."})

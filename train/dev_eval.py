@@ -1,5 +1,6 @@
 """In-loop evaluation on the dev queries held out from the training split (never the test split):
-rerank their first-stage top-k and score nDCG@10 / MRR@10 with the same metrics code as `eval`."""
+rerank their first-stage top-k and score nDCG@10 / MRR@10 with the same metrics code as `eval`; after
+training, fit on them the served ranking (combining.py) and the calibration."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from rerankforge.data_prep.runs import Run
 from rerankforge.eval.metrics import mean, per_query
 from rerankforge.reranker.calibration import (SIGMOID, Calibration, expected_calibration_error, fit_platt,
                                               min_relevance_table)
-from rerankforge.reranker.fusion import fuse
+from rerankforge.reranker.combiner import Combiner
 from rerankforge.reranker.scoring import Reranker
 
+from .combining import Fit, fit_combination
 from .config import TrainConfig
 
 DEV_METRICS = ("nDCG@10", "MRR@10")
@@ -25,9 +27,12 @@ class DevSet:
     queries: dict[str, str]
     run: Run  # first-stage top-k of each dev query
     depth: int
+    signals: dict[str, dict[str, dict[str, float]]]
+    """The first stage's signals of every candidate: "dense" and/or "bm25" -> query id -> {doc id -> score}."""
 
     @classmethod
     def build(cls, config: TrainConfig, query_ids: list[str], show_progress: bool = True) -> "DevSet":
+        from rerankforge.data_prep.hybrid import HybridRetriever
         from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
         from rerankforge.data_prep.sources import load_collection
 
@@ -38,9 +43,14 @@ class DevSet:
             raise DataError(f"train_file names query ids that are not judged queries of {config.data}/{config.split}: "
                             f"{preview(unknown)}; is `data` the collection the file was mined from?")
         queries = {qid: collection.queries[qid] for qid in query_ids}
-        retriever = build_retriever(collection.corpus, RetrieverConfig(
-            retriever="dense", model=config.first_stage_model, show_progress=show_progress))
-        return cls(collection, queries, retriever.search(queries, config.dev_depth), config.dev_depth)
+        parts = {kind: build_retriever(collection.corpus, RetrieverConfig(
+                     retriever=kind, model=config.first_stage_model, show_progress=show_progress))
+                 for kind in (("dense", "bm25") if config.first_stage == "hybrid" else (config.first_stage,))}
+        first_stage = HybridRetriever(list(parts.values())) if len(parts) > 1 else next(iter(parts.values()))
+        run = first_stage.search(queries, config.dev_depth)
+        candidates = {qid: [d for d, _ in hits] for qid, hits in run.items()}
+        signals = {kind: part.score_pairs(queries, candidates) for kind, part in parts.items()}
+        return cls(collection, queries, run, config.dev_depth, signals)
 
     def qrels(self):
         return {qid: self.collection.qrels[qid] for qid in self.queries}
@@ -54,7 +64,8 @@ class DevSet:
 
     def evaluate(self, scores: dict[str, dict[str, float]]) -> dict[str, float]:
         """The reranker alone (no fusion with the first stage), from its `score`s."""
-        reranked = {qid: fuse(self.run[qid][:self.depth], scores[qid], 1.0) for qid in self.run}
+        reranked = {qid: Combiner.reranker_only().rank(self.candidates[qid], {"reranker": scores[qid]})
+                    for qid in self.run}
         return mean(per_query(self.qrels(), reranked, DEV_METRICS))
 
     def calibrate(self, scores: dict[str, dict[str, float]], where: str = "dev split") -> tuple[Calibration, dict]:
@@ -73,13 +84,11 @@ class DevSet:
             "ece_calibrated": expected_calibration_error(probabilities, labels),
             "min_relevance": min_relevance_table(probabilities, labels, [t / 10 for t in range(1, 10)])}
 
-    def choose_fusion_weight(self, scores: dict[str, dict[str, float]]) -> tuple[float, dict[float, float]]:
-        """The weight of `fuse` (reranker vs first stage) with the best dev nDCG@10, from 0.0 to 1.0 in
-        steps of 0.05 (ties go to the larger weight), and the nDCG@10 of every weight tried."""
-        curve = {}
-        for step in range(20, -1, -1):
-            weight = step / 20
-            fused = {qid: fuse(self.run[qid][:self.depth], scores[qid], weight) for qid in self.run}
-            curve[weight] = mean(per_query(self.qrels(), fused, ("nDCG@10",)))["nDCG@10"]
-        best = max(curve, key=lambda w: (curve[w], w))
-        return best, curve
+    def fit_combination(self, scores: dict[str, dict[str, float]], where: str = "dev split") -> Fit:
+        """The served ranking fitted on these dev queries: weights of the reranker's `scores` and the first
+        stage's signals (combining.py), or the first stage alone where dev does not show the reranker helps."""
+        return fit_combination(self.candidates, {"reranker": scores, **self.signals}, self.qrels(), where)
+
+    @property
+    def candidates(self) -> dict[str, list[str]]:
+        return {qid: [d for d, _ in hits[:self.depth]] for qid, hits in self.run.items()}

@@ -1,7 +1,7 @@
 """The dev split a finished reranker is judged on after training (`rerankforge export` checks its exports
 on it, `rerankforge calibrate` fits its calibration on it): a model trained by rerankforge uses its own, the
 train queries its train_config.json held out (`dev_queries`, drawn with its `seed` from its `train_file`),
-reranking their dense first-stage top-`dev_depth`, exactly as training evaluated it. Other models name a
+reranking their first-stage top-`dev_depth` (its `first_stage`), exactly as training evaluated it. Other models name a
 collection with --data/--split, and --dev_queries of its judged queries are drawn."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import random
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
 from rerankforge.data_prep.errors import ConfigError, DataError
 
@@ -27,6 +28,9 @@ class DevSplitArgs:
     split: str = field(default="train", metadata={"help": "Qrels split of --data to draw the dev queries from."})
     dev_queries: int | None = field(default=None, metadata={
         "help": "Queries drawn from --data/--split (default 100); with the model's own dev split, its own count."})
+    first_stage: Literal["hybrid", "dense", "bm25"] = field(default="hybrid", metadata={
+        "help": "First stage of --data's dev queries (a model's own split uses its own): its top-k are the "
+                "candidates, its dense/BM25 scores the signals the served ranking combines."})
     first_stage_model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
         "help": "Bi-encoder that retrieves the candidates of --data's queries (a model's own split uses its own)."})
     depth: int | None = field(default=None, metadata={
@@ -70,7 +74,7 @@ def _drawn_split(args: DevSplitArgs) -> tuple[TrainConfig, list[str], str]:
         raise DataError(f"--dev_queries: {count} asked for, {args.data}/{args.split} has {len(judged)} judged queries")
     query_ids = sorted(random.Random(args.seed).sample(judged, count))
     config = TrainConfig(data=args.data, split=args.split, dev_depth=args.depth or 50,
-                         first_stage_model=args.first_stage_model)
+                         first_stage=args.first_stage, first_stage_model=args.first_stage_model)
     return config, query_ids, f"{args.data}/{args.split} (seed {args.seed})"
 
 

@@ -60,7 +60,7 @@ def run_export(args: ExportArgs, split: DevSplitArgs | None = None) -> int:
     config, query_ids, where = dev_split(folder, split or DevSplitArgs())  # everything the check reads is found before a model loads
     print(f"using {use_cpu_threads()}")
     torch_reranker = Reranker.load(str(folder), batch_size=args.batch_size, precision="fp32")
-    print(f"dev split: {len(query_ids)} queries of {where}, dense top-{config.dev_depth}")
+    print(f"dev split: {len(query_ids)} queries of {where}, {config.first_stage} top-{config.dev_depth}")
     dev = DevSet.build(config, query_ids)
     check = DevCheck(dev, torch_reranker, args.min_spearman, args.max_ndcg_loss)
     print(f"torch fp32: dev nDCG@10 {check.torch_ndcg:.4f} over {check.pairs} pairs ({check.torch_rate:.1f} pairs/s)")

@@ -182,7 +182,7 @@ def train(config: TrainConfig) -> dict:
         metrics = _final_metrics(state, config, updates_per_epoch)
         metrics["precision"] = precision.name  # what `mixed_precision` resolved to on this machine
         settings = RerankerSettings(max_length=config.max_length)
-        if dev is not None and (config.choose_fusion_weight or config.calibrate):
+        if dev is not None and (config.fit_combination or config.calibrate):
             # The last evaluation (at this step) scored the weights being saved unless older best ones came back.
             kept_last = not (config.keep_best and state.best_step != state.step)
             saved_scores = dev_scores if kept_last and dev_scores is not None else dev.score(reranker)
@@ -195,12 +195,11 @@ def train(config: TrainConfig) -> dict:
                 settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
                 settings.calibration_fitted_on = metrics["calibration"]["fitted_on"]
                 accelerator.print(f"calibration fitted on dev: {_calibration_line(metrics['calibration'])}")
-        if dev is not None and config.choose_fusion_weight:
-            weight, curve = dev.choose_fusion_weight(saved_scores)
-            settings.fusion_weight, settings.fusion_chosen_on = weight, f"dev split ({len(dev.queries)} train queries)"
-            metrics["fusion"] = {"weight": weight, "dev_nDCG@10_by_weight": curve}
-            accelerator.print(f"fusion weight chosen on dev: {weight} (dev nDCG@10 {curve[weight]:.4f}; "
-                              f"reranker alone {curve[1.0]:.4f}, first stage alone {curve[0.0]:.4f})")
+        if dev is not None and config.fit_combination:
+            fit = dev.fit_combination(saved_scores, f"dev split of {config.data}/{config.split}")
+            settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
+            metrics["combination"] = fit.evidence
+            accelerator.print(fit.message)
         tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
         save_reranker(unwrapped, tokenizer, output_dir, config.model, settings)
         atomic_write_text(output_dir / "train_config.json", json.dumps(to_dict(config), indent=2) + "\n")

@@ -1,0 +1,112 @@
+"""The served ranking: how the reranker's score and the first stage's signals combine into one ranking.
+
+A `Combiner` is a weight per signal -- `reranker` (the cross-encoder's raw score), `dense` (the bi-encoder's
+cosine), `bm25`, or `first_stage` (whatever score the candidate list itself carries) -- applied to each
+query's candidates after standardising every signal over them (z-scores: the scales differ). The weights
+are fitted on the dev split (train/combining.py) and saved in rerankforge.json, so train's dev
+evaluation, `rerankforge eval`, the demo, `serve` and `/search` all rank the same way.
+
+    Combiner({"reranker": 0.6, "dense": 0.1, "bm25": 0.3}).rank(candidates, signals)
+
+One signal of weight 1 ranks by that signal's raw values (the reranker alone is the raw cross-encoder)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rerankforge.data_prep.errors import DataError
+
+SIGNALS = ("reranker", "dense", "bm25", "first_stage")
+RETRIEVER_SIGNALS = ("dense", "bm25")
+"""Signals a first-stage retriever scores for any (query, document) pair (`Retriever.score_pairs`)."""
+
+
+@dataclass(frozen=True)
+class Combiner:
+    weights: Mapping[str, float]
+    """Signal -> weight (non-negative; only the ratios matter). Signals of weight 0 are dropped."""
+    chosen_on: str | None = field(default=None, compare=False)
+    """Where the weights were fitted, e.g. 'dev split (80 train queries)'; None: not fitted."""
+
+    def __post_init__(self):
+        check_weights(self.weights, "fusion_weights")
+        object.__setattr__(self, "weights", {s: float(w) for s, w in self.weights.items() if w > 0})
+
+    @classmethod
+    def reranker_only(cls) -> Combiner:
+        return cls({"reranker": 1.0})
+
+    @classmethod
+    def with_first_stage(cls, weight: float, chosen_on: str | None = None) -> Combiner:
+        """`weight` x reranker + (1 - weight) x the candidate list's own score (the one-number fusion weight
+        of earlier rerankforge.json files and of `serve`'s `fusion_weight` key)."""
+        if not 0 <= weight <= 1:
+            raise DataError(f"fusion_weight: expected a number from 0 to 1, got {weight!r}")
+        return cls({"reranker": weight, "first_stage": 1 - weight}, chosen_on)
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    @property
+    def uses_reranker(self) -> bool:
+        return "reranker" in self.weights
+
+    @property
+    def is_reranker_only(self) -> bool:
+        return self.signals == ("reranker",)
+
+    def describe(self) -> str:
+        """'0.60 reranker + 0.10 dense + 0.30 bm25', weights summing to 1."""
+        total = sum(self.weights.values())
+        return " + ".join(f"{w / total:.2f} {s}" for s, w in self.weights.items())
+
+    def rank(self, candidates: Sequence[str], signals: Mapping[str, Mapping[str, float]]) -> list[tuple[str, float]]:
+        """The candidates best first, by the weighted sum of their standardised signals; `signals` maps each
+        signal this combiner uses to {doc id -> score}. A candidate a signal has no score for gets that
+        signal's lowest standardised value (ranked with its last). Ties keep the candidates' order."""
+        missing = [s for s in self.signals if s not in signals]
+        if missing:
+            raise DataError(f"the combination {self.describe()} needs the signal(s) {', '.join(missing)}; got only "
+                            f"{', '.join(signals) or 'none'}")
+        if len(self.weights) == 1:  # one signal: its raw values, so "reranker" alone is the raw cross-encoder
+            (name,) = self.signals
+            floor = min(signals[name].values(), default=0.0)
+            combined = [signals[name].get(d, floor) for d in candidates]
+        else:
+            combined = [0.0] * len(candidates)
+            for name, weight in self.weights.items():
+                for i, value in enumerate(standardise([signals[name].get(d) for d in candidates])):
+                    combined[i] += weight * value
+        return sorted(zip(candidates, combined), key=lambda hit: -hit[1])
+
+
+def standardise(values: Sequence[float | None]) -> list[float]:
+    """z-scores over the values present; a missing value (None) gets the lowest z-score. A constant (or
+    single) list standardises to zeros: the signal cannot tell these candidates apart."""
+    present = [v for v in values if v is not None]
+    if len(present) < 2:
+        return [0.0] * len(values)
+    mu, sd = statistics.fmean(present), statistics.pstdev(present)
+    if sd == 0:
+        return [0.0] * len(values)
+    z = [None if v is None else (v - mu) / sd for v in values]
+    floor = min(x for x in z if x is not None)
+    return [floor if x is None else x for x in z]
+
+
+def check_weights(weights: object, where: str) -> None:
+    """A non-empty {signal: weight} mapping of known signals and finite, non-negative weights, one positive."""
+    if not isinstance(weights, Mapping) or not weights:
+        raise DataError(f"{where}: expected an object of signal weights such as {{\"reranker\": 0.7, \"bm25\": "
+                        f"0.3}}, got {weights!r}")
+    for signal, weight in weights.items():
+        if signal not in SIGNALS:
+            raise DataError(f"{where}: unknown signal {signal!r}; expected some of {', '.join(SIGNALS)}")
+        if type(weight) not in (int, float) or not math.isfinite(weight) or weight < 0:
+            raise DataError(f"{where}: {signal}: expected a number >= 0, got {weight!r}")
+    if not any(w > 0 for w in weights.values()):
+        raise DataError(f"{where}: expected at least one weight above 0, got {dict(weights)!r}")
