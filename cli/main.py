@@ -13,6 +13,7 @@ from rerankforge.eval.cli import add_eval_parser
 from rerankforge.train.cli import add_push_parser, add_train_parser, train_main
 from rerankforge.train.calibrate_cli import add_calibrate_parser
 from rerankforge.train.export_check import add_export_parser
+from rerankforge.train.score_teacher import add_score_teacher_parser
 
 from rerankforge.serve.service import add_index_parser, serve_main
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(subparsers)
     add_retrieve_parser(subparsers)
     add_mine_parser(subparsers)
+    add_score_teacher_parser(subparsers)
     add_train_parser(subparsers)
     add_push_parser(subparsers)
     add_eval_parser(subparsers)

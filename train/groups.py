@@ -98,9 +98,10 @@ def build_groups(rows: list[dict], config: TrainConfig) -> list[Group]:
     if distil:
         lacking = [i for i, row in enumerate(rows) if "positive_score" not in row or "negative_scores" not in row]
         if lacking:
-            raise DataError(f"{config.train_file}: loss {config.loss} distils from first-stage scores, expected "
-                            f"'positive_score' and 'negative_scores' in every row; {len(lacking)} rows lack them "
-                            f"(first: row {lacking[0] + 1})")
+            raise DataError(f"{config.train_file}: loss {config.loss} distils from the file's scores (first-stage, or a "
+                            f"teacher's from `rerankforge score-teacher`), expected 'positive_score' and "
+                            f"'negative_scores' in every row; {len(lacking)} rows lack them (first: row "
+                            f"{lacking[0] + 1})")
     rng = random.Random(config.seed)
     pool = [(str(row["query_id"]), text) for row in rows for text in [row["positive"], *row["negatives"]]]
     groups = []
