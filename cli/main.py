@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rerankforge.data_prep.cli import add_mine_parser, add_retrieve_parser, add_subcommands, run_cli
+from rerankforge.data_prep.cli import (add_generate_queries_parser, add_mine_parser, add_retrieve_parser,
+                                       add_subcommands, run_cli)
 from rerankforge.eval.cli import add_eval_parser
 from rerankforge.train.cli import add_push_parser, add_train_parser, train_main
 from rerankforge.train.calibrate_cli import add_calibrate_parser
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(subparsers)
     add_retrieve_parser(subparsers)
     add_mine_parser(subparsers)
+    add_generate_queries_parser(subparsers)
     add_score_teacher_parser(subparsers)
     add_train_parser(subparsers)
     add_push_parser(subparsers)

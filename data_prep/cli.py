@@ -56,6 +56,30 @@ def add_mine_parser(subparsers) -> None:
     add_command(subparsers, "mine", MINE_HELP, [MineArgs, RetrieverConfig, MiningConfig], run_mine)
 
 
+def add_generate_queries_parser(subparsers) -> None:
+    from .query_generation import GenerateQueriesArgs
+
+    add_command(subparsers, "generate-queries", GENERATE_HELP, [GenerateQueriesArgs], run_generate_queries)
+
+
+GENERATE_HELP = ("Write synthetic queries for a corpus with an LLM (local causal LM or OpenAI-compatible endpoint), "
+                 "filter out empty, too short/long, copied and duplicate ones, and save a BEIR folder whose train "
+                 "split `mine-negatives`, `score-teacher` and `train` take (the GPL recipe, no labels needed).")
+
+
+def run_generate_queries(args) -> int:
+    from .query_generation import generate_queries
+
+    summary = generate_queries(args)
+    dropped = ", ".join(f"{reason} {count}" for reason, count in summary["dropped"].items())
+    print(f"{summary['kept']} of {summary['passages']} generated queries kept (dropped: {dropped}); "
+          f"{summary['generated_now']} generated now in {summary['seconds']} s with {summary['generator']} "
+          f"{summary['model']}")
+    print(f"wrote {args.output} (corpus.jsonl, queries.jsonl, qrels/train.tsv, generation.summary.json); next: "
+          f"rerankforge mine --data {args.output} --split train ...")
+    return 0
+
+
 def add_retrieve_parser(subparsers) -> None:
     add_command(subparsers, "retrieve", RETRIEVE_HELP, [RetrieveArgs, RetrieverConfig], run_retrieve)
 

@@ -15,7 +15,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rerankforge.data_prep.errors import ConfigError, RerankforgeError
 
@@ -50,23 +49,17 @@ class CausalLMJudge:
     def __init__(self, ref: str, prompt: JudgePrompt, max_length: int = 512, batch_size: int = 8,
                  device: str | None = None):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from rerankforge.data_prep.models import resolve_model
+        from rerankforge.data_prep.llm import load_causal_lm
 
-        source = Path(ref)
-        kwargs = {"gguf_file": source.name} if source.suffix == ".gguf" else {}
-        if kwargs and not source.is_file():
-            raise ConfigError(f"teacher: no such .gguf file: {ref}")
-        folder = str(source.parent) if kwargs else resolve_model(ref)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+        self.tokenizer, self.model = load_causal_lm(ref, "teacher")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"  # the next token is read at the last position of every row
         if not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(f"teacher: {ref} has no chat template; expected an instruction-tuned (chat) model")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForCausalLM.from_pretrained(folder, **kwargs).to(self.device).eval()
+        self.model.to(self.device)
         self.prompt, self.max_length, self.batch_size = prompt, max_length, batch_size
         self.yes, self.no = self._first_tokens(YES), self._first_tokens(NO)
         if set(self.yes) & set(self.no):
