@@ -15,6 +15,23 @@ class GeneratorError(RerankforgeError):
     """The generator could not answer (endpoint down, bad key, ...)."""
 
 
+def read_prompt(path: str | None, kind):
+    """The chat prompt `kind` (a dataclass of `system` and `user` texts) from a YAML file with those keys; the
+    defaults when no file is given."""
+    if path is None:
+        return kind()
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"--prompt {path}: expected a readable YAML file with system and user, got: {error}") from None
+    if not isinstance(values, dict) or not set(values) <= {"system", "user"} or not all(
+            isinstance(v, str) for v in values.values()):
+        raise ConfigError(f"--prompt {path}: expected a mapping with the text keys system and user, got {values!r}")
+    return kind(**values)
+
+
 def load_causal_lm(ref: str, option: str = "generator_model"):
     """(tokenizer, model) of a causal LM: a folder, a Hub id, or a `.gguf` file (its folder's other files are
     not needed). The model is in eval mode on the CPU."""

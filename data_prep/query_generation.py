@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import ConfigError
+from .llm import read_prompt
 from .outputs import check_output_folder
 
 FILTERS = ("empty", "too_short", "too_long", "copied", "duplicate")
@@ -139,7 +140,7 @@ def generate_queries(args: GenerateQueriesArgs, show_progress: bool = True) -> d
     if foreign:
         raise ConfigError(f"--output {out}: holds files that are not a generated collection ({', '.join(foreign[:5])}); "
                           "expected a new or empty folder, or the folder of an earlier run to resume")
-    prompt = read_prompt(args.prompt)
+    prompt = read_prompt(args.prompt, GenerationPrompt)
     if args.num_passages < 1 or args.min_words < 1 or args.max_words < args.min_words or not 0 < args.max_copied <= 1:
         raise ConfigError("expected --num_passages >= 1, 1 <= --min_words <= --max_words and 0 < --max_copied <= 1; "
                           f"got {args.num_passages}, {args.min_words}, {args.max_words}, {args.max_copied}")
@@ -183,21 +184,6 @@ def generate_queries(args: GenerateQueriesArgs, show_progress: bool = True) -> d
                "dropped": {reason: dropped.get(reason, 0) for reason in FILTERS}}
     atomic_write_text(out / "generation.summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def read_prompt(path: str | None) -> GenerationPrompt:
-    if path is None:
-        return GenerationPrompt()
-    import yaml
-
-    try:
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"--prompt {path}: expected a readable YAML file with system and user, got: {error}") from None
-    if not isinstance(values, dict) or not set(values) <= {"system", "user"} or not all(
-            isinstance(v, str) for v in values.values()):
-        raise ConfigError(f"--prompt {path}: expected a mapping with the text keys system and user, got {values!r}")
-    return GenerationPrompt(**values)
 
 
 def _read_log(path: Path, settings: dict) -> dict[str, str]:

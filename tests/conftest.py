@@ -212,3 +212,20 @@ def running(app):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def tiny_chat_lm(folder: Path, tiny_bert: str) -> Path:
+    """A tiny random Llama with a chat template, saved in `folder` (an LLM for generators and judges)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
+    tokenizer.eos_token = tokenizer.sep_token
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                 max_position_embeddings=512)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -8,7 +8,7 @@ import pytest
 from rerankforge.cli.main import main as rerankforge
 from rerankforge.data_prep.query_generation import GenerateQueriesArgs, clean_query, copied_share, query_filter
 
-from conftest import running
+from conftest import running, tiny_chat_lm
 
 
 def test_replies_are_cleaned_into_queries():
@@ -76,9 +76,7 @@ def test_generated_collection_from_an_openai_compatible_endpoint(tmp_path, scifa
 
 
 def test_a_local_causal_lm_generates_and_an_interrupted_run_resumes(tmp_path, scifact_slice, tiny_bert):
-    from test_score_teacher import _tiny_chat_lm
-
-    lm = _tiny_chat_lm(tmp_path / "lm", tiny_bert)
+    lm = tiny_chat_lm(tmp_path / "lm", tiny_bert)
     out = tmp_path / "synthetic"
     args = ["generate-queries", "--data", str(scifact_slice), "--output", str(out), "--generator", "causal-lm",
             "--model", str(lm), "--num_passages", "4", "--max_new_tokens", "8", "--min_words", "1",

@@ -8,7 +8,7 @@ import pytest
 
 from rerankforge.cli.main import main as rerankforge
 
-from conftest import running
+from conftest import running, tiny_chat_lm
 
 
 def _rows(path):
@@ -71,26 +71,10 @@ def test_served_teacher_is_the_folders_served_ranking(tmp_path, mined_slice, tin
         assert abs(sum(scores)) < 1e-6 * len(scores) + 1e-9 and row["teacher"] == f"served: {teacher}"
 
 
-def _tiny_chat_lm(folder, tiny_bert):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
-    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                               "{% if add_generation_prompt %}assistant:{% endif %}")
-    tokenizer.eos_token = tokenizer.sep_token
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
-                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                 max_position_embeddings=512)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_local_causal_lm_judge_scores_yes_against_no_the_same_in_any_batch(tmp_path, tiny_bert):
     from rerankforge.train.judges import CausalLMJudge, JudgePrompt
 
-    judge = CausalLMJudge(str(_tiny_chat_lm(tmp_path / "lm", tiny_bert)), JudgePrompt(), max_length=64, batch_size=1)
+    judge = CausalLMJudge(str(tiny_chat_lm(tmp_path / "lm", tiny_bert)), JudgePrompt(), max_length=64, batch_size=1)
     pairs = [("vitamin d", "Vitamin D and bone fractures in the elderly."), ("q", "a much longer passage " * 30),
              ("does smoking cause cancer", "no")]
     one_by_one = judge.score(pairs)
@@ -101,7 +85,7 @@ def test_local_causal_lm_judge_scores_yes_against_no_the_same_in_any_batch(tmp_p
 
 
 def test_causal_lm_teacher_through_the_command(tmp_path, mined_slice, tiny_bert):
-    lm = _tiny_chat_lm(tmp_path / "lm", tiny_bert)
+    lm = tiny_chat_lm(tmp_path / "lm", tiny_bert)
     prompt = tmp_path / "prompt.yaml"
     prompt.write_text("system: Judge.\nuser: 'Q: {query} P: {passage} Relevant?'\n")
     out = tmp_path / "llm.jsonl"

@@ -19,7 +19,7 @@ import pytest
 
 from rerankforge.cli.main import main as rerankforge
 
-from conftest import running
+from conftest import running, tiny_chat_lm
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -393,20 +393,9 @@ def test_langchain_and_llamaindex_adapters(reranker):
 
 def test_local_causal_lm_generates_from_the_chat_prompt(tmp_path, tiny_bert):
     """A tiny random Llama with a chat template: the answer starts with the configured prefix."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     from rerankforge.serve.generators import GeneratorConfig, build_generator
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
-    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                               "{% if add_generation_prompt %}assistant:{% endif %}")
-    tokenizer.eos_token = tokenizer.sep_token
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
-                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                 max_position_embeddings=512)).save_pretrained(tmp_path / "lm")
-    tokenizer.save_pretrained(tmp_path / "lm")
+    tiny_chat_lm(tmp_path / "lm", tiny_bert)
     generator = build_generator(GeneratorConfig(generator="local", generator_model=str(tmp_path / "lm"),
                                                 max_new_tokens=5, answer_prefix="According to source ["))
     answer = generator.generate([{"role": "user", "content": "Question: q\n\nSources:\n\n[1] a"}])

@@ -29,6 +29,7 @@ from typing import Literal
 from rerankforge.data_prep.cli import add_command
 from rerankforge.data_prep.errors import ConfigError, DataError
 from rerankforge.data_prep.hardware import use_cpu_threads
+from rerankforge.data_prep.llm import read_prompt
 from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
 
 from .judges import JudgePrompt
@@ -78,7 +79,7 @@ def run_score_teacher(args: ScoreTeacherArgs) -> int:
     from .groups import read_mined
 
     output = _check_output(args)
-    prompt = _read_prompt(args.prompt) if args.kind in ("causal-lm", "openai") else None
+    prompt = read_prompt(args.prompt, JudgePrompt) if args.kind in ("causal-lm", "openai") else None
     rows = read_mined(args.input)
     if args.kind == "served":
         _check_ids(rows, args.input)
@@ -167,21 +168,6 @@ def _check_output(args: ScoreTeacherArgs) -> Path:
     if args.kind == "openai" and not args.base_url:
         raise ConfigError("--base_url: the openai teacher needs the endpoint, e.g. http://localhost:8000/v1")
     return output
-
-
-def _read_prompt(path: str | None) -> JudgePrompt:
-    if path is None:
-        return JudgePrompt()
-    import yaml
-
-    try:
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"--prompt {path}: expected a readable YAML file with system and user, got: {error}") from None
-    if not isinstance(values, dict) or not set(values) <= {"system", "user"} or not all(
-            isinstance(v, str) for v in values.values()):
-        raise ConfigError(f"--prompt {path}: expected a mapping with the text keys system and user, got {values!r}")
-    return JudgePrompt(**values)
 
 
 def _check_ids(rows: list[dict], path: str) -> None:
