@@ -149,15 +149,16 @@ class BM25Retriever:
     def __len__(self) -> int:
         return len(self._doc_ids)
 
-    def _tokenize(self, texts: list[str], as_ids: bool = False):
-        """The one analyzer shared by corpus and queries: lowercase, stopwords out, then stem."""
+    def _tokenize(self, texts: list[str], as_ids: bool = False, progress: bool | None = None):
+        """The one analyzer shared by corpus and queries: lowercase, stopwords out, then stem. `progress`:
+        bars or not (default the retriever's `show_progress`)."""
         return bm25s.tokenize(
             texts,
             lower=True,
             stopwords=self.stopwords,
             stemmer=self._stemmer,
             return_ids=as_ids,
-            show_progress=self.show_progress,
+            show_progress=self.show_progress if progress is None else progress,
         )
 
     def search(self, queries: dict[str, str], k: int) -> Run:
@@ -226,7 +227,7 @@ class BM25Retriever:
         out: dict[str, dict[str, float]] = {}
         for qid, docs in doc_ids.items():
             rows = self._rows(docs, qid)
-            (tokens,) = self._tokenize([queries[qid]])
+            (tokens,) = self._tokenize([queries[qid]], progress=False)  # one query at a time: no bars
             scores = self._scores(tokens)
             out[qid] = {doc_id: float(scores[row]) for doc_id, row in zip(docs, rows)}
         return out

@@ -30,6 +30,9 @@ class Combiner:
     """Signal -> weight (non-negative; only the ratios matter). Signals of weight 0 are dropped."""
     chosen_on: str | None = field(default=None, compare=False)
     """Where the weights were fitted, e.g. 'dev split (80 train queries)'; None: not fitted."""
+    first_stage: str | None = field(default=None, compare=False)
+    """The first stage whose candidates they were fitted on (hybrid, dense, bm25): what `serve` retrieves with
+    by default, and what "first_stage" means. None: not recorded."""
 
     def __post_init__(self):
         check_weights(self.weights, "fusion_weights")
@@ -40,12 +43,12 @@ class Combiner:
         return cls({"reranker": 1.0})
 
     @classmethod
-    def with_first_stage(cls, weight: float, chosen_on: str | None = None) -> Combiner:
+    def with_first_stage(cls, weight: float, chosen_on: str | None = None, first_stage: str | None = None) -> Combiner:
         """`weight` x reranker + (1 - weight) x the candidate list's own score (the one-number fusion weight
         of earlier rerankforge.json files and of `serve`'s `fusion_weight` key)."""
         if not 0 <= weight <= 1:
             raise DataError(f"fusion_weight: expected a number from 0 to 1, got {weight!r}")
-        return cls({"reranker": weight, "first_stage": 1 - weight}, chosen_on)
+        return cls({"reranker": weight, "first_stage": 1 - weight}, chosen_on, first_stage)
 
     @property
     def signals(self) -> tuple[str, ...]:

@@ -47,6 +47,9 @@ class RerankerSettings:
         "help": "The served ranking (reranker/combiner.py): a weight per signal -- reranker, dense, bm25, "
                 "first_stage -- each signal z-standardised over a query's candidates; fitted on dev. None: "
                 "fusion_weight says it."})
+    fusion_first_stage: str | None = field(default=None, metadata={
+        "help": "The first stage the fusion weights were fitted on (hybrid, dense or bm25): serve retrieves with "
+                "it by default. None: not recorded."})
     fusion_chosen_on: str | None = field(default=None, metadata={
         "help": "Where the fusion weights were chosen (e.g. 'dev split (40 train queries)'); None: not chosen."})
     calibration_scale: float | None = field(default=None, metadata={
@@ -61,8 +64,8 @@ class RerankerSettings:
         """How the served ranking combines the reranker with the first stage: `fusion_weights`, else the
         one-number `fusion_weight` (reranker vs the candidate list's own score)."""
         if self.fusion_weights is not None:
-            return Combiner(self.fusion_weights, self.fusion_chosen_on)
-        return Combiner.with_first_stage(self.fusion_weight, self.fusion_chosen_on)
+            return Combiner(self.fusion_weights, self.fusion_chosen_on, self.fusion_first_stage)
+        return Combiner.with_first_stage(self.fusion_weight, self.fusion_chosen_on, self.fusion_first_stage)
 
     @property
     def calibration(self) -> Calibration:
@@ -105,6 +108,9 @@ def _check(settings: RerankerSettings, where: object) -> None:
         raise DataError(f"{where}: fusion_weight: expected a number from 0 to 1, got {weight!r}")
     if settings.fusion_weights is not None:
         check_weights(settings.fusion_weights, f"{where}: fusion_weights")
+    if settings.fusion_first_stage not in (None, "hybrid", "dense", "bm25"):
+        raise DataError(f"{where}: fusion_first_stage: expected hybrid, dense, bm25 or null, got "
+                        f"{settings.fusion_first_stage!r}")
     if chosen_on is not None and not isinstance(chosen_on, str):
         raise DataError(f"{where}: fusion_chosen_on: expected a string or null, got {chosen_on!r}")
     for key in ("calibration_scale", "calibration_bias"):

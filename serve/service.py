@@ -80,10 +80,13 @@ def build_app(config, reranker=None):
 
 
 def first_stage_for(retriever: str, reranker) -> str:
-    """`retriever`, or for auto the first stage whose scores the reranker's served ranking combines."""
+    """`retriever`, or for auto the first stage the reranker's served ranking was fitted on (else the one whose
+    scores it combines, else dense)."""
     if retriever != "auto":
         return retriever
     from rerankforge.reranker.combiner import RETRIEVER_SIGNALS
 
+    if reranker.combiner.first_stage:  # the one its served ranking was fitted on
+        return reranker.combiner.first_stage
     used = [s for s in RETRIEVER_SIGNALS if s in reranker.combiner.signals]
     return "hybrid" if len(used) == 2 else used[0] if used else "dense"

@@ -65,14 +65,17 @@ def test_the_settings_file_carries_the_served_ranking(tmp_path):
     (tmp_path / "rerankforge.json").write_text('{"fusion_weights": {"reranker": 1, "splade": 2}}')
     with pytest.raises(DataError, match="rerankforge.json: fusion_weights: unknown signal 'splade'"):
         read_settings(tmp_path)
+    (tmp_path / "rerankforge.json").write_text('{"fusion_weights": {"first_stage": 1}, "fusion_first_stage": "splade"}')
+    with pytest.raises(DataError, match="fusion_first_stage: expected hybrid, dense, bm25 or null, got 'splade'"):
+        read_settings(tmp_path)
     (tmp_path / "rerankforge.json").write_text('{"fusion_weight": 0.25}')  # written before fusion_weights
     assert read_settings(tmp_path).combiner == Combiner({"reranker": 0.25, "first_stage": 0.75})
 
 
-def _toy_dev(queries: int, informative: str, seed: int = 0):
+def _toy_dev(queries: int, informative: str, seed: int = 0, names=("reranker", "dense", "bm25")):
     """Dev queries of 20 candidates, one relevant: `informative` ranks it near the top, the others are noise."""
     rng = random.Random(seed)
-    candidates, qrels, signals = {}, {}, {"reranker": {}, "dense": {}, "bm25": {}}
+    candidates, qrels, signals = {}, {}, {name: {} for name in names}
     for q in range(queries):
         qid, docs = f"q{q}", [f"q{q}-d{i}" for i in range(20)]
         relevant = rng.choice(docs)
@@ -104,3 +107,15 @@ def test_fitting_leans_on_the_first_stage_when_dev_does_not_show_the_reranker_he
     small = fit_combination(few, {s: {q: v[q] for q in few} for s, v in signals.items()},
                             {q: qrels[q] for q in few}, "toy dev split")
     assert small.leans_on_first_stage and not small.combiner.uses_reranker
+
+
+def test_the_first_stage_as_it_ranks_is_kept_unless_dev_shows_a_weighting_of_its_scores_beats_it():
+    candidates, signals, qrels = _toy_dev(60, "first_stage", names=("reranker", "dense", "bm25", "first_stage"))
+    fit = fit_combination(candidates, signals, qrels, "toy dev split", first_stage="hybrid")
+    assert fit.leans_on_first_stage and fit.combiner == Combiner({"first_stage": 1.0})
+    assert fit.combiner.first_stage == "hybrid" and fit.evidence["p_value_first_stage_weighting"] >= 0.05
+    # dense far better than the list's own order: the weighting is kept, then the reranker must beat that
+    candidates, signals, qrels = _toy_dev(60, "dense", names=("reranker", "dense", "bm25", "first_stage"))
+    fit = fit_combination(candidates, signals, qrels, "toy dev split", first_stage="hybrid")
+    assert fit.leans_on_first_stage and "dense" in fit.combiner.signals and "first_stage" not in fit.combiner.signals
+    assert fit.evidence["p_value_first_stage_weighting"] < 0.05

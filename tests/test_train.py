@@ -496,7 +496,8 @@ def test_trained_model_carries_its_dev_fitted_served_ranking(tmp_path, mined_sli
     settings = json.loads((out / "rerankforge.json").read_text())
     combination = json.loads((out / "metrics.json").read_text())["combination"]
     assert settings["fusion_weights"] == combination["weights"] and settings["max_length"] == 96
-    assert set(combination["dev_nDCG@10_alone"]) == {"reranker", "dense", "bm25"}  # the dev split is hybrid
+    assert set(combination["dev_nDCG@10_alone"]) == {"reranker", "dense", "bm25", "first_stage"}  # hybrid dev
+    assert settings["fusion_first_stage"] == combination["first_stage"] == "hybrid"
     assert combination["message"] in printed and "p = " in combination["message"]
     served = Reranker.load(str(out)).combiner
     assert served == Combiner(settings["fusion_weights"]) and served.chosen_on == settings["fusion_chosen_on"]

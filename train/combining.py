@@ -36,49 +36,65 @@ class Fit:
 
 
 def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[str, dict[str, float]]],
-                    qrels: dict[str, dict[str, int]], where: str) -> Fit:
-    """Fit the weights of `signals` (signal -> query id -> {doc id -> score}; "reranker" among them) on the
-    dev queries' `candidates`, judged by `qrels`. `where` names the dev split in the saved combination."""
-    names = list(signals)
+                    qrels: dict[str, dict[str, int]], where: str, first_stage: str | None = None) -> Fit:
+    """Fit the served ranking on the dev queries' `candidates`, judged by `qrels`. `signals`: signal -> query id
+    -> {doc id -> score}, with "reranker", the retrievers' ("dense", "bm25") and, optionally, "first_stage" (the
+    candidate list's own score: how the first stage ranks them as it is). Each step away from the default needs
+    dev evidence (one-sided paired randomization test, p < ALPHA): a weighting of the retrievers' scores must
+    beat the first stage as it ranks, and the best weighting with the reranker must beat the first stage's
+    choice. `where` names the dev split, `first_stage` the retriever that made the candidates (both saved)."""
+    names = [s for s in signals if s != "first_stage"]
     queries = list(candidates)
     z = {qid: np.array([standardise([signals[s][qid].get(d) for d in candidates[qid]]) for s in names]).T
          for qid in queries}
 
+    def ranked_by(combiner: Combiner) -> dict[str, float]:
+        run = {qid: combiner.rank(candidates[qid], {s: v[qid] for s, v in signals.items()}) for qid in queries}
+        return per_query(qrels, run, ("nDCG@10",))["nDCG@10"]
+
     def per_query_ndcg(weights: tuple[float, ...]) -> dict[str, float]:
         if sum(w > 0 for w in weights) == 1:  # one signal: its raw order, as Combiner.rank does
-            alone = Combiner({names[weights.index(max(weights))]: 1.0})
-            run = {qid: alone.rank(candidates[qid], {s: signals[s][qid] for s in names}) for qid in queries}
-            return per_query(qrels, run, ("nDCG@10",))["nDCG@10"]
+            return ranked_by(Combiner({names[weights.index(max(weights))]: 1.0}))
         run = {qid: list(zip(candidates[qid], (z[qid] @ np.array(weights)).tolist())) for qid in queries}
         return per_query(qrels, run, ("nDCG@10",))["nDCG@10"]
+
+    def combiner(weights: dict[str, float]) -> Combiner:
+        return Combiner(weights, f"{where} ({len(queries)} queries)", first_stage)
 
     grid = [w for w in itertools.product(range(GRID_STEPS + 1), repeat=len(names)) if sum(w) == GRID_STEPS]
     scored = {w: per_query_ndcg(tuple(x / GRID_STEPS for x in w)) for w in grid}
     value = {w: float(np.mean(list(v.values()))) for w, v in scored.items()}
     ranker = names.index("reranker")
     best = max(grid, key=lambda w: (value[w], w[ranker]))
-    first_only = max((w for w in grid if w[ranker] == 0), key=lambda w: value[w])
-    test = compare("nDCG@10", "first stage", scored[first_only], "with reranker", scored[best], alternative="greater")
+    weighted = max((w for w in grid if w[ranker] == 0), key=lambda w: value[w])
     alone = {s: value[tuple(GRID_STEPS * (n == s) for n in names)] for s in names}
+    with_reranker = combiner({s: x / GRID_STEPS for s, x in zip(names, best)})
 
-    def combiner(w: tuple[int, ...]) -> Combiner:
-        return Combiner({s: x / GRID_STEPS for s, x in zip(names, w)}, f"{where} ({len(queries)} queries)")
-
-    chosen, first = combiner(best), combiner(first_only)
+    base, base_scores = combiner({s: x / GRID_STEPS for s, x in zip(names, weighted)}), scored[weighted]
+    evidence: dict = {}
+    if "first_stage" in signals:  # the first stage as it ranks, unless dev shows a weighting of its scores beats it
+        as_ranked = ranked_by(Combiner({"first_stage": 1.0}))
+        alone["first_stage"] = float(np.mean(list(as_ranked.values())))
+        reweighted = compare("nDCG@10", "first stage", as_ranked, "weighted", base_scores, alternative="greater")
+        evidence["p_value_first_stage_weighting"] = reweighted.p_randomization
+        if reweighted.p_randomization >= ALPHA:
+            base, base_scores = combiner({"first_stage": 1.0}), as_ranked
+    test = compare("nDCG@10", "first stage", base_scores, "with reranker", scored[best], alternative="greater")
     helps = best[ranker] > 0 and test.p_randomization < ALPHA
-    figures = (f"dev nDCG@10 {value[best]:.4f} with the reranker ({chosen.describe()}) vs {value[first_only]:.4f} "
-               f"without ({first.describe()}), one-sided randomization p = {test.p_randomization:.3g} over {len(queries)} "
-               f"queries")
+    base_value = float(np.mean(list(base_scores.values())))
+    figures = (f"dev nDCG@10 {value[best]:.4f} with the reranker ({with_reranker.describe()}) vs {base_value:.4f} "
+               f"without ({base.describe()}), one-sided randomization p = {test.p_randomization:.3g} over "
+               f"{len(queries)} queries")
     if helps:
-        message = f"served ranking: {chosen.describe()}; {figures}"
+        message = f"served ranking: {with_reranker.describe()}; {figures}"
     else:
         why = "the reranker gets no weight" if best[ranker] == 0 else f"the gain is not significant (p >= {ALPHA})"
-        message = (f"served ranking leans on the first stage ({first.describe()}): on dev {why} -- {figures}. "
+        message = (f"served ranking leans on the first stage ({base.describe()}): on dev {why} -- {figures}. "
                    f"More judged queries (a larger dev split) or a better reranker would change this")
-    evidence = {"weights": dict((chosen if helps else first).weights), "leans_on_first_stage": not helps,
-                "dev_nDCG@10_alone": alone, "dev_nDCG@10_with_reranker": value[best],
-                "weights_with_reranker": dict(chosen.weights), "dev_nDCG@10_first_stage_only": value[first_only],
-                "weights_first_stage_only": dict(first.weights), "p_value": test.p_randomization,
-                "dev_queries": len(queries), "message": message}
-    return Fit(chosen if helps else first, not helps, message, evidence)
-
+    chosen = with_reranker if helps else base
+    evidence.update({"weights": dict(chosen.weights), "first_stage": first_stage, "leans_on_first_stage": not helps,
+                     "dev_nDCG@10_alone": alone, "dev_nDCG@10_with_reranker": value[best],
+                     "weights_with_reranker": dict(with_reranker.weights), "dev_nDCG@10_first_stage_only": base_value,
+                     "weights_first_stage_only": dict(base.weights), "p_value": test.p_randomization,
+                     "dev_queries": len(queries), "message": message})
+    return Fit(chosen, not helps, message, evidence)

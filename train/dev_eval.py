@@ -29,6 +29,8 @@ class DevSet:
     depth: int
     signals: dict[str, dict[str, dict[str, float]]]
     """The first stage's signals of every candidate: "dense" and/or "bm25" -> query id -> {doc id -> score}."""
+    first_stage: str | None = None
+    """Which first stage made the candidates: hybrid, dense or bm25."""
 
     @classmethod
     def build(cls, config: TrainConfig, query_ids: list[str], show_progress: bool = True) -> "DevSet":
@@ -50,7 +52,7 @@ class DevSet:
         run = first_stage.search(queries, config.dev_depth)
         candidates = {qid: [d for d, _ in hits] for qid, hits in run.items()}
         signals = {kind: part.score_pairs(queries, candidates) for kind, part in parts.items()}
-        return cls(collection, queries, run, config.dev_depth, signals)
+        return cls(collection, queries, run, config.dev_depth, signals, config.first_stage)
 
     def qrels(self):
         return {qid: self.collection.qrels[qid] for qid in self.queries}
@@ -87,7 +89,9 @@ class DevSet:
     def fit_combination(self, scores: dict[str, dict[str, float]], where: str = "dev split") -> Fit:
         """The served ranking fitted on these dev queries: weights of the reranker's `scores` and the first
         stage's signals (combining.py), or the first stage alone where dev does not show the reranker helps."""
-        return fit_combination(self.candidates, {"reranker": scores, **self.signals}, self.qrels(), where)
+        as_ranked = {qid: dict(hits[:self.depth]) for qid, hits in self.run.items()}
+        return fit_combination(self.candidates, {"reranker": scores, **self.signals, "first_stage": as_ranked},
+                               self.qrels(), where, self.first_stage)
 
     @property
     def candidates(self) -> dict[str, list[str]]:

@@ -198,6 +198,7 @@ def train(config: TrainConfig) -> dict:
         if dev is not None and config.fit_combination:
             fit = dev.fit_combination(saved_scores, f"dev split of {config.data}/{config.split}")
             settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
+            settings.fusion_first_stage = fit.combiner.first_stage
             metrics["combination"] = fit.evidence
             accelerator.print(fit.message)
         tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
