@@ -29,7 +29,7 @@ class DevSet:
     depth: int
     signals: dict[str, dict[str, dict[str, float]]]
     """The first stage's signals of every candidate: "dense" and/or "bm25" -> query id -> {doc id -> score}."""
-    first_stage: str | None = None
+    first_stage_kind: str | None = None
     """Which first stage made the candidates: hybrid, dense or bm25."""
 
     @classmethod
@@ -91,7 +91,7 @@ class DevSet:
         stage's signals (combining.py), or the first stage alone where dev does not show the reranker helps."""
         as_ranked = {qid: dict(hits[:self.depth]) for qid, hits in self.run.items()}
         return fit_combination(self.candidates, {"reranker": scores, **self.signals, "first_stage": as_ranked},
-                               self.qrels(), where, self.first_stage)
+                               self.qrels(), where, self.first_stage_kind)
 
     @property
     def candidates(self) -> dict[str, list[str]]:
