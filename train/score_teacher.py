@@ -215,20 +215,19 @@ def _fingerprint(ref: str) -> str:
 def _served(args: ScoreTeacherArgs, rows: list[dict], raw: dict, reranker) -> list[dict[str, float]]:
     """Each row's documents ranked by the teacher folder's served ranking: doc id -> combined score."""
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
-    from rerankforge.data_prep.sources import load_collection
 
     combiner = reranker.combiner
     if not combiner.uses_reranker:
         print(f"note: {args.teacher}'s served ranking does not use its reranker ({combiner.describe()}): the "
               "teacher is the first stage")
-    collection = load_collection(args.data, split="train")
+    corpus = _corpus(args.data)
     queries = {str(i): row["query"] for i, row in enumerate(rows)}
     ids = {str(i): [str(row["positive_id"]), *map(str, row["negative_ids"])] for i, row in enumerate(rows)}
-    unknown = sorted({d for docs in ids.values() for d in docs if d not in collection.corpus})
+    unknown = sorted({d for docs in ids.values() for d in docs if d not in corpus})
     if unknown:
         raise DataError(f"{args.input}: {len(unknown)} document ids are not in {args.data} (e.g. {unknown[0]}); "
                         f"is --data the collection the file was mined from?")
-    signals = {kind: build_retriever(collection.corpus, RetrieverConfig(retriever=kind, model=args.first_stage_model))
+    signals = {kind: build_retriever(corpus, RetrieverConfig(retriever=kind, model=args.first_stage_model))
                .score_pairs(queries, ids) for kind in ("dense", "bm25") if kind in combiner.signals}
     out = []
     for i, row in enumerate(rows):
@@ -236,6 +235,20 @@ def _served(args: ScoreTeacherArgs, rows: list[dict], raw: dict, reranker) -> li
         model = {doc: raw[(row["query"], text)] for doc, text in zip(ids[qid], texts)}
         out.append(dict(combiner.rank(ids[qid], {"reranker": model, **{k: v[qid] for k, v in signals.items()}})))
     return out
+
+
+def _corpus(data: str) -> dict:
+    """The corpus of --data: a BEIR folder's or dataset's corpus.jsonl (whatever splits it has), else the
+    documents of a pairs file or Hugging Face dataset."""
+    from rerankforge.data_prep.beir import load_corpus
+    from rerankforge.data_prep.sources import load_collection, resolve_dataset_dir
+
+    path = Path(data)
+    if path.is_dir():
+        return load_corpus(path)
+    if not path.exists() and not data.startswith("hf:"):
+        return load_corpus(resolve_dataset_dir(data))
+    return load_collection(data, split="train").corpus
 
 
 def _row_scores(row: dict, i: int, raw: dict, combined: list[dict[str, float]] | None) -> list[float]:
