@@ -190,7 +190,8 @@ def _read_log(path: Path, settings: dict) -> dict[str, str]:
     """Replies of an earlier run with the same settings (doc id -> reply); a log of other settings is restarted.
     A line cut short by an interruption is ignored: that passage is generated again."""
     header = json.dumps({"settings": settings}, sort_keys=True)
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    lines = text.splitlines()
     if lines[:1] != [header]:
         path.write_text(header + "\n", encoding="utf-8")
         return {}
@@ -201,7 +202,7 @@ def _read_log(path: Path, settings: dict) -> dict[str, str]:
             done[str(item["doc_id"])] = str(item["reply"])
         except (ValueError, KeyError, TypeError):
             continue
-    if not path.read_text(encoding="utf-8").endswith("\n"):
+    if not text.endswith("\n"):
         with path.open("a", encoding="utf-8") as f:
             f.write("\n")
     return done

@@ -116,7 +116,8 @@ class ScoreCache:
         self.path, self.identity = path, identity
         self.scores: dict[str, float] = {}
         header = json.dumps({"teacher": identity})
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        lines = text.splitlines()
         if lines[:1] == [header]:
             for line in lines[1:]:
                 try:
@@ -124,7 +125,7 @@ class ScoreCache:
                     self.scores[item["k"]] = float(item["s"])
                 except (ValueError, KeyError, TypeError):
                     continue
-            if lines[-1] and not path.read_text(encoding="utf-8").endswith("\n"):
+            if not text.endswith("\n"):
                 with path.open("a", encoding="utf-8") as f:  # finish the torn line so appends start clean
                     f.write("\n")
         else:
