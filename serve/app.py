@@ -1,7 +1,9 @@
 """The HTTP service (FastAPI): rerank endpoints that existing clients already speak, and the RAG pipeline.
 
     POST /v1/rerank, /v2/rerank   Cohere's rerank API (request and response)
-    POST /rerank                  Hugging Face Text Embeddings Inference's rerank API
+    POST /rerank                  Hugging Face Text Embeddings Inference's rerank API (body with `texts`), and
+                                  Infinity's, Jina's and vLLM's (body with `documents`), each answered in its shape
+    GET  /v1/models, /info        the served model: OpenAI's (and Infinity's, vLLM's) model list, TEI's info
     POST /search, /ask            the two-stage pipeline over a loaded index
     GET  /health, /ready, /metrics
 
@@ -15,6 +17,7 @@ model's own length allows."""
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,8 +35,9 @@ from .config import ServeConfig, api_key
 from .generators import GeneratorError
 from .middleware import ApiKeyGuard, BodyLimit, RequestLog, error_response, logger
 from .prompt import cited
-from .schemas import (AskResponse, CohereRerankRequest, CohereRerankResponse, HealthResponse, ReadyResponse,
-                      SearchRequest, SearchResponse, TeiRank, TeiRerankRequest, error_responses)
+from .schemas import (AskResponse, CohereRerankRequest, CohereRerankResponse, DocumentsRerankRequest, HealthResponse,
+                      ModelList, ReadyResponse, RerankRequest, RerankResponse, SearchRequest, SearchResponse, TeiInfo,
+                      TeiRerankRequest, error_responses)
 
 
 class ApiError(Exception):
@@ -61,7 +65,8 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
         batcher.close()
 
     app = FastAPI(title="rerankforge", version="0.1.0", lifespan=lifespan,
-                  description="Domain reranker: Cohere- and TEI-compatible rerank, search and ask.")
+                  description="Domain reranker: rerank as Cohere, TEI, Infinity, Jina and vLLM speak it; search "
+                              "and ask.")
     app.state.ready = False
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
@@ -161,7 +166,30 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
     def rerank_v2(body: CohereRerankRequest) -> dict:
         return cohere(body, "2")
 
-    @app.post("/rerank", response_model=list[TeiRank], response_model_exclude_unset=True, responses=scoring)
+    @app.post("/rerank", response_model=RerankResponse, response_model_exclude_unset=True, responses=scoring)
+    def rerank(body: RerankRequest) -> list[dict] | dict:
+        """TEI's body (`texts`) gets TEI's answer, a list; Infinity's, Jina's or vLLM's (`documents`) theirs."""
+        return rerank_tei(body) if isinstance(body, TeiRerankRequest) else rerank_documents(body)
+
+    def rerank_documents(body: DocumentsRerankRequest) -> dict:
+        check_count(len(body.documents))
+        check_query(body.query)
+        pairs = [(body.query, _document_text(d, None, i, hint="")) for i, d in enumerate(body.documents)]
+        scores = score(pairs)
+        tokens = sum(len(pair.input_ids) for pair in reranker.encoder.encode(pairs))
+        order = sorted(range(len(pairs)), key=lambda i: -scores[i])[:body.top_n or len(pairs)]
+        relevance = scores if body.raw_scores else reranker.probability(scores)
+        results = []
+        for i in order:
+            result = {"index": i, "relevance_score": float(relevance[i])}
+            if body.return_documents:
+                document = body.documents[i]
+                result["document"] = {"text": document} if isinstance(document, str) else document
+            results.append(result)
+        return {"object": "rerank", "id": f"rerank-{uuid.uuid4()}", "created": int(time.time()),
+                "model": reranker.name, "results": results,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
     def rerank_tei(body: TeiRerankRequest) -> list[dict]:
         check_count(len(body.texts))
         check_query(body.query)
@@ -202,6 +230,17 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
                 "citations": cited(answer.answer or "", len(answer.sources)),
                 "sources": [p.as_dict() for p in answer.sources], "messages": answer.messages}
 
+    loaded = int(time.time())
+
+    @app.get("/v1/models", response_model=ModelList, responses=error_responses(*guarded))
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": reranker.name, "object": "model", "created": loaded,
+                                            "owned_by": "rerankforge"}]}
+
+    @app.get("/info", response_model=TeiInfo, responses=error_responses(*guarded))
+    def info() -> dict:
+        return _tei_info(config, reranker)
+
     @app.get("/health", response_model=HealthResponse)
     def health() -> dict:
         return {"status": "ok"}
@@ -223,7 +262,27 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
 
 
 
-def _document_text(document: str | dict[str, Any], rank_fields: list[str] | None, index: int) -> str:
+def _tei_info(config: ServeConfig, reranker) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("rerankforge")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "unknown"
+    labels = getattr(getattr(reranker.model, "config", None), "id2label", None) or {0: "LABEL_0"}
+    dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(reranker.precision.name,
+                                                                           reranker.precision.name)
+    return {"model_id": config.reranker, "model_sha": None, "model_dtype": dtype, "served_model_name": reranker.name,
+            "model_type": {"reranker": {"id2label": {str(i): label for i, label in labels.items()},
+                                        "label2id": {label: int(i) for i, label in labels.items()}}},
+            "max_concurrent_requests": config.max_queue_pairs, "max_input_length": reranker.max_length,
+            "max_batch_tokens": config.max_batch_tokens, "max_batch_requests": config.max_batch_requests,
+            "max_client_batch_size": config.max_documents, "auto_truncate": False, "tokenization_workers": 1,
+            "version": ours, "sha": None, "docker_label": None}
+
+
+def _document_text(document: str | dict[str, Any], rank_fields: list[str] | None, index: int,
+                   hint: str = " (or pass rank_fields)") -> str:
     """A Cohere document: a string, or an object scored by its `text` (or by `rank_fields`, as "key: value"
     lines, like Cohere's semi-structured reranking)."""
     if isinstance(document, str):
@@ -237,7 +296,7 @@ def _document_text(document: str | dict[str, Any], rank_fields: list[str] | None
         text = document["text"]
     else:
         raise ApiError(422, "invalid_request", f"documents.{index}: expected a string or an object with a string "
-                                               f"'text' (or pass rank_fields), got keys {sorted(document)}")
+                                               f"'text'{hint}, got keys {sorted(document)}")
     if not text.strip():
         raise ApiError(422, "invalid_request", f"documents.{index}: empty document")
     return text

@@ -3,14 +3,15 @@ tokenizer; responses and errors are declared so the OpenAPI schema documents eve
 
 Text fields take only strings that encode as UTF-8 (a lone surrogate such as "\\ud800" is valid JSON but
 breaks the tokenizer and the response writer); counts are whole JSON numbers (`2` or `2.0`, never `"2"`
-or `true`); Cohere's document objects are bounded in nesting depth."""
+or `true`); Cohere's document objects are bounded in nesting depth. `/rerank` takes two bodies, told apart by
+their fields: TEI's (`texts`) and the one Infinity, Jina and vLLM share (`documents`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, Discriminator, Field, StrictBool, StrictStr,
-                      Tag)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictBool,
+                      StrictStr, Tag, model_validator)
 
 from .pipeline import Passage
 
@@ -66,6 +67,8 @@ Text = Annotated[StrictStr, AfterValidator(_utf8)]
 NonBlankText = Annotated[Text, AfterValidator(_non_blank), Field(json_schema_extra={"pattern": r"\S"})]
 # bounds before the validator: pydantic then shows them in the JSON schema as minimum/maximum
 Count = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+# vLLM's top_n: 0 means every document; above int64 no other server could have parsed it
+TopN = Annotated[int, Field(ge=0, le=2**63 - 1), BeforeValidator(_whole_number)]
 SearchDepth = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole_number)]
 DocumentObject = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
 # a string or an object, told apart up front so an error names one of them ("documents.3.object: ...")
@@ -86,8 +89,20 @@ class CohereRerankRequest(BaseModel):
     max_chunks_per_doc: Count | None = None  # v1; accepted, documents are scored whole
 
 
+RERANK_SHAPES = "'texts' for TEI's, 'documents' for Infinity's, Jina's and vLLM's"
+
+
+def _one_list(data: Any, keep: str, other: str) -> Any:
+    """A /rerank body carries `texts` or `documents`, not both: the body that has one refuses the other."""
+    if isinstance(data, dict) and other in data:
+        raise ValueError(f"expected '{keep}' or '{other}' (one body shape: {RERANK_SHAPES}), got both")
+    return data
+
+
 class TeiRerankRequest(BaseModel):
-    """TEI's /rerank body."""
+    """TEI's /rerank body (`texts`)."""
+
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["documents"]}})
 
     query: NonBlankText
     texts: list[NonBlankText] = Field(min_length=1)
@@ -95,6 +110,49 @@ class TeiRerankRequest(BaseModel):
     return_text: StrictBool = False
     truncate: StrictBool = False
     truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
+
+    @model_validator(mode="before")
+    @classmethod
+    def one_list(cls, data: Any) -> Any:
+        return _one_list(data, "texts", "documents")
+
+
+class DocumentsRerankRequest(BaseModel):
+    """The /rerank body of Infinity, Jina and vLLM (`documents`; all three follow Cohere's): documents are
+    strings or, as Jina allows, objects scored by their `text`. Documents longer than the model are truncated
+    (as all three do); `model` is accepted (one model is served, and named in the answer). Errors name this shape
+    `jina`: Jina's body is the fullest of the three (Infinity adds raw_scores, vLLM top_n 0 for all)."""
+
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["texts"]}})
+
+    query: NonBlankText
+    documents: list[CohereDocument] = Field(min_length=1)
+    model: Text | None = None
+    top_n: TopN | None = Field(default=None, description="The best this many (more than sent: all; 0: all, as vLLM).")
+    return_documents: StrictBool = Field(default=True, description=(
+        "Each result carries its document as {\"text\": ...} (an object comes back as sent). Default true, as Jina "
+        "and vLLM always return it; Infinity's clients send false."))
+    raw_scores: StrictBool = Field(default=False, description="Infinity's: relevance_score is the raw logit.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def one_list(cls, data: Any) -> Any:
+        return _one_list(data, "documents", "texts")
+
+
+def _rerank_shape(body: Any) -> str | None:
+    if isinstance(body, TeiRerankRequest) or isinstance(body, dict) and "texts" in body:
+        return "tei"
+    if isinstance(body, DocumentsRerankRequest) or isinstance(body, dict) and "documents" in body:
+        return "jina"
+    return None
+
+
+RerankRequest = Annotated[Annotated[TeiRerankRequest, Tag("tei")] | Annotated[DocumentsRerankRequest, Tag("jina")],
+                          Discriminator(_rerank_shape, custom_error_type="rerank_body",
+                                        custom_error_message=f"expected an object with 'texts' or 'documents' "
+                                                             f"({RERANK_SHAPES}), got neither")]
+"""`/rerank`'s body: the list it carries tells the shapes apart (a 422 names both when neither is there)."""
 
 
 class SearchRequest(BaseModel):
@@ -136,6 +194,71 @@ class TeiRank(BaseModel):
     score: float
     text: str | None = None
     """With return_text."""
+
+
+class RerankUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int = Field(description="Tokens the model read: each pair as scored, truncation included.")
+
+
+class DocumentsRerankResponse(BaseModel):
+    """Infinity's answer (`object`, `created`, usage.prompt_tokens), which holds Jina's and vLLM's (`id`,
+    `model`, `results`, usage.total_tokens); `document` is {"text": ...} as Jina, vLLM and Cohere send it."""
+
+    object: Literal["rerank"] = "rerank"
+    id: str
+    created: int = Field(description="Unix time of the answer.")
+    model: str
+    results: list[CohereResult]
+    usage: RerankUsage
+
+
+RerankResponse = list[TeiRank] | DocumentsRerankResponse
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix time the server loaded the model.")
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    """OpenAI's model list (also Infinity's and vLLM's GET /v1/models): the one model this server serves."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class TeiClassifier(BaseModel):
+    id2label: dict[str, str]
+    label2id: dict[str, int]
+
+
+class TeiModelType(BaseModel):
+    reranker: TeiClassifier
+
+
+class TeiInfo(BaseModel):
+    """TEI's GET /info (router/src/lib.rs `Info`), filled from the reranker and the serve config."""
+
+    model_id: str = Field(description="The reranker as configured (folder or Hub id).")
+    model_sha: str | None = Field(description="Hub revision: none here (models load from folders).")
+    model_dtype: str = Field(description="What scoring runs in: float32, bfloat16 or float16 (autocast), int8 (ONNX).")
+    served_model_name: str = Field(description="The name /v1/models and the rerank answers give.")
+    model_type: TeiModelType
+    max_concurrent_requests: int = Field(description="max_queue_pairs: each waiting request holds at least one "
+                                                     "pair, so no more requests than this can wait.")
+    max_input_length: int = Field(description="Tokens of a (query, document) pair the model reads.")
+    max_batch_tokens: int
+    max_batch_requests: int | None
+    max_client_batch_size: int = Field(description="max_documents: most documents in one request.")
+    auto_truncate: bool = Field(description="Whether TEI's body truncates without `truncate: true` (no: it answers "
+                                            "413); the documents bodies always truncate.")
+    tokenization_workers: int = Field(description="Pairs are tokenised on the one batching thread.")
+    version: str = Field(description="rerankforge's version.")
+    sha: str | None = None
+    docker_label: str | None = None
 
 
 class SearchResponse(BaseModel):

@@ -303,6 +303,8 @@ def test_queries_are_capped_and_no_endpoint_tokenises_a_whole_long_text(reranker
         assert post("/rerank", {"query": "q", "texts": [long_doc]}).status_code == 413
         assert post("/rerank", {"query": "q", "texts": [long_doc], "truncate": True,
                                 "truncation_direction": "left"}).status_code == 200
+        assert post("/rerank", {"query": "q", "documents": [long_doc]}).json()["results"][0]["document"] == \
+            {"text": long_doc}  # Infinity's/Jina's body: scored truncated, usage counted on what was read
     assert spy.longest <= (100 + 1) * CHARS_PER_TOKEN_BOUND
 
 

@@ -1,0 +1,212 @@
+"""The rerank APIs as other servers' clients speak them, against a real server on 127.0.0.1: /rerank with
+Infinity's, Jina's and vLLM's body beside TEI's, /v1/models, TEI's /info, and Cohere's own SDK (and
+LangChain's Cohere reranker) pointed at the server."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import pytest
+
+from conftest import running
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+QUERY = "vitamin d and bone fractures"
+DOCUMENTS = ["vitamin d supplements reduce fractures in the elderly", "an unrelated sentence about cars",
+             "bone density and calcium intake", "fractures of the hip"]
+
+
+@pytest.fixture(scope="module")
+def reranker(tiny_reranker):
+    from rerankforge.reranker.scoring import Reranker
+
+    return Reranker.load(tiny_reranker, max_length=64, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def service(reranker):
+    from rerankforge.serve.app import create_app
+    from rerankforge.serve.config import ServeConfig
+
+    with running(create_app(ServeConfig(reranker="tiny-ref", max_documents=20), reranker)) as url:
+        yield url
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def _expected(reranker, query=QUERY, documents=DOCUMENTS):
+    """(order best first, raw scores, tokens the model reads) for the pairs."""
+    pairs = [(query, d) for d in documents]
+    scores = reranker.score(pairs)
+    tokens = sum(len(e.input_ids) for e in reranker.encoder.encode(pairs))
+    return sorted(range(len(documents)), key=lambda i: -scores[i]), scores, tokens
+
+
+def test_infinity_body_gets_infinitys_answer(service, reranker):
+    # what infinity_client's RerankInput.to_dict sends: every field with a default, model included
+    body = {"query": QUERY, "documents": DOCUMENTS, "return_documents": False, "raw_scores": False,
+            "model": "default/not-specified", "top_n": 2}
+    response = httpx.post(f"{service}/rerank", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    order, scores, tokens = _expected(reranker)
+    assert set(data) == {"object", "id", "created", "model", "results", "usage"}
+    assert data["object"] == "rerank" and data["model"] == reranker.name and data["id"]
+    assert isinstance(data["created"], int) and data["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+    assert [r["index"] for r in data["results"]] == order[:2]
+    for r in data["results"]:
+        assert set(r) == {"index", "relevance_score"}
+        assert r["relevance_score"] == pytest.approx(_sigmoid(scores[r["index"]]), abs=1e-5)
+    raw = httpx.post(f"{service}/rerank", json={**body, "raw_scores": True, "top_n": None}).json()
+    assert [r["relevance_score"] for r in raw["results"]] == pytest.approx([float(scores[i]) for i in order], abs=1e-5)
+    with_text = httpx.post(f"{service}/rerank", json={**body, "return_documents": True}).json()
+    assert [r["document"] for r in with_text["results"]] == [{"text": DOCUMENTS[i]} for i in order[:2]]
+
+
+def test_jina_body_with_text_objects_and_vllm_top_n(service, reranker):
+    documents = [{"text": DOCUMENTS[0]}, DOCUMENTS[1], {"text": DOCUMENTS[2], "id": "doc-2"}, DOCUMENTS[3]]
+    body = {"model": "jina-reranker-v2-base-multilingual", "query": QUERY, "documents": documents, "top_n": 3}
+    data = httpx.post(f"{service}/rerank", json=body).json()
+    order, scores, _ = _expected(reranker)  # an object is scored by its text, like the same string
+    assert [r["index"] for r in data["results"]] == order[:3]
+    for r in data["results"]:  # Jina's default: return_documents true; an object comes back as sent
+        sent = documents[r["index"]]
+        assert r["document"] == (sent if isinstance(sent, dict) else {"text": sent})
+    # vLLM: top_n 0 (its default) is every document; a top_n above the count is every document (Cohere, Jina)
+    for top_n in (0, 50):
+        assert len(httpx.post(f"{service}/rerank", json={**body, "top_n": top_n}).json()["results"]) == 4
+
+
+def test_v1_models_and_tei_info(service, reranker):
+    models = httpx.get(f"{service}/v1/models").json()
+    assert models["object"] == "list" and len(models["data"]) == 1
+    card = models["data"][0]
+    assert card["id"] == reranker.name and card["object"] == "model" and card["owned_by"] == "rerankforge"
+    assert isinstance(card["created"], int)
+    # the name /v1/models lists is the one every rerank answer gives
+    assert httpx.post(f"{service}/rerank", json={"query": "q", "documents": ["a"]}).json()["model"] == card["id"]
+    info = httpx.get(f"{service}/info").json()
+    assert info["model_id"] == "tiny-ref" and info["served_model_name"] == reranker.name
+    assert info["model_dtype"] == "float32" and info["max_input_length"] == 64 and info["model_sha"] is None
+    assert info["model_type"] == {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
+    assert info["max_client_batch_size"] == 20 and info["max_batch_tokens"] == 32768
+    assert info["auto_truncate"] is False and info["version"]
+
+
+def test_cohere_return_documents_gives_the_text_sent_not_the_truncated_one(service, reranker):
+    long_doc = "bone " * 200  # max_tokens_per_doc cuts it to its first 5 tokens for scoring
+    body = {"model": "m", "query": "q", "documents": [long_doc, "cars"], "max_tokens_per_doc": 5,
+            "return_documents": True}
+    for path in ("/v1/rerank", "/v2/rerank"):
+        results = httpx.post(f"{service}{path}", json=body).json()["results"]
+        by_index = {r["index"]: r for r in results}
+        assert by_index[0]["document"] == {"text": long_doc}
+        assert by_index[0]["relevance_score"] == pytest.approx(
+            _sigmoid(reranker.score([("q", "bone bone bone bone bone")])[0]), abs=1e-5)
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"query": "q", "documents": "abc"}, "jina.documents: Input should be a valid list"),
+    ({"query": "q", "documents": {"text": "a"}}, "jina.documents: Input should be a valid list"),
+    ({"query": "q", "documents": []}, "jina.documents"),
+    ({"query": "q", "documents": ["a", ""]}, "jina.documents.1.text: Value error, must be a non-empty string"),
+    ({"query": "q", "documents": ["a", "   "]}, "non-empty"),
+    ({"query": "q", "documents": [{"text": ""}]}, "documents.0: empty document"),
+    ({"query": "q", "documents": [{"image": "https://example.com/a.png"}]}, "string 'text'"),
+    ({"query": "q", "documents": [3]}, "jina.documents.0"),
+    ({"query": "", "documents": ["a"]}, "jina.query"),
+    ({"query": "q", "texts": ["a"], "documents": ["b"]}, "expected 'texts' or 'documents'"),
+    ({"query": "q", "documents": ["b"], "texts": ["a"]}, "got both"),
+    ({"query": "q"}, "got neither"),
+    ({"query": "q", "text": ["a"]}, "expected an object with 'texts' or 'documents'"),
+    (["q", "a"], "got neither"),
+    ({"query": "q", "documents": ["a"], "top_n": 10**30}, "jina.top_n: Input should be less than or equal to"),
+    (b'{"query": "q", "documents": ["a"], "top_n": 1e400}', "jina.top_n: Value error, expected a whole number, "
+                                                           "got inf"),
+    ({"query": "q", "documents": ["a"], "top_n": -1}, "greater than or equal to 0"),
+    ({"query": "q", "documents": ["a"], "top_n": 2.5}, "whole number"),
+    ({"query": "q", "documents": ["a"], "top_n": "2"}, "whole number"),
+    ({"query": "q", "documents": ["a"], "return_documents": "yes"}, "jina.return_documents"),
+    ({"query": "q", "texts": "abc"}, "tei.texts"),
+    ({"query": "q", "texts": ["a", ""]}, "tei.texts.1"),
+])
+def test_bad_rerank_bodies_get_a_422_naming_the_field(service, body, words):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(f"{service}/rerank", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["error"] == "invalid_request" and words in error["message"], error["message"]
+
+
+def test_over_max_documents_is_413_in_either_shape(service):
+    for body in ({"query": "q", "documents": ["d"] * 21}, {"query": "q", "texts": ["d"] * 21}):
+        response = httpx.post(f"{service}/rerank", json=body)
+        assert response.status_code == 413 and "max_documents=20" in response.json()["message"]
+
+
+def test_the_openapi_schema_documents_both_bodies_and_answers(service):
+    spec = httpx.get(f"{service}/openapi.json").json()
+    rerank = spec["paths"]["/rerank"]["post"]
+    body = rerank["requestBody"]["content"]["application/json"]["schema"]
+    assert sorted(v["$ref"].rsplit("/", 1)[1] for v in body["oneOf"]) == ["DocumentsRerankRequest",
+                                                                           "TeiRerankRequest"]
+    answer = rerank["responses"]["200"]["content"]["application/json"]["schema"]
+    kinds = [v.get("$ref", v.get("type")) for v in answer["anyOf"]]
+    assert "array" in kinds and any(str(k).endswith("/DocumentsRerankResponse") for k in kinds)
+    schemas = spec["components"]["schemas"]
+    assert schemas["TeiRerankRequest"]["not"] == {"required": ["documents"]}
+    assert schemas["DocumentsRerankRequest"]["not"] == {"required": ["texts"]}
+    assert spec["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"][
+        "$ref"].endswith("/ModelList")
+    assert spec["paths"]["/info"]["get"]["responses"]["200"]["content"]["application/json"]["schema"][
+        "$ref"].endswith("/TeiInfo")
+
+
+# real clients ---------------------------------------------------------------------------------------------
+
+def test_cohere_sdk_v1_and_v2(service, reranker):
+    cohere = pytest.importorskip("cohere", reason="the `test` extra installs cohere")
+    order, scores, _ = _expected(reranker)
+    v2 = cohere.ClientV2(api_key="unused", base_url=service).rerank(model="rerank-v3.5", query=QUERY,
+                                                                    documents=DOCUMENTS, top_n=3)
+    assert [r.index for r in v2.results] == order[:3]
+    assert v2.results[0].relevance_score == pytest.approx(_sigmoid(scores[order[0]]), abs=1e-5)
+    long_doc = "bone " * 200
+    v1 = cohere.Client(api_key="unused", base_url=service).rerank(
+        model="rerank-english-v3.0", query="q", documents=[long_doc, "cars"], return_documents=True,
+        request_options={"additional_body_parameters": {"max_tokens_per_doc": 5}})
+    assert {r.index: r.document.text for r in v1.results} == {0: long_doc, 1: "cars"}
+
+
+def test_langchain_cohere_rerank(service, reranker):
+    pytest.importorskip("langchain_cohere", reason="the `test` extra installs langchain-cohere")
+    from langchain_cohere import CohereRerank
+    from langchain_core.documents import Document
+
+    order, scores, _ = _expected(reranker)
+    compressor = CohereRerank(model="rerank-v3.5", cohere_api_key="unused", base_url=service, top_n=2)
+    kept = compressor.compress_documents([Document(page_content=d, metadata={"i": i}) for i, d in enumerate(DOCUMENTS)],
+                                         QUERY)
+    assert [d.metadata["i"] for d in kept] == order[:2]
+    assert kept[0].metadata["relevance_score"] == pytest.approx(_sigmoid(scores[order[0]]), abs=1e-5)
+
+
+def test_infinity_client(service, reranker):
+    """Infinity's own (generated) client: its ReRankObject takes `document` as it comes (a str in Infinity's
+    schema; {"text": ...} here). Not in the `test` extra: it pins httpx<0.28."""
+    pytest.importorskip("infinity_client", reason="pip install infinity-client (pins httpx<0.28)")
+    from infinity_client import Client
+    from infinity_client.api.default import rerank
+    from infinity_client.models import RerankInput
+
+    order, _, tokens = _expected(reranker)
+    result = rerank.sync(client=Client(base_url=service),
+                         body=RerankInput(query=QUERY, documents=DOCUMENTS, return_documents=True, top_n=2))
+    assert [r.index for r in result.results] == order[:2] and result.usage.total_tokens == tokens
+    assert result.results[0].document == {"text": DOCUMENTS[order[0]]}
