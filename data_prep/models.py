@@ -8,6 +8,7 @@ how to pass a local folder instead -- before anything else has been loaded or wr
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 from pathlib import Path
@@ -44,6 +45,29 @@ def resolve_model(ref: str) -> str:
     if packaged is not None:
         return packaged
     return _from_hub(hub_id)
+
+
+def hub_id_of(ref: str) -> str | None:
+    """The Hub id a model argument stands for, the inverse of `resolve_model`: a Hub id as is (short names
+    expanded), a packaged copy's folder or a Hugging Face cache snapshot as the id it was made from, a
+    `rerankforge train` folder as the repo it was pushed to (`hub_model_id`). None for any other local folder:
+    what a model card or an adapter says it derives from must never be a path on this machine."""
+    path = Path(ref).expanduser()
+    if not path.exists():
+        return None if _looks_like_path(ref) or not _HUB_ID.match(ref) else _SHORT_NAMES.get(ref, ref)
+    path = path.resolve()
+    for hub_id in PACKAGED_MODELS:
+        packaged = _packaged_copy(hub_id)
+        if packaged is not None and Path(packaged).resolve() == path:
+            return hub_id
+    cached = re.search(r"(?:^|/)models--([^/]+)/snapshots/[^/]+$", path.as_posix())
+    if cached:  # huggingface_hub's cache layout: models--{org}--{name}/snapshots/{revision}
+        return cached.group(1).replace("--", "/")
+    try:
+        pushed = json.loads((path / "train_config.json").read_text(encoding="utf-8")).get("hub_model_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pushed if isinstance(pushed, str) and _HUB_ID.match(pushed) and "/" in pushed else None
 
 
 def _check_model_folder(path: Path) -> str:

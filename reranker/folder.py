@@ -8,6 +8,10 @@ a single-logit sequence classifier with its tokenizer, plus
     adapter/           with LoRA: the adapter with its scoring head (peft `modules_to_save`), whose
                        base is the merged model's starting point; it carries the same rerankforge.json
 
+config.json holds sentence-transformers' `sentence_transformers.activation_fn` (Sigmoid, what CrossEncoder
+applies in `predict`; read by sentence-transformers 4 to 6 from a folder without modules.json), and the
+tokenizer's `model_max_length` is the length trained at, so `CrossEncoder(path)` truncates as in training.
+
 With LoRA the folder itself holds the merged model, so it loads like any reranker. An adapter folder
 is loaded by merging it into its base (`load_adapter_merged`), so scoring costs the same either way."""
 
@@ -32,6 +36,9 @@ from .combiner import Combiner, check_weights
 SETTINGS = "rerankforge.json"
 ADAPTER_DIR = "adapter"
 ADAPTER_CONFIG = "adapter_config.json"  # peft's name: its presence makes a folder an adapter
+# What CrossEncoder.predict applies to the logit: the sigmoid, its own default for one label, written down so the
+# folder says it rather than a library default (a Platt-calibrated probability is rerankforge.json's business).
+ACTIVATION_FN = "torch.nn.modules.activation.Sigmoid"
 
 
 @dataclass
@@ -135,6 +142,7 @@ def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,
         if is_peft(model):
             adapter = staging / ADAPTER_DIR
             model.save_pretrained(adapter)
+            (adapter / "README.md").unlink(missing_ok=True)  # peft's stub names the local base; the card replaces it
             tokenizer.save_pretrained(adapter)
             _set_adapter_base(adapter, base_model)
             merged = _merged_copy(model)
@@ -142,6 +150,9 @@ def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,
             folders.append(adapter)
         else:
             model.save_pretrained(staging)
+        _set_activation(staging)
+        if settings is not None and settings.max_length is not None:
+            tokenizer.model_max_length = settings.max_length  # CrossEncoder(path) then truncates as in training
         tokenizer.save_pretrained(staging)
         if settings is not None:
             for folder in folders:  # the adapter scores like the merged model, so it carries the same settings
@@ -171,11 +182,43 @@ def _merged_copy(peft_model):
 
 
 def _set_adapter_base(adapter: Path, base_model: str) -> None:
-    """Point the adapter at the base model as the user named it (a Hub id stays portable)."""
+    """Point the adapter at its base model's Hub id (a packaged or cached copy of a Hub model included), so the
+    adapter is portable; a base that exists only on this machine stays as the user named it, and `rerankforge
+    push` leaves such an adapter out (train/hub.py)."""
+    from rerankforge.data_prep.models import hub_id_of
+
     config_file = adapter / ADAPTER_CONFIG
     config = json.loads(config_file.read_text())
-    config["base_model_name_or_path"] = base_model
+    config["base_model_name_or_path"] = hub_id_of(base_model) or base_model
     config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def local_adapter_base(folder: str | Path) -> str | None:
+    """The base model of `folder`'s LoRA adapter where that base exists only on this machine (not a Hub id, so the
+    adapter cannot be published); None where there is no adapter or its base is a Hub id."""
+    from rerankforge.data_prep.models import hub_id_of
+
+    config_file = Path(folder) / ADAPTER_DIR / ADAPTER_CONFIG
+    if not config_file.is_file():
+        return None
+    base = json.loads(config_file.read_text()).get("base_model_name_or_path")
+    if isinstance(base, str) and hub_id_of(base) == base:
+        return None
+    return base if isinstance(base, str) else f"none ({config_file} has no base_model_name_or_path)"
+
+
+def _set_activation(folder: Path) -> None:
+    """Write the activation CrossEncoder applies into config.json, where sentence-transformers reads it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        library = version("sentence-transformers")
+    except PackageNotFoundError:
+        library = None
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    config["sentence_transformers"] = {"activation_fn": ACTIVATION_FN, **({"version": library} if library else {})}
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def load_adapter_merged(folder: Path, dtype=None):
