@@ -2,7 +2,17 @@
 
 Formats: `n-tuple` (one row per query-positive pair with all its negatives, the default),
 `triplet` (one row per negative), `labeled-pair` (one row per query-document pair with a 0/1 label,
-for pointwise losses). Every row carries the ids beside the texts, and the first-stage scores."""
+for pointwise losses). Two layouts of each:
+
+- `rerankforge` (what `rerankforge train` reads best): every row carries the ids beside the texts, and the
+  first-stage scores.
+- `sentence-transformers`: exactly the columns `sentence_transformers.util.mine_hard_negatives` returns for a
+  (query, positive) dataset -- text columns in the order its CrossEncoderTrainer losses read them, nothing else:
+  n-tuple `query, positive, negative_1..negative_n` (rows short of n negatives are dropped, as it does), triplet
+  `query, positive, negative`, labeled-pair `query, positive, label` (the document column keeps the positive
+  column's name there too, though it holds negatives). With `output_scores`, the first-stage scores as it
+  writes them: n-tuple and triplet gain `scores` ([positive, negative...]); labeled-pair's `label` becomes
+  `score`."""
 
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ from .outputs import check_output_file
 from .runs import readable_by_all
 
 FORMATS = ("n-tuple", "triplet", "labeled-pair")
+LAYOUTS = ("rerankforge", "sentence-transformers")
 SUFFIXES = (".jsonl", ".parquet")
 
 
@@ -63,6 +74,52 @@ def rows(examples: list[MinedExample], output_format: str) -> Iterator[dict]:
                            "label": label, "score": score}
     else:
         raise ConfigError(f"output format must be one of {', '.join(FORMATS)}; got {output_format!r}")
+
+
+def sentence_transformers_rows(examples: list[MinedExample], output_format: str, num_negatives: int,
+                               output_scores: bool = False) -> Iterator[dict]:
+    """Rows as `mine_hard_negatives(Dataset({"query", "positive"}), output_format=..., output_scores=...)`
+    returns them (see the module docstring); `num_negatives` is the n of an n-tuple's negative_1..negative_n."""
+    if output_format == "n-tuple":
+        for e in examples:
+            if len(e.negatives) < num_negatives:
+                continue  # a fixed number of columns: mine_hard_negatives drops such rows too
+            row = {"query": e.query, "positive": e.positive,
+                   **{f"negative_{i}": text for i, text in enumerate(e.negatives[:num_negatives], start=1)}}
+            if output_scores:
+                row["scores"] = [e.positive_score, *e.negative_scores[:num_negatives]]
+            yield row
+    elif output_format == "triplet":
+        for e in examples:
+            for negative, score in zip(e.negatives, e.negative_scores):
+                row = {"query": e.query, "positive": e.positive, "negative": negative}
+                if output_scores:
+                    row["scores"] = [e.positive_score, score]
+                yield row
+    elif output_format == "labeled-pair":
+        value = "score" if output_scores else "label"
+        for query_examples in _by_query(examples):  # a query's positives first, then its negatives, once each
+            first = query_examples[0]
+            pairs = {e.positive_id: (e.positive, 1, e.positive_score) for e in query_examples}
+            for e in query_examples:
+                for doc_id, text, score in zip(e.negative_ids, e.negatives, e.negative_scores):
+                    pairs.setdefault(doc_id, (text, 0, score))
+            for text, label, score in pairs.values():
+                yield {"query": first.query, "positive": text, value: score if output_scores else label}
+    else:
+        raise ConfigError(f"output format must be one of {', '.join(FORMATS)}; got {output_format!r}")
+
+
+def short_of_negatives(examples: list[MinedExample], num_negatives: int) -> int:
+    """Examples a sentence-transformers n-tuple file leaves out (fewer than `num_negatives` negatives)."""
+    return sum(1 for e in examples if len(e.negatives) < num_negatives)
+
+
+def _by_query(examples: list[MinedExample]) -> list[list[MinedExample]]:
+    groups: dict[str, list[MinedExample]] = {}
+    for e in examples:
+        groups.setdefault(e.query_id, []).append(e)
+    return list(groups.values())
 
 
 def write_rows(path: str | os.PathLike, records: Iterator[dict]) -> int:

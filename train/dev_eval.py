@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from rerankforge.data_prep.collection import Collection
 from rerankforge.data_prep.errors import DataError, preview
 from rerankforge.data_prep.runs import Run
+from rerankforge.data_prep.training_files import TEXT_ID_PREFIX, text_query_id
 from rerankforge.eval.metrics import mean, per_query
 from rerankforge.reranker.calibration import (SIGMOID, Calibration, expected_calibration_error, fit_platt,
                                               min_relevance_table)
@@ -40,10 +41,7 @@ class DevSet:
 
         collection = load_collection(config.data, split=config.split)
         judged = set(collection.judged_query_ids())
-        unknown = [q for q in query_ids if q not in judged]
-        if unknown:
-            raise DataError(f"train_file names query ids that are not judged queries of {config.data}/{config.split}: "
-                            f"{preview(unknown)}; is `data` the collection the file was mined from?")
+        query_ids = _collection_ids(query_ids, collection, judged, config)
         queries = {qid: collection.queries[qid] for qid in query_ids}
         parts = {kind: build_retriever(collection.corpus, RetrieverConfig(
                      retriever=kind, model=config.first_stage_model, show_progress=show_progress))
@@ -96,3 +94,26 @@ class DevSet:
     @property
     def candidates(self) -> dict[str, list[str]]:
         return {qid: [d for d, _ in hits[:self.depth]] for qid, hits in self.run.items()}
+
+
+def _collection_ids(query_ids: list[str], collection: Collection, judged: set[str], config: TrainConfig) -> list[str]:
+    """The dev queries as judged queries of the collection. A training file without query ids (a
+    sentence-transformers or Hugging Face dataset) names its queries by their text (`text_query_id`): those
+    are found by the same text among the judged queries."""
+    by_text: dict[str, str] = {}
+    if any(q not in judged and q.startswith(TEXT_ID_PREFIX) for q in query_ids):
+        for qid in sorted(judged):
+            by_text.setdefault(text_query_id(collection.queries[qid]), qid)
+    found = [q if q in judged else by_text.get(q, q) for q in query_ids]
+    unknown = [q for q in found if q not in judged]
+    if not unknown:
+        return found
+    where = f"judged queries of {config.data}/{config.split}"
+    if all(q.startswith(TEXT_ID_PREFIX) for q in unknown):
+        raise DataError(
+            f"train_file {config.train_file} has no query_id column, so the dev queries held out of it are found by "
+            f"their text among the {where}; {len(unknown)} of the {len(query_ids)} are not ({preview(unknown, 3)}). "
+            f"Expected `data` (and `split`) to name the collection the file was mined from; or set dev_queries: 0 to "
+            f"train without a dev split (then no keep-best, calibration or fitted combination)")
+    raise DataError(f"train_file names query ids that are not {where}: {preview(unknown)}; is `data` the collection "
+                    f"the file was mined from?")

@@ -89,8 +89,10 @@ def _find_train_file(saved: Path, values: dict) -> Path:
         for _ in output_dir.parts:
             run_folder = run_folder.parent
         tried.append(run_folder / given)
+    if str(given).startswith("hf:"):
+        return given
     for path in tried:
-        if path.is_file():
+        if path.exists():  # a file, or a `datasets` folder
             return path
     raise DataError(f"{saved}: train_file {given} not found (tried {', '.join(map(str, tried))}); the dev queries are "
                     f"drawn from it: give --train_file, or check on another collection with --data")

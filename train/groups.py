@@ -8,7 +8,6 @@ The dev queries are split off here, by query id, so no dev query is ever trained
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass
@@ -16,12 +15,11 @@ from pathlib import Path
 
 import torch
 
-from rerankforge.data_prep.errors import ConfigError, DataError, located
+from rerankforge.data_prep.errors import ConfigError, DataError
+from rerankforge.data_prep.training_files import read_training_rows
 from rerankforge.reranker.packing import PairEncoder
 
 from .config import DISTILLATION_LOSSES, TrainConfig
-
-REQUIRED = ("query_id", "query", "positive", "negatives")
 
 
 @dataclass
@@ -34,38 +32,11 @@ class Group:
 
 
 def read_mined(path: str | Path) -> list[dict]:
-    """Rows of a mined n-tuple file (.jsonl or .parquet), checked for the fields training needs."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-        located_rows = [(f"{path} row {i + 1}", row) for i, row in enumerate(rows)]
-    else:
-        located_rows = []
-        with path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{located(path, line_no)}: expected one JSON object per line, got invalid "
-                                    f"JSON ({e.msg})") from None
-                located_rows.append((located(path, line_no), row))
-    if not located_rows:
-        raise DataError(f"{path}: no training rows")
-    for where, row in located_rows:
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        missing = [k for k in REQUIRED if k not in row]
-        if missing:
-            raise DataError(f"{where}: expected fields {', '.join(REQUIRED)} (an n-tuple file from `rerankforge "
-                            f"mine`), missing {', '.join(missing)}; got fields {', '.join(row)}")
-        if not isinstance(row["negatives"], list):
-            raise DataError(f"{where}: expected 'negatives' to be a list of texts, got "
-                            f"{type(row['negatives']).__name__}")
-    return [row for _, row in located_rows]
+    """Rows of a training file, checked for the fields training needs: query_id, query, positive, negatives
+    (+ positive_score, negative_scores where it has scores). Any layout data_prep/training_files.py reads:
+    `rerankforge mine`'s n-tuple files, sentence-transformers' mined files and Hugging Face datasets of those
+    shapes (files, save_to_disk folders, hf:NAME)."""
+    return read_training_rows(path)
 
 
 def split_dev(rows: list[dict], dev_queries: int, seed: int) -> tuple[list[dict], list[str]]:
