@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
 from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
 from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
+
+logger = logging.getLogger(__name__)
 
 DEMO_HELP = ("Run the whole pipeline on a small default -- mine, train, eval -- and print the before/after table "
              "(SciFact and all-MiniLM-L6-v2 unless told otherwise).")
@@ -72,7 +75,7 @@ def run_demo(args: DemoArgs) -> int:
     train_split = load_collection(args.data, split="train")
     test = load_collection(args.data, split="test")
     timings = {}
-    print(f"using {use_cpu_threads()}")
+    logger.info(f"using {use_cpu_threads()}")
 
     print(f"[1/4] dense first stage ({args.model}) over {train_split.name} ({len(train_split.corpus)} documents); "
           "the corpus is encoded once and cached")
@@ -114,7 +117,7 @@ def run_demo(args: DemoArgs) -> int:
     if args.backend != "torch":
         run_export(ExportArgs(model=config.output_dir, backend=args.backend))  # refused (exit 2) if it ranks unlike torch
     reranker = Reranker.load(config.output_dir, precision=args.precision, batch_size=64, backend=args.backend)
-    print(f"test scoring: {reranker.backend}")
+    logger.info(f"test scoring: {reranker.backend}")
     signals = candidate_signals(parts, retriever_signals([reranker]), test.split_queries(),
                                 {"hybrid": first_stages["hybrid"]}, settings.max_depth)
     report = evaluate(test, first_stages, [reranker], settings, signals=signals, rerank=["hybrid"])

@@ -19,6 +19,7 @@ from bm25s.tokenization import Tokenized
 
 from .collection import Document
 from .errors import ConfigError, DataError, preview
+from .progress import progress_enabled
 from .runs import Hit, Run
 
 BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
@@ -125,6 +126,7 @@ class BM25Retriever:
         self.stemmer_language, self.stopwords = stemmer_language, stopwords
         self.n_threads = n_threads
         self.query_batch_size = query_batch_size
+        show_progress = show_progress and progress_enabled()  # bm25s draws its bars when asked: --no_progress
         self.show_progress = show_progress
         self._stemmer = _make_stemmer(stemmer_language)
         _check_stopwords(stopwords)

@@ -9,7 +9,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import logging
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -18,8 +17,6 @@ from typing import Callable, Literal
 from .errors import RerankforgeError
 from .mining import MiningConfig
 from .retrieval import RetrieverConfig
-
-logger = logging.getLogger("rerankforge")
 
 
 @dataclass
@@ -35,6 +32,18 @@ class MineArgs:
     format: Literal["n-tuple", "triplet", "labeled-pair"] = field(
         default="n-tuple", metadata={"help": "n-tuple: a row per (query, positive) with all negatives; triplet: "
                                              "a row per negative; labeled-pair: a row per (query, doc, 0/1 label)."})
+    layout: Literal["rerankforge", "sentence-transformers"] = field(
+        default="rerankforge", metadata={
+            "help": "rerankforge: ids, texts and first-stage scores in every row (what `rerankforge train` reads "
+                    "best). sentence-transformers: the columns sentence_transformers.util.mine_hard_negatives "
+                    "writes, ready for its CrossEncoderTrainer (n-tuple: query, positive, negative_1..n, rows short "
+                    "of n negatives dropped; triplet: query, positive, negative; labeled-pair: query, positive, "
+                    "label). `rerankforge train` reads both."})
+    output_scores: bool = field(
+        default=False, metadata={
+            "help": "sentence-transformers layout: add the first-stage scores as mine_hard_negatives' "
+                    "output_scores does (n-tuple, triplet: a `scores` list, positive first; labeled-pair: `score` "
+                    "replaces `label`). The rerankforge layout always has them."})
 
 
 @dataclass
@@ -85,7 +94,23 @@ def add_retrieve_parser(subparsers) -> None:
 
 
 def run_mine(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningConfig) -> int:
-    from .mined_files import check_output_path, rows, summary_path, write_rows
+    from .mined_files import summary_path
+
+    summary = mine_to_file(args, retriever_config, mining)
+    print(format_summary(summary))
+    dropped = summary["output"].get("examples_dropped_short_of_negatives", 0)
+    if dropped:
+        print(f"left out {dropped} examples with fewer than {mining.num_negatives} negatives (an n-tuple file has a "
+              f"fixed number of negative columns); --format triplet or labeled-pair keeps them")
+    print(f"wrote {summary['output']['rows']} rows to {summary['output']['path']} ({args.layout} layout; summary: "
+          f"{summary_path(summary['output']['path'])})")
+    return 0
+
+
+def mine_to_file(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningConfig) -> dict:
+    """What `mine` does, printing nothing: the file and its summary written; returns the summary."""
+    from .mined_files import (check_output_path, rows, sentence_transformers_rows, short_of_negatives, summary_path,
+                              write_rows)
     from .retrieval import build_retriever
     from .sources import load_collection
     from .mining import mine_negatives
@@ -94,12 +119,18 @@ def run_mine(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningCo
     collection = load_collection(args.data, split=args.split)
     retriever = build_retriever(collection.corpus, retriever_config)
     result = mine_negatives(collection, retriever, mining)
-    count = write_rows(output, rows(result.examples, args.format))
-    result.summary["output"] = {"path": str(output), "format": args.format, "rows": count}
+    dropped = 0
+    if args.layout == "sentence-transformers":
+        records = sentence_transformers_rows(result.examples, args.format, mining.num_negatives, args.output_scores)
+        dropped = short_of_negatives(result.examples, mining.num_negatives) if args.format == "n-tuple" else 0
+    else:
+        records = rows(result.examples, args.format)
+    count = write_rows(output, records)
+    result.summary["output"] = {"path": str(output), "format": args.format, "layout": args.layout, "rows": count}
+    if args.layout == "sentence-transformers":
+        result.summary["output"].update(output_scores=args.output_scores, examples_dropped_short_of_negatives=dropped)
     _write_json(summary_path(output), result.summary)
-    print(format_summary(result.summary))
-    print(f"wrote {count} rows to {output} (summary: {summary_path(output)})")
-    return 0
+    return result.summary
 
 
 def run_retrieve(args: RetrieveArgs, retriever_config: RetrieverConfig) -> int:
@@ -160,14 +191,20 @@ class ProseHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def dataclass_parser(dataclass_types=None, **kwargs) -> argparse.ArgumentParser:
     """transformers' HfArgumentParser (options from dataclass fields) with help texts taken as prose.
-    Every command line of the project builds its parser here."""
+    Every command line of the project builds its parser here, so every one takes the output options
+    (-q, -v, --log_level, --no_progress: see console.py)."""
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(dataclass_types, formatter_class=ProseHelpFormatter, **kwargs)
+    from .console import add_output_options
+
+    parser = HfArgumentParser(dataclass_types, formatter_class=ProseHelpFormatter, **kwargs)
+    add_output_options(parser)
+    return parser
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: list[str]) -> int:
-    """Parse, run the chosen command, and turn user errors into one line on stderr + exit code 2."""
+    """Parse, run the chosen command, and turn user errors into one line on stderr + exit code 2 (1 for a failure
+    at run time: see `report_errors`)."""
 
     def run() -> int:
         namespace = parser.parse_args(argv)
@@ -177,19 +214,23 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         handler, types = namespace._handler
         return handler(*(_dataclass_from(namespace, t) for t in types))
 
-    return report_errors(run, on_interrupt="rerun the same command to continue from the cache")
+    return report_errors(run, on_interrupt="rerun the same command to continue from the cache", argv=argv)
 
 
-def report_errors(action: Callable[[], int], on_interrupt: str) -> int:
-    """Run a command: a user error (RerankforgeError) becomes `error: ...` on stderr and exit code 2,
-    Ctrl-C exit code 130 with a hint on how to continue."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    logger.setLevel(logging.INFO)
+def report_errors(action: Callable[[], int], on_interrupt: str, argv: list[str] | None = None,
+                  timestamps: bool = False) -> int:
+    """Run a command with logging and progress bars set up from the output options in `argv` (console.py).
+    Exit codes: 0 done; 2 wrong input (a RerankforgeError: `error: ...` on stderr, one line; argparse's usage
+    errors are 2 too); 1 valid input but a failure at run time (an OperationError: an upload, an endpoint;
+    or a bug: a traceback); 130 Ctrl-C, with a hint on how to continue."""
+    from .console import configure_output
+
+    configure_output(argv or [], timestamps=timestamps)
     try:
         return action()
     except RerankforgeError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"interrupted: {on_interrupt}", file=sys.stderr)
         return 130

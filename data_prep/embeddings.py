@@ -175,6 +175,6 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
 
 
 def _progress(total: int, description: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(total=total, desc=description, unit="text", disable=not enabled, dynamic_ncols=True)
+    return progress_bar(total=total, desc=description, unit="text", disable=not enabled, dynamic_ncols=True)

@@ -1,10 +1,14 @@
-"""Errors raised on bad user input. CLIs print them as one clear line and exit non-zero."""
+"""Errors a user can act on. CLIs print them as one clear line and exit non-zero: 2 where the input is wrong
+(a bad file, option or model: fix it and rerun), 1 where valid input met a failure at run time (an upload or an
+endpoint that failed: retry later). Anything else is a bug: a traceback, exit code 1."""
 
 from __future__ import annotations
 
 
 class RerankforgeError(Exception):
     """Base class: a problem the user can fix (bad file, bad option, missing model)."""
+
+    exit_code = 2  # of the command that stops on it
 
 
 class DataError(RerankforgeError):
@@ -18,6 +22,13 @@ class ModelNotFoundError(RerankforgeError):
 
 class ConfigError(RerankforgeError):
     """An option or config key has an invalid value."""
+
+
+class OperationError(RerankforgeError):
+    """The input was valid, but the work could not be done: a Hub upload, an LLM endpoint that failed or answered
+    nonsense. The message says what failed and what to do (retry, check the network or token)."""
+
+    exit_code = 1
 
 
 def located(path: object, line: int | None = None) -> str:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ConfigError, RerankforgeError
+from .errors import ConfigError, OperationError
 
 
-class GeneratorError(RerankforgeError):
+class GeneratorError(OperationError):
     """The generator could not answer (endpoint down, bad key, ...)."""
 
 

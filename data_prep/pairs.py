@@ -176,6 +176,10 @@ def load_pairs_hf(dataset_or_name: Any, split: str = "train", config: str | None
     negatives, neg). A cell may hold one string or a list of strings."""
     import datasets  # heavy import, only paid by callers that use Hugging Face data
 
+    from .progress import sync_libraries
+
+    sync_libraries()  # --no_progress reaches datasets' bars too
+
     label = dataset_or_name if isinstance(dataset_or_name, str) else None
     dataset = _hf_dataset(dataset_or_name, split, config, datasets)
     label = label or dataset.info.dataset_name or "dataset"

@@ -129,9 +129,8 @@ def build_generator(args: GenerateQueriesArgs):
 
 def generate_queries(args: GenerateQueriesArgs, show_progress: bool = True) -> dict:
     """Write the synthetic collection into `args.output`; returns its summary."""
-    from tqdm.auto import tqdm
-
     from .beir import load_corpus
+    from .progress import progress_bar
     from .runs import atomic_write_text
     from .sources import resolve_dataset_dir
 
@@ -155,8 +154,8 @@ def generate_queries(args: GenerateQueriesArgs, show_progress: bool = True) -> d
     done = _read_log(log, settings)
     generator = build_generator(args)
     started, todo = time.perf_counter(), [d for d in sample if d not in done]
-    with log.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc="generating queries", unit="passage",
-                                                    disable=not show_progress) as progress:
+    with log.open("a", encoding="utf-8") as f, progress_bar(total=len(todo), desc="generating queries",
+                                                            unit="passage", disable=not show_progress) as progress:
         for doc_id in todo:
             passage = corpus[doc_id].full_text[:args.max_passage_chars]
             done[doc_id] = generator.generate(prompt.messages(passage))

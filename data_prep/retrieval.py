@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -9,6 +10,8 @@ from .collection import Document
 from .errors import ConfigError
 from .models import DEFAULT_BI_ENCODER
 from .runs import Run
+
+logger = logging.getLogger(__name__)
 
 
 class Retriever(Protocol):
@@ -61,6 +64,8 @@ def build_retriever(corpus: dict[str, Document], config: RetrieverConfig) -> Ret
     """The first stage that `config` describes, over `corpus`. Models are resolved (and a missing
     one reported) here, before anything is encoded."""
     from .bm25 import BM25Retriever
+
+    logger.debug(f"first stage over {len(corpus)} documents: {config}")
 
     def bm25():
         return BM25Retriever(corpus, fields=config.bm25_fields, show_progress=config.show_progress)

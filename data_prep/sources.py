@@ -22,12 +22,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .beir import load_beir
 from .cache import cache_root
 from .collection import Collection
 from .errors import DataError
+from .progress import progress_bar
 from .offline import offline_mode
 from .pairs import load_pairs_csv, load_pairs_hf, load_pairs_jsonl
 
@@ -139,7 +138,7 @@ def _fetch(url: str, target: Path) -> None:
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, target.open("wb") as out:
         size = response.headers.get("Content-Length")
         total = int(size) if size and size.isdigit() else None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=total is None) as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=target.name, disable=total is None) as bar:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 bar.update(len(chunk))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +13,8 @@ from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision, use
 from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 
 from .report import REPORT_METRICS
+
+logger = logging.getLogger(__name__)
 
 EVAL_HELP = ("Measure reranking gains: first stage(s) vs each reranker on the same candidates, with the ceiling, "
              "significance, per-query view, depth and token-budget views, latency, and a report folder.")
@@ -35,11 +37,11 @@ class EvalArgs:
         "help": "First stages (by name: bm25, dense, hybrid, or a run file's name) the rerankers rerank; default "
                 "every one. The others are reported alone."})
     depth: int = field(default=50, metadata={"help": "Main reranking depth: candidates rescored per query."})
-    k: str = field(default="10,20,50,100", metadata={
-        "help": "Reranking depths of the metric-vs-depth curve, comma-separated (the first stage is retrieved "
-                "to the largest)."})
-    top_n: str = field(default="1,3,5,10", metadata={
-        "help": "Passages handed to an LLM: hit rate and tokens sent for each n, comma-separated."})
+    k: list[str] = field(default_factory=lambda: ["10", "20", "50", "100"], metadata={
+        "help": "Reranking depths of the metric-vs-depth curve: --k 10 20 50 (10,20,50 works too). The first stage "
+                "is retrieved to the largest."})
+    top_n: list[str] = field(default_factory=lambda: ["1", "3", "5", "10"], metadata={
+        "help": "Passages handed to an LLM: hit rate and tokens sent for each n: --top_n 1 3 5 (1,3,5 works too)."})
     metrics: list[str] = field(default_factory=lambda: list(REPORT_METRICS), metadata={
         "help": "Metrics of the main table: FAMILY@N with FAMILY in nDCG, MRR, MAP, R, P, Hit."})
     primary: str = field(default="nDCG@10", metadata={
@@ -58,14 +60,25 @@ def add_eval_parser(subparsers) -> None:
 
 
 def run_eval(args: EvalArgs) -> int:
+    from .report_files import console_table
+
+    report = evaluate_to_report(args)
+    print(console_table(report))
+    if args.output is not None:
+        print(f"report: {Path(args.output) / 'report.md'} (plots, per-query CSV, runs and metrics.json beside it)")
+    return 0
+
+
+def evaluate_to_report(args: EvalArgs):
+    """What `eval` does, printing nothing: the Report, and the report folder written when --output is given."""
     from rerankforge.data_prep.outputs import check_output_folder
     from rerankforge.data_prep.sources import load_collection
 
     from .report import EvalSettings, evaluate, retriever_signals
-    from .report_files import console_table, write_report
+    from .report_files import write_report
 
     output = check_output_folder(args.output, "--output") if args.output is not None else None
-    print(f"using {use_cpu_threads()}")
+    logger.info(f"using {use_cpu_threads()}")
     settings = EvalSettings(depth=args.depth, ks=_ints(args.k, "--k"), top_ns=_ints(args.top_n, "--top_n"),
                             metrics=tuple(args.metrics), primary=args.primary, seed=args.seed)
     if not args.run and not args.retriever:
@@ -74,18 +87,16 @@ def run_eval(args: EvalArgs) -> int:
     first_stages = {name: run for name, run in _read_runs(args.run, collection)}
     rerankers = [_load_reranker(ref, args) for ref in args.reranker]  # bad paths fail early
     for reranker in rerankers:
-        print(f"{reranker.name}: precision {reranker.precision}")
+        logger.info(f"{reranker.name}: precision {reranker.precision}")
     parts = first_stage_parts(collection, [*args.retriever, *retriever_signals(rerankers)], args.model)
     first_stages.update(retrieve(collection, args.retriever, parts, settings.max_depth))
     reranked = {name: run for name, run in first_stages.items() if not args.rerank or name in args.rerank}
     signals = candidate_signals(parts, retriever_signals(rerankers), collection.split_queries(), reranked,
                                 settings.max_depth)
     report = evaluate(collection, first_stages, rerankers, settings, signals=signals, rerank=args.rerank or None)
-    print(console_table(report))
     if output is not None:
-        written = write_report(report, output, collection)
-        print(f"report: {written['report']} (plots, per-query CSV, runs and metrics.json beside it)")
-    return 0
+        write_report(report, output, collection)
+    return report
 
 
 def first_stage_parts(collection, kinds: list[str], model: str) -> dict:
@@ -139,9 +150,9 @@ def _read_runs(paths: list[str], collection):
                             f"{preview(sorted(judged), 3)}); wrong --split?")
         covered = len(judged & run.keys())
         if covered < len(judged):  # said now, before the reranking, and again beside the numbers
-            print(f"warning: {path} ranks {covered} of the {len(judged)} judged queries of {collection.name}/"
-                  f"{collection.split}; metrics are given over all {len(judged)} (a query it did not rank scores 0) "
-                  f"and over its {covered}", file=sys.stderr)
+            logger.warning(f"{path} ranks {covered} of the {len(judged)} judged queries of {collection.name}/"
+                           f"{collection.split}; metrics are given over all {len(judged)} (a query it did not rank "
+                           f"scores 0) and over its {covered}")
         yield Path(path).name.removesuffix(".trec"), run
 
 
@@ -155,10 +166,14 @@ def _line_of(path: str, value: str, kind: str) -> int | None:
     return None
 
 
-def _ints(text: str, option: str) -> tuple[int, ...]:
+def _ints(values, option: str) -> tuple[int, ...]:
+    """`--k 10 20 50`, `--k 10,20,50` (the older form) or a mix, as (10, 20, 50); from Python, a list of ints or
+    the same strings."""
+    text = " ".join(map(str, values)) if isinstance(values, (list, tuple)) else str(values)
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
     if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise DataError(f"{option}: expected positive integers separated by commas (e.g. 10,20,50), got {text!r}")
+        raise DataError(f"{option}: expected positive integers separated by spaces or commas (e.g. {option} 10 20 "
+                        f"50), got {text!r}")
     return tuple(int(p) for p in parts)
 
 

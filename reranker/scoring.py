@@ -112,10 +112,10 @@ class Reranker:
         first = next((qid for qid, docs in candidates.items() if docs), None)
         if first is not None:
             self.score([(queries[first], doc_text(d)) for d in candidates[first][:self.batch_size]])
-        from tqdm.auto import tqdm
+        from rerankforge.data_prep.progress import progress_bar
 
         scores, seconds = {}, {}
-        for qid, doc_ids in tqdm(candidates.items(), desc=f"reranking ({self.name})", unit="query",
+        for qid, doc_ids in progress_bar(candidates.items(), desc=f"reranking ({self.name})", unit="query",
                                  disable=len(candidates) < 50, leave=False):
             pairs = [(queries[qid], doc_text(d)) for d in doc_ids]
             started = time.perf_counter()

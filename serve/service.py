@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from rerankforge.data_prep.cli import add_command, report_errors
@@ -9,6 +10,8 @@ from rerankforge.data_prep.hardware import use_cpu_threads
 
 from .documents import ChunkingConfig
 from .index import IndexConfig
+
+logger = logging.getLogger(__name__)
 
 INDEX_HELP = ("Build a search index for /search and /ask: documents from a BEIR folder, a JSONL file or a folder of "
               ".txt/.md files, split into overlapping token chunks, embedded, saved with a faiss index.")
@@ -32,25 +35,23 @@ def serve_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def run() -> int:
-        import logging
-
         import uvicorn
 
         from .config import load_serve_config
 
         config = load_serve_config(argv)
-        # the service logs what it keeps from clients (upstream failures, tracebacks) under request ids
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        print(f"using {use_cpu_threads()}", flush=True)
+        logger.info(f"using {use_cpu_threads()}")
         reranker = load_reranker(config)
-        print(f"precision: {reranker.precision}", flush=True)
+        logger.info(f"precision: {reranker.precision}")
         app = build_app(config, reranker)
         print(f"serving {config.reranker} on http://{config.host}:{config.port} "
               f"({'index ' + config.index if config.index else 'rerank only'})", flush=True)
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
         return 0
 
-    return report_errors(run, on_interrupt="server stopped")
+    # timestamped log lines: the service logs what it keeps from clients (upstream failures, tracebacks) under
+    # request ids
+    return report_errors(run, on_interrupt="server stopped", argv=argv, timestamps=True)
 
 
 def load_reranker(config):

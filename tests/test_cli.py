@@ -227,3 +227,99 @@ def test_train_output_dir_that_is_a_file_stops_before_training(tmp_path, capsys)
         err = capsys.readouterr().err
         assert err.startswith(f"error: output_dir {output_dir}: ") and "is a file" in err, err
     assert train_file.read_text() == "{}\n"
+
+
+# --- conventions every command follows: --version, env, -q/-v, --no_progress, exit codes, list options
+
+
+def test_version_and_env_report(capsys):
+    import torch
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        rerankforge(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"rerankforge {version('rerankforge')}"
+    assert rerankforge(["env"]) == 0
+    out = capsys.readouterr().out
+    lines = dict(line.removeprefix("- ").split(": ", 1) for line in out.splitlines())
+    assert lines["torch"].startswith(torch.__version__)
+    assert lines["CPU capability"].startswith(torch.backends.cpu.get_cpu_capability())
+    assert lines["precision auto (cpu)"].startswith("fp32 (auto: this CPU (AVX2)")  # conftest forces AVX2
+    assert "CPU thread(s) per process" in lines["CPU threads"] and lines["MPS"] in ("available", "not available")
+    assert {"rerankforge", "Python", "Platform", "CUDA devices", "transformers", "sentence-transformers", "accelerate",
+            "peft", "faiss", "bm25s", "datasets", "huggingface_hub", "onnxruntime", "wandb"} <= set(lines)
+    assert lines["bm25s"] == version("bm25s")
+
+
+def _eval_bm25(scifact_slice, *extra: str) -> list[str]:
+    return ["eval", "--data", str(scifact_slice), "--retriever", "bm25", "--no_progress", *extra]
+
+
+def test_quiet_and_verbose_set_what_reaches_stderr_not_the_result(scifact_slice, capsys):
+    assert rerankforge(_eval_bm25(scifact_slice)) == 0
+    out, err = capsys.readouterr()
+    assert "\nbm25 " in out and "using " in err and "CPU thread(s)" not in out  # info: stderr, result: stdout
+    assert "first stage over" not in err and "debug:" not in err  # no debug messages, bm25s' included
+    command = _eval_bm25(scifact_slice)
+    for argv in (["-q", *command], [*command, "--quiet"], ["--log_level", "warning", *command],
+                 [*command, "--log-level=WARNING"]):  # the output options go before or after the command
+        assert rerankforge(argv) == 0
+        out, err = capsys.readouterr()
+        assert "\nbm25 " in out and "using " not in err, (argv, err)
+    assert rerankforge([*command, "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "first stage over " in err and "documents: RetrieverConfig(" in err and "using " in err
+    assert "Building index" not in err  # -v: rerankforge's debug messages, not every library's
+
+
+def test_no_progress_leaves_no_bars(scifact_slice, tmp_path, capsys):
+    import huggingface_hub.utils
+
+    run_file = tmp_path / "bm25.trec"
+    args = ["retrieve", "--data", str(scifact_slice), "--retriever", "bm25", "--output", str(run_file)]
+    assert rerankforge([*args, "--no_progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "wrote the top-100" in out and "it/s" not in err and "%|" not in err, err
+    assert huggingface_hub.utils.are_progress_bars_disabled()
+    assert rerankforge(args) == 0  # the next command shows them again (bm25s' here)
+    assert "it/s" in capsys.readouterr().err
+    assert not huggingface_hub.utils.are_progress_bars_disabled()
+
+
+def test_exit_codes_2_for_wrong_input_1_for_a_failure_at_run_time(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    folder = tmp_path / "reranker"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}\n")
+
+    def unreachable(self, *args, **kwargs):
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", unreachable)
+    assert rerankforge(["push", "--folder", str(folder), "--hub_model_id", "me/reranker"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: upload of") and "ConnectionError: network is unreachable" in err
+    assert rerankforge(["push", "--folder", str(folder), "--hub_model_id", "no-org"]) == 2
+    assert "expected 'org/name', got 'no-org'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # argparse: a usage error
+        rerankforge(["push", "--folder"])
+    assert usage.value.code == 2
+    # train and serve parse their own command lines, with the same codes and options
+    assert rerankforge(["-q", "train", "--train_file", str(tmp_path / "missing.jsonl")]) == 2
+    assert "train_file: no such file" in capsys.readouterr().err
+    assert rerankforge(["serve", "--reranker", "x", "--port", "0", "-v", "--no_progress"]) == 2
+    assert "port must be in 1..65535, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ks, expected", [(["10", "20"], (10, 20)), (["10,20"], (10, 20)),
+                                          (["5", "10,20"], (5, 10, 20))])
+def test_list_options_take_spaces_or_commas(ks, expected, scifact_slice, monkeypatch, capsys):
+    from rerankforge.eval import report
+
+    seen, evaluate = [], report.evaluate
+    monkeypatch.setattr(report, "evaluate", lambda *args, **kwargs: seen.append(args[3]) or evaluate(*args, **kwargs))
+    assert rerankforge(_eval_bm25(scifact_slice, "--depth", "20", "--k", *ks, "--top_n", *ks)) == 0
+    assert seen[0].ks == tuple(sorted({*expected, 20})) and seen[0].top_ns == expected  # the main depth joins
+    assert rerankforge(_eval_bm25(scifact_slice, "--k", "10", "x")) == 2
+    assert "--k: expected positive integers separated by spaces or commas" in capsys.readouterr().err

@@ -22,9 +22,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path, scifact_slice, tiny_bi_encoder, 
     out = tmp_path / "demo"
     assert rerankforge(["demo", "--data", str(scifact_slice), "--model", tiny_bi_encoder, "--config", str(small),
                         "--output_dir", str(out), "--depth", "10", "--precision", "fp32"]) == 0
-    printed = capsys.readouterr().out
+    printed, logged = capsys.readouterr()
     assert "[4/4] evaluating" in printed and "hybrid >> reranker" in printed and "report:" in printed
-    assert "precision: fp32 (as configured)" in printed and "CPU thread(s) per process" in printed
+    assert "precision: fp32 (as configured)" in logged and "CPU thread(s) per process" in logged
     summary = json.loads((out / "mined.train.summary.json").read_text())
     assert summary["queries"] == 40
     trained = json.loads((out / "reranker" / "train_config.json").read_text())

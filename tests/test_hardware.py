@@ -211,7 +211,7 @@ def test_train_resolves_precision_and_threads_on_this_machine(monkeypatch, tmp_p
                        "--first_stage_model", tiny_bi_encoder, "--output_dir", str(out), "--dev_queries", "0",
                        "--num_negatives", "3", "--max_length", "64", "--batch_size", "4", "--max_steps", "2",
                        "--eval_steps", "0", "--save_steps", "0", "--log_steps", "1"]) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # log messages, on stderr; stdout holds the result
     assert "precision: bf16 (auto: this CPU (AMX) has native bf16)" in printed
     assert "using 1 CPU thread(s) per process (OMP_NUM_THREADS)" in printed and torch.get_num_threads() == 1
     assert json.loads((out / "metrics.json").read_text())["precision"] == "bf16"
@@ -234,9 +234,9 @@ def test_eval_and_serve_apply_the_thread_setting(monkeypatch, scifact_slice, cap
 
     monkeypatch.setenv("RERANKFORGE_CPU_THREADS", "1")
     assert rerankforge(["eval", "--data", str(scifact_slice), "--reranker", "no/such-reranker"]) == 2
-    assert "using 1 CPU thread(s) per process (RERANKFORGE_CPU_THREADS)" in capsys.readouterr().out
+    assert "using 1 CPU thread(s) per process (RERANKFORGE_CPU_THREADS)" in capsys.readouterr().err
     assert torch.get_num_threads() == 1
     torch.set_num_threads(2)
     assert rerankforge(["serve", "--reranker", "no/such-reranker"]) == 2
-    assert "using 1 CPU thread(s) per process (RERANKFORGE_CPU_THREADS)" in capsys.readouterr().out
+    assert "using 1 CPU thread(s) per process (RERANKFORGE_CPU_THREADS)" in capsys.readouterr().err
     assert torch.get_num_threads() == 1

@@ -32,9 +32,9 @@ def test_cross_encoder_teacher_scores_every_document_and_resumes_from_its_cache(
     out = tmp_path / "scored.jsonl"
     args = ["score-teacher", "--input", str(mined_slice), "--output", str(out), "--teacher", tiny_reranker]
     assert rerankforge(args) == 0
-    printed = capsys.readouterr().out
+    printed, logged = capsys.readouterr()
     rows, mined = _rows(out), _rows(mined_slice)
-    assert len(rows) == len(mined) and "0 already scored" in printed and "ranks the labelled positive" in printed
+    assert len(rows) == len(mined) and "0 already scored" in logged and "ranks the labelled positive" in printed
     reranker = Reranker.load(tiny_reranker)
     row, source = rows[0], mined[0]
     expected = reranker.score([(row["query"], d) for d in [row["positive"], *row["negatives"]]])
@@ -48,11 +48,11 @@ def test_cross_encoder_teacher_scores_every_document_and_resumes_from_its_cache(
     cache.write_text("\n".join(lines[:6]) + "\n" + lines[6][:10])
     out.unlink()
     assert rerankforge(args) == 0
-    assert "5 already scored" in capsys.readouterr().out
+    assert "5 already scored" in capsys.readouterr().err
     _same(_rows(out), rows)
     resumed = _rows(out)
     assert rerankforge(args) == 0  # everything cached now: nothing is scored again, to the last bit
-    assert f"{len(lines) - 1} already scored" in capsys.readouterr().out and _rows(out) == resumed
+    assert f"{len(lines) - 1} already scored" in capsys.readouterr().err and _rows(out) == resumed
 
 
 def test_served_teacher_is_the_folders_served_ranking(tmp_path, mined_slice, tiny_reranker, scifact_slice,
@@ -128,14 +128,15 @@ def test_openai_compatible_judge_reads_yes_and_no_logprobs(tmp_path, mined_slice
         assert body["model"] == "judge-model" and body["max_tokens"] == 1 and body["logprobs"] is True
         assert auth == "Bearer sk-test" and "Answer yes or no." in body["messages"][-1]["content"]
 
-        # a failing endpoint stops the run with its answer, and what was scored before stays cached
+        # a failing endpoint stops the run with its answer (exit 1: the input was fine), and what was scored
+        # before stays cached
         broken = tmp_path / "broken.jsonl"
         rows_in = _rows(mined_slice)
         rows_in[-1]["negatives"][0] = "FAIL " + rows_in[-1]["negatives"][0]
         (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_in))
         capsys.readouterr()
         assert rerankforge(["score-teacher", "--input", str(tmp_path / "in.jsonl"), "--output", str(broken),
-                            "--teacher", "judge-model", "--kind", "openai", "--base_url", f"{url}/v1"]) == 2
+                            "--teacher", "judge-model", "--kind", "openai", "--base_url", f"{url}/v1"]) == 1
     err = capsys.readouterr().err
     assert "answered HTTP 503" in err and "overloaded" in err and not broken.exists()
 

@@ -6,6 +6,7 @@ fits both at its end (`calibrate`, `fit_combination`); both go through DevSet.""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +19,8 @@ from rerankforge.reranker.scoring import Reranker
 from .dev_eval import DevSet
 from .dev_split import DevSplitArgs, dev_split
 from .export_check import check_folder
+
+logger = logging.getLogger(__name__)
 
 CALIBRATE_HELP = ("Fit on the reranker's dev split, and save in its rerankforge.json: Platt scaling, so its scores "
                   "read as probabilities of relevance (serve's relevance_score and min_relevance), and the served "
@@ -44,9 +47,9 @@ def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
     folder = check_folder(args.model)
     settings = read_settings(folder)  # a bad rerankforge.json stops us before anything runs
     config, query_ids, where = dev_split(folder, split)
-    print(f"using {use_cpu_threads()}")
+    logger.info(f"using {use_cpu_threads()}")
     reranker = Reranker.load(str(folder), batch_size=args.batch_size, backend=args.backend)
-    print(f"dev split: {len(query_ids)} queries of {where}, {config.first_stage} top-{config.dev_depth}")
+    logger.info(f"dev split: {len(query_ids)} queries of {where}, {config.first_stage} top-{config.dev_depth}")
     dev = DevSet.build(config, query_ids)
     try:
         scores = dev.score(reranker)

@@ -10,11 +10,13 @@ from rerankforge.data_prep.cli import add_command, report_errors
 
 TRAIN_HELP = ("Fine-tune a cross-encoder reranker: --config configs/NAME.yaml, any key overridable as --key value "
               "(`rerankforge train --help` lists them).")
-PUSH_HELP = "Upload a trained reranker folder to the Hugging Face Hub (--dry_run lists the files)."
+PUSH_HELP = ("Upload a trained reranker folder to the Hugging Face Hub, its model card rebuilt for the repo "
+             "(--eval_report adds test figures; --dry_run lists the files).")
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    """Parse the config, train, publish if asked. Errors in the input print one line and exit 2."""
+    """Parse the config, train, publish if asked. Errors in the input print one line and exit 2; a failed upload
+    exits 1 (the trained folder is complete: `rerankforge push` retries it)."""
     argv = sys.argv[1:] if argv is None else argv
 
     def run() -> int:
@@ -26,13 +28,15 @@ def train_main(argv: list[str] | None = None) -> int:
         if metrics:  # the main process
             print(summary(config.output_dir, metrics))
             if config.push_to_hub:
-                from .hub import push_folder
+                from .hub import adapter_left_out, push_folder
 
                 files = push_folder(config.output_dir, config.hub_model_id, private=config.hub_private)
                 print(f"uploaded {len(files)} files to https://huggingface.co/{config.hub_model_id}")
+                if note := adapter_left_out(config.output_dir):
+                    print(note)
         return 0
 
-    return report_errors(run, on_interrupt="rerun the same command to resume from the last checkpoint")
+    return report_errors(run, on_interrupt="rerun the same command to resume from the last checkpoint", argv=argv)
 
 
 def summary(output_dir: str, metrics: dict) -> str:
@@ -51,7 +55,11 @@ class PushArgs:
     folder: str = field(metadata={"help": "Output folder of `rerankforge train`."})
     hub_model_id: str = field(metadata={"help": "Hub repo id, org/name."})
     private: bool = field(default=True, metadata={"help": "Create the repo as private."})
-    dry_run: bool = field(default=False, metadata={"help": "Only list the files that would be uploaded."})
+    dry_run: bool = field(default=False, metadata={
+        "help": "Only list the files that would be uploaded (the model card is still rebuilt, to be read)."})
+    eval_report: str | None = field(default=None, metadata={
+        "help": "A `rerankforge eval` output folder (or its metrics.json) with this reranker's results: the card's "
+                "model-index and evaluation section get its figures (e.g. the test split) beside the dev ones."})
 
 
 def add_train_parser(subparsers) -> None:
@@ -64,9 +72,12 @@ def add_push_parser(subparsers) -> None:
 
 
 def run_push(args: PushArgs) -> int:
-    from .hub import push_folder
+    from .hub import adapter_left_out, push_folder
 
-    files = push_folder(args.folder, args.hub_model_id, private=args.private, dry_run=args.dry_run)
+    files = push_folder(args.folder, args.hub_model_id, private=args.private, dry_run=args.dry_run,
+                        eval_report=args.eval_report)
     verb = "would upload" if args.dry_run else "uploaded"
-    print(json.dumps({"repo": args.hub_model_id, verb.replace(" ", "_"): files}, indent=2))
+    note = adapter_left_out(args.folder)
+    print(json.dumps({"repo": args.hub_model_id, verb.replace(" ", "_"): files, **({"left_out": note} if note else {})},
+                     indent=2))
     return 0

@@ -10,6 +10,7 @@ torch's. Refused: exit code 2 with the figures, nothing written to onnx/."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from rerankforge.reranker.export import Verdict, export_backend, spearman
 
 from .dev_eval import DevSet
 from .dev_split import DevSplitArgs, dev_split
+
+logger = logging.getLogger(__name__)
 
 EXPORT_HELP = ("Export a reranker folder for fast CPU scoring: --backend onnx (ONNX Runtime, fused fp32 graph: "
                "onnx/model.onnx) or onnx-int8 (int8 for this CPU: onnx/model_qint8_<format>.onnx), in "
@@ -58,9 +61,9 @@ def run_export(args: ExportArgs, split: DevSplitArgs | None = None) -> int:
     require_onnx()
     folder = check_folder(args.model)
     config, query_ids, where = dev_split(folder, split or DevSplitArgs())  # everything the check reads is found before a model loads
-    print(f"using {use_cpu_threads()}")
+    logger.info(f"using {use_cpu_threads()}")
     torch_reranker = Reranker.load(str(folder), batch_size=args.batch_size, precision="fp32")
-    print(f"dev split: {len(query_ids)} queries of {where}, {config.first_stage} top-{config.dev_depth}")
+    logger.info(f"dev split: {len(query_ids)} queries of {where}, {config.first_stage} top-{config.dev_depth}")
     dev = DevSet.build(config, query_ids)
     check = DevCheck(dev, torch_reranker, args.min_spearman, args.max_ndcg_loss)
     print(f"torch fp32: dev nDCG@10 {check.torch_ndcg:.4f} over {check.pairs} pairs ({check.torch_rate:.1f} pairs/s)")

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rerankforge.data_prep.errors import ConfigError, RerankforgeError
+from rerankforge.data_prep.errors import ConfigError, OperationError
 
 YES, NO = ("yes", "Yes", "YES"), ("no", "No", "NO")
 
@@ -41,7 +41,7 @@ class JudgePrompt:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
 
-class JudgeError(RerankforgeError):
+class JudgeError(OperationError):
     """The judge could not score a pair (an endpoint failing or answering something unreadable)."""
 
 

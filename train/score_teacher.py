@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from rerankforge.data_prep.llm import read_prompt
 from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
 
 from .judges import JudgePrompt
+
+logger = logging.getLogger(__name__)
 
 SCORE_TEACHER_HELP = ("Add a teacher's scores to a mined n-tuple file for distillation: a cross-encoder, a trained "
                       "reranker's served ranking (reranker + dense + BM25), or an LLM judge (local causal LM or an "
@@ -72,9 +75,8 @@ def add_score_teacher_parser(subparsers) -> None:
 
 
 def run_score_teacher(args: ScoreTeacherArgs) -> int:
-    from tqdm.auto import tqdm
-
     from rerankforge.data_prep.mined_files import write_rows
+    from rerankforge.data_prep.progress import progress_bar
 
     from .groups import read_mined
 
@@ -83,14 +85,14 @@ def run_score_teacher(args: ScoreTeacherArgs) -> int:
     rows = read_mined(args.input)
     if args.kind == "served":
         _check_ids(rows, args.input)
-    print(f"using {use_cpu_threads()}")
+    logger.info(f"using {use_cpu_threads()}")
     scorer, identity = _load_teacher(args, prompt)
     pairs = list(dict.fromkeys((row["query"], doc) for row in rows for doc in [row["positive"], *row["negatives"]]))
     cache = ScoreCache(cache_path(output), identity)
     todo = [pair for pair in pairs if cache.key(*pair) not in cache.scores]
-    print(f"{len(pairs)} distinct pairs in {len(rows)} rows; {len(pairs) - len(todo)} already scored "
-          f"({cache.path.name}), {len(todo)} to score with {args.kind} teacher {args.teacher}")
-    with tqdm(total=len(todo), desc="teacher scores", unit="pair") as progress:
+    logger.info(f"{len(pairs)} distinct pairs in {len(rows)} rows; {len(pairs) - len(todo)} already scored "
+                f"({cache.path.name}), {len(todo)} to score with {args.kind} teacher {args.teacher}")
+    with progress_bar(total=len(todo), desc="teacher scores", unit="pair") as progress:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start:start + CHUNK]
             cache.add(chunk, [float(s) for s in scorer.score(chunk)])
@@ -219,8 +221,8 @@ def _served(args: ScoreTeacherArgs, rows: list[dict], raw: dict, reranker) -> li
 
     combiner = reranker.combiner
     if not combiner.uses_reranker:
-        print(f"note: {args.teacher}'s served ranking does not use its reranker ({combiner.describe()}): the "
-              "teacher is the first stage")
+        logger.warning(f"{args.teacher}'s served ranking does not use its reranker ({combiner.describe()}): the "
+                       "teacher is the first stage")
     corpus = _corpus(args.data)
     queries = {str(i): row["query"] for i, row in enumerate(rows)}
     ids = {str(i): [str(row["positive_id"]), *map(str, row["negative_ids"])] for i, row in enumerate(rows)}

@@ -91,15 +91,14 @@ def score_pairs(pairs: list[tuple[str, str]], teacher_folder: str, config: Train
                 show_progress: bool = True) -> list[float]:
     """The teacher's raw scores of `pairs`, each distinct pair scored once, cut to the student's max_length
     (the teacher judges what the student will see)."""
-    from tqdm.auto import tqdm
-
+    from rerankforge.data_prep.progress import progress_bar
     from rerankforge.reranker.scoring import Reranker
 
     teacher = Reranker.load(teacher_folder, max_length=config.max_length, batch_size=config.eval_batch_size,
                             device=str(device), precision=precision)
     distinct = list(dict.fromkeys(pairs))
     scores: dict[tuple[str, str], float] = {}
-    with tqdm(total=len(distinct), desc="teacher scores", unit="pair", disable=not show_progress) as progress:
+    with progress_bar(total=len(distinct), desc="teacher scores", unit="pair", disable=not show_progress) as progress:
         for start in range(0, len(distinct), CHUNK):
             chunk = distinct[start:start + CHUNK]
             scores.update(zip(chunk, map(float, teacher.score(chunk))))
