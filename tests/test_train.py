@@ -224,18 +224,19 @@ def test_training_writes_a_crossencoder_folder(encoder, request, tmp_path, mined
         p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 6 and metrics["dev_reranked"]["nDCG@10"] >= 0
-    printed = capsys.readouterr().out
+    printed, logged = capsys.readouterr()
     assert "trained 6 steps" in printed
     settings = json.loads((out / "rerankforge.json").read_text())
     if "calibration" in metrics:  # fitted on dev, saved with the model, read back by the scorer
         assert settings["calibration_scale"] == metrics["calibration"]["scale"] > 0
         assert Reranker.load(str(out)).calibration.bias == settings["calibration_bias"]
     else:  # a 6-step tiny model may rank dev backwards: then it is not fitted, and the run says why
-        assert "calibration: not fitted" in printed and "calibration_scale" not in settings
+        assert "calibration: not fitted" in logged and "calibration_scale" not in settings
     ours = Reranker.load(str(out)).score(PAIRS)
     assert _scores(out, PAIRS) == pytest.approx(ours, abs=1e-4)
     card = (out / "README.md").read_text()
-    assert f"base_model: {model}" in card and "| first stage (hybrid) |" in card
+    assert "| first stage (hybrid) |" in card
+    assert "base_model" not in card.split("\n---\n")[0] and model not in card  # a local base: named, never a path
 
 
 def test_lora_adapter_and_merged_model_score_like_the_trained_model(tmp_path, mined_slice, scifact_slice,
@@ -336,11 +337,17 @@ def test_wandb_offline_run_holds_the_metrics(tmp_path, mined_slice, scifact_slic
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    # W&B's own environment is honoured (WANDB_DIR, WANDB_RUN_GROUP, ...); config keys override it.
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    monkeypatch.setenv("WANDB_RUN_GROUP", "sweep-7")
+    monkeypatch.setenv("WANDB_TAGS", "scifact-slice")
     out = tmp_path / "wb"
     assert train_main(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--max_steps", "3",
                                  "--report_to", "wandb", "--run_name", "offline-test")) == 0
-    runs = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert not (out / "wandb").exists()
+    runs = list((tmp_path / "wandb-home" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
+    assert b"sweep-7" in runs[0].read_bytes() and b"scifact-slice" in runs[0].read_bytes()
     # The offline run log is protobuf records (wandb reads it with its Go core); the history items hold the
     # metric names and their JSON values as plain bytes.
     log = runs[0].read_bytes()
@@ -367,12 +374,13 @@ def test_hub_dry_run_and_patched_upload(tmp_path, mined_slice, scifact_slice, ti
     create, upload = calls
     assert create[1] == "me/scifact" and create[2]["private"] is True
     uploaded = upload[1]["allow_patterns"]
-    assert {"model.safetensors", "README.md", "adapter/adapter_model.safetensors"} <= set(uploaded)
+    assert {"model.safetensors", "README.md", "config.json"} <= set(uploaded)
     assert not any(f.startswith("checkpoints") for f in uploaded)
-    capsys.readouterr()
+    # The adapter's base is the local tiny model, a path of this machine: the adapter stays home, and says why.
+    assert not any(f.startswith("adapter/") for f in uploaded) and "adapter/ not uploaded" in capsys.readouterr().out
     assert rerankforge(["push", "--folder", str(out), "--hub_model_id", "me/scifact", "--dry_run"]) == 0
-    listed = json.loads(capsys.readouterr().out)["would_upload"]
-    assert listed == uploaded and len(calls) == 2
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["would_upload"] == uploaded and len(calls) == 2 and tiny_bert in printed["left_out"]
 
 
 @pytest.mark.slow
@@ -492,13 +500,13 @@ def test_trained_model_carries_its_dev_fitted_served_ranking(tmp_path, mined_sli
     out = tmp_path / "fw"
     assert rerankforge(["train", *_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,
                                              "--max_steps", "3")]) == 0
-    printed = capsys.readouterr().out
+    logged = capsys.readouterr().err
     settings = json.loads((out / "rerankforge.json").read_text())
     combination = json.loads((out / "metrics.json").read_text())["combination"]
     assert settings["fusion_weights"] == combination["weights"] and settings["max_length"] == 96
     assert set(combination["dev_nDCG@10_alone"]) == {"reranker", "dense", "bm25", "first_stage"}  # hybrid dev
     assert settings["fusion_first_stage"] == combination["first_stage"] == "hybrid"
-    assert combination["message"] in printed and "p = " in combination["message"]
+    assert combination["message"] in logged and "p = " in combination["message"]
     served = Reranker.load(str(out)).combiner
     assert served == Combiner(settings["fusion_weights"]) and served.chosen_on == settings["fusion_chosen_on"]
     # eval reranks a first-stage run with it: the reranker alone, and the served ranking, same candidates
@@ -536,3 +544,48 @@ def test_head_learning_rate_applies_to_the_scoring_head_only(tiny_bert):
         assert group["lr"] == (1e-2 if ids <= head else 1e-4) and (ids <= head or not ids & head)
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
+
+
+def test_dropout_overrides_reach_the_modules_and_not_the_saved_config(tiny_bert, tiny_xlmr):
+    from transformers import AutoConfig
+
+    from rerankforge.train.model import load_model
+
+    for folder in (tiny_bert, tiny_xlmr):
+        own = AutoConfig.from_pretrained(folder)
+        assert own.attention_probs_dropout_prob > 0 and own.hidden_dropout_prob > 0
+        config = TrainConfig(train_file="x", model=folder, attention_dropout=0.0, hidden_dropout=0.05)
+        model, _ = load_model(config, folder)
+        assert {m.dropout.p for name, m in model.named_modules() if name.endswith("attention.self")} == {0.0}
+        hidden = {m.p for name, m in model.named_modules()
+                  if isinstance(m, torch.nn.Dropout) and name.endswith("output.dropout")}
+        assert hidden == {0.05}
+        # Whoever trains the saved model next gets the model's own dropout back.
+        assert model.config.attention_probs_dropout_prob == own.attention_probs_dropout_prob
+        assert model.config.hidden_dropout_prob == own.hidden_dropout_prob
+
+
+def test_dropout_override_errors_name_the_key(tiny_bert):
+    from rerankforge.train.model import load_model
+
+    with pytest.raises(ConfigError, match=r"attention_dropout: expected a probability in \[0, 1\), got 1.5"):
+        load_model(TrainConfig(train_file="x", model=tiny_bert, attention_dropout=1.5), tiny_bert)
+
+
+def test_wandb_settings_come_from_config_then_environment_then_defaults(tmp_path):
+    from rerankforge.train.tracking import wandb_settings
+
+    out = str(tmp_path / "run-a")
+    bare = wandb_settings(TrainConfig(train_file="x", output_dir=out), {})
+    assert bare == {"project": "rerankforge", "init_kwargs": {"name": "run-a", "entity": None, "group": None,
+                                                             "tags": None, "dir": out}}
+    environ = {"WANDB_PROJECT": "env-project", "WANDB_ENTITY": "env-team", "WANDB_RUN_GROUP": "sweep-1",
+               "WANDB_TAGS": "scifact, minilm", "WANDB_DIR": str(tmp_path / "wb"), "WANDB_NAME": "env-name"}
+    from_env = wandb_settings(TrainConfig(train_file="x", output_dir=out), environ)
+    assert from_env == {"project": "env-project", "init_kwargs": {
+        "name": "env-name", "entity": "env-team", "group": "sweep-1", "tags": ["scifact", "minilm"],
+        "dir": str(tmp_path / "wb")}}
+    pinned = wandb_settings(TrainConfig(train_file="x", output_dir=out, project="p", run_name="n", wandb_entity="e",
+                                        run_group="g", tags=["t"], tracker_dir=str(tmp_path / "d")), environ)
+    assert pinned == {"project": "p", "init_kwargs": {"name": "n", "entity": "e", "group": "g", "tags": ["t"],
+                                                      "dir": str(tmp_path / "d")}}

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+from accelerate.logging import get_logger
 
 from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.hardware import resolve_precision, use_cpu_threads
@@ -26,6 +27,9 @@ from .groups import (Collator, LengthGroupedBatches, TokenizedGroups, build_grou
                      split_dev)
 from .losses import compute_loss
 from .teacher import attach_teacher_scores, check_teacher, resolve_teacher
+from .tracking import wandb_settings
+
+logger = get_logger(__name__)  # logs from the main process only; the command line decides where it goes (-q, -v)
 
 
 def train(config: TrainConfig) -> dict:
@@ -69,17 +73,17 @@ def train(config: TrainConfig) -> dict:
                               mixed_precision=precision.accelerate,
                               log_with="wandb" if config.report_to == "wandb" else None, project_dir=str(output_dir))
     main = accelerator.is_main_process
-    accelerator.print(f"precision: {precision}")
+    logger.info(f"precision: {precision}")
     _use_the_cpu_cores(accelerator)
     set_seed(config.seed)
     dev = DevSet.build(config, dev_ids, show_progress=main) if dev_ids and main else None
     if teacher_folder is not None:  # the main process scores (or finds the cache), then the others read the cache
         if teacher_note:
-            accelerator.print(f"note: {teacher_note}")
+            logger.warning(teacher_note)
         with accelerator.main_process_first():
             source = attach_teacher_scores(groups, config, teacher_folder, accelerator.device, precision.name,
                                            show_progress=main)
-        accelerator.print(f"teacher {config.teacher}: scores of the {len(groups)} training groups {source}")
+        logger.info(f"teacher {config.teacher}: scores of the {len(groups)} training groups {source}")
 
     # 2. Model, data, optimizer, schedule.
     model, tokenizer = load_model(config, model_folder)
@@ -102,14 +106,14 @@ def train(config: TrainConfig) -> dict:
                               optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps) * ticks,
                               num_training_steps=total_steps * ticks)
     scheduler = accelerator.prepare(scheduler)
-    accelerator.print(f"{len(groups)} training groups of {1 + config.num_negatives}; {accelerator.num_processes} "
-                      f"process(es) ({accelerator.distributed_type.value}), {len(loader)} batches of "
-                      f"{config.batch_size} groups per process per epoch; {total_steps} optimizer steps")
+    logger.info(f"{len(groups)} training groups of {1 + config.num_negatives}; {accelerator.num_processes} "
+                f"process(es) ({accelerator.distributed_type.value}), {len(loader)} batches of "
+                f"{config.batch_size} groups per process per epoch; {total_steps} optimizer steps")
 
     # 3. Resume from the last complete checkpoint, if any (its training state was read in step 1).
     if checkpoint is not None:
         resume(accelerator, checkpoint, output_dir)
-        accelerator.print(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
+        logger.info(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
     if config.report_to == "wandb":
         _init_wandb(accelerator, config)
     reranker = Reranker(accelerator.unwrap_model(model), tokenizer, config.max_length, config.eval_batch_size,
@@ -117,7 +121,7 @@ def train(config: TrainConfig) -> dict:
     if dev is not None and state.step == 0:
         baseline = dev.first_stage()
         state.history.append({"step": 0, **{f"dev/first_stage_{k}": v for k, v in baseline.items()}})
-        accelerator.print(f"dev ({len(dev.queries)} queries) first stage: {_fmt(baseline)}")
+        logger.info(f"dev ({len(dev.queries)} queries) first stage: {_fmt(baseline)}")
 
     # 4. The loop.
     progress = _progress(total_steps, state.step, disable=not main)
@@ -190,17 +194,17 @@ def train(config: TrainConfig) -> dict:
             try:
                 calibration, metrics["calibration"] = dev.calibrate(saved_scores)
             except ValueError as error:  # e.g. no judged-relevant document among a tiny dev split's candidates
-                accelerator.print(f"calibration: not fitted ({error}); relevance scores stay the plain sigmoid")
+                logger.warning(f"calibration: not fitted ({error}); relevance scores stay the plain sigmoid")
             else:
                 settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
                 settings.calibration_fitted_on = metrics["calibration"]["fitted_on"]
-                accelerator.print(f"calibration fitted on dev: {_calibration_line(metrics['calibration'])}")
+                logger.info(f"calibration fitted on dev: {_calibration_line(metrics['calibration'])}")
         if dev is not None and config.fit_combination:
             fit = dev.fit_combination(saved_scores, f"dev split of {config.data}/{config.split}")
             settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
             settings.fusion_first_stage = fit.combiner.first_stage
             metrics["combination"] = fit.evidence
-            accelerator.print(fit.message)
+            logger.info(fit.message)
         tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
         save_reranker(unwrapped, tokenizer, output_dir, config.model, settings)
         atomic_write_text(output_dir / "train_config.json", json.dumps(to_dict(config), indent=2) + "\n")
@@ -218,7 +222,7 @@ def _use_the_cpu_cores(accelerator) -> None:
     (`accelerate launch` without `--cpu` sets OMP_NUM_THREADS=1, which would leave cores idle); see
     data_prep/hardware.py. RERANKFORGE_CPU_THREADS=N chooses the number per process."""
     if accelerator.device.type == "cpu":
-        accelerator.print(f"using {use_cpu_threads(accelerator.num_processes)}")
+        logger.info(f"using {use_cpu_threads(accelerator.num_processes)}")
 
 
 def _cpu_ranks() -> bool:
@@ -256,7 +260,7 @@ def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig
         accelerator.log(logs, step=state.step)
         state.history.append({"step": state.step, **logs})
         improved = state.best_ndcg is None or metrics["nDCG@10"] > state.best_ndcg
-        accelerator.print(f"\nstep {state.step}: dev {_fmt(metrics)}{'  (best)' if improved else ''}")
+        logger.info(f"\nstep {state.step}: dev {_fmt(metrics)}{'  (best)' if improved else ''}")
         if improved:
             state.best_ndcg, state.best_step, state.evals_without_gain = metrics["nDCG@10"], state.step, 0
             if config.keep_best:
@@ -266,7 +270,7 @@ def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig
             patience = config.early_stopping_patience
             stop = patience is not None and state.evals_without_gain >= patience
             if stop:
-                accelerator.print(f"early stopping: no dev gain in {patience} evaluations")
+                logger.info(f"early stopping: no dev gain in {patience} evaluations")
     flag = torch.tensor([1 if stop else 0], device=accelerator.device)
     return bool(accelerator.reduce(flag, reduction="sum").item()), scores  # every process stops together
 
@@ -338,9 +342,9 @@ def _fmt(metrics: dict[str, float]) -> str:
 
 
 def _progress(total: int, done: int, disable: bool):
-    from tqdm.auto import tqdm
+    from rerankforge.data_prep.progress import progress_bar
 
-    return tqdm(total=total, initial=done, desc="training", unit="step", disable=disable, dynamic_ncols=True)
+    return progress_bar(total=total, initial=done, desc="training", unit="step", disable=disable, dynamic_ncols=True)
 
 
 def _require_wandb() -> None:
@@ -353,6 +357,7 @@ def _require_wandb() -> None:
 
 
 def _init_wandb(accelerator, config: TrainConfig) -> None:
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)  # wandb's run folder goes inside
-    accelerator.init_trackers(config.project, config=to_dict(config), init_kwargs={"wandb": {
-        "name": config.run_name or Path(config.output_dir).name, "dir": str(Path(config.output_dir))}})
+    settings = wandb_settings(config)
+    Path(settings["init_kwargs"]["dir"]).mkdir(parents=True, exist_ok=True)
+    accelerator.init_trackers(settings["project"], config=to_dict(config),
+                              init_kwargs={"wandb": settings["init_kwargs"]})
