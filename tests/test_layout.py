@@ -18,8 +18,10 @@ ALLOWED = {  # folder -> the other folders it may import (README, "Layout")
     "train": {"data_prep", "reranker", "eval"},
     "serve": {"data_prep", "reranker"},
     "cli": {"data_prep", "reranker", "eval", "train", "serve"},
+    "api": {"data_prep", "reranker", "eval", "train", "serve", "cli"},
     "configs": set(),
 }
+PACKAGE = {"api": "rerankforge"}  # the root package: the public API and `python -m rerankforge`; others: rerankforge.<folder>
 ANYONE_MAY_IMPORT = {"configs"}  # the shipped recipes: package data with a path helper, no code of a stage
 
 
@@ -52,12 +54,16 @@ def forbidden_imports(repo: Path) -> list[str]:
     for folder, allowed in ALLOWED.items():
         for path in sorted((repo / folder).rglob("*.py")):
             relative = path.relative_to(repo)
-            package = ".".join(["rerankforge", *relative.parent.parts])
+            package = ".".join([_package(relative.parts[0]), *relative.parent.parts[1:]])
             for line, target in imported_folders(path, package):
                 if target != folder and target not in allowed | ANYONE_MAY_IMPORT:
                     problems.append(f"{relative}:{line}: {folder} imports {target} (it may import "
                                     f"{', '.join(sorted(allowed)) or 'no other folder'})")
     return problems
+
+
+def _package(folder: str) -> str:
+    return PACKAGE.get(folder, f"rerankforge.{folder}")
 
 
 def test_each_stage_imports_only_the_stages_below_it():
@@ -66,9 +72,12 @@ def test_each_stage_imports_only_the_stages_below_it():
 
 
 def test_only_entry_points_import_the_cli():
-    """The umbrella CLI sits on top: no stage imports it; the `rerankforge` script runs it."""
+    """The umbrella CLI sits on top: no stage imports it; the `rerankforge` script and `python -m rerankforge`
+    (api/__main__.py) run it."""
     tomllib = pytest.importorskip("tomllib")
-    assert all("cli" not in allowed for folder, allowed in ALLOWED.items() if folder != "cli")
+    assert all("cli" not in allowed for folder, allowed in ALLOWED.items() if folder not in ("cli", "api"))
+    assert [path.name for path in (REPO / "api").rglob("*.py") if "rerankforge.cli" in path.read_text()] == [
+        "__main__.py"]
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, function = scripts["rerankforge"].partition(":")
     assert module == "rerankforge.cli.main" and function == "main"
@@ -98,9 +107,31 @@ def test_every_folder_installs_as_its_package():
     tomllib = pytest.importorskip("tomllib")
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     for folder in ALLOWED:
-        assert setuptools["package-dir"][f"rerankforge.{folder}"] == folder
+        assert setuptools["package-dir"][_package(folder)] == folder
         for init in (REPO / folder).rglob("__init__.py"):
-            package = ".".join(["rerankforge", *init.parent.relative_to(REPO).parts])
+            package = ".".join([_package(folder), *init.parent.relative_to(REPO / folder).parts])
             assert package in setuptools["packages"], f"{init.parent.relative_to(REPO)} is not installed"
     folders = {p.parent.name for p in REPO.glob("*/__init__.py")}
     assert folders <= set(ALLOWED), f"place {sorted(folders - set(ALLOWED))} in the import graph (ALLOWED)"
+
+
+def test_a_regular_install_holds_the_public_api_and_every_stage(tmp_path):
+    """The wheel (what `pip install .` installs) puts the root package and each folder under rerankforge/,
+    and they import from there, beside the editable install the tests run on."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "wheel"), str(REPO)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("rerankforge-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"rerankforge/__init__.py", "rerankforge/__main__.py", "rerankforge/train/loop.py",
+            "rerankforge/configs/demo_scifact.yaml"} <= names
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    probe = ("import rerankforge, rerankforge.train.config as c; "
+             "print(rerankforge.__file__, c.__file__, rerankforge.Reranker.__module__)")
+    shown = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True,
+                           env={**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}).stdout.split()
+    assert [Path(p).is_relative_to(tmp_path / "site") for p in shown[:2]] == [True, True]
+    assert shown[2] == "rerankforge.reranker.scoring"
