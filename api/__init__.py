@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_collection": "rerankforge.data_prep.sources",
 }
 __all__ = sorted([*_EXPORTS, "mine_negatives", "train", "evaluate", "build_index"])
+_PACKAGES = {"train"}  # callable packages: rerankforge.train is the package and the `train` call at once
 
 
 def mine_negatives(data: str, output: str, **options):
@@ -40,21 +41,6 @@ def mine_negatives(data: str, output: str, **options):
     args, retriever, mining = _options("mine_negatives", {"data": data, "output": output, **options},
                                        MineArgs, RetrieverConfig, MiningConfig)
     return mine_to_file(args, retriever, mining)
-
-
-def train(config: str | None = None, **options) -> dict:
-    """`rerankforge train`: fine-tune a cross-encoder and save the reranker folder (`output_dir`); returns
-    the run's metrics (dev first stage vs reranked, best step, throughput). `config`: a YAML recipe (a path,
-    or the name of a shipped one such as "scifact_minilm_full.yaml"); `options` override its keys, e.g.
-    train_file="mined.jsonl", data="scifact", output_dir="reranker", num_epochs=1. One process; for several,
-    use `accelerate launch train/run.py`."""
-    from rerankforge.train.config import load_config
-    from rerankforge.train.loop import train as run_training
-
-    argv = ["--config", _recipe(config)] if config is not None else []
-    for key, value in options.items():
-        argv += [f"--{key}", *([str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)])]
-    return run_training(load_config(argv))
 
 
 def evaluate(data: str, rerankers: list[str] | str = (), **options):
@@ -80,14 +66,6 @@ def build_index(docs: str, out: str, **options):
     return build(config, chunking, show_progress=False)
 
 
-def _recipe(config: str) -> str:
-    from pathlib import Path
-
-    from rerankforge.configs import recipe
-
-    return config if Path(config).exists() else str(recipe(config))
-
-
 def _options(call: str, options: dict, *types) -> list:
     """One instance of each options dataclass in `types`, from the keyword arguments whose names it has."""
     from dataclasses import fields
@@ -101,6 +79,8 @@ def _options(call: str, options: dict, *types) -> list:
 
 
 def __getattr__(name: str):
+    if name in _PACKAGES:
+        return import_module(f"rerankforge.{name}")  # importing it sets the attribute
     if name not in _EXPORTS:
         raise AttributeError(f"module 'rerankforge' has no attribute {name!r}; it exports {', '.join(__all__)}")
     value = getattr(import_module(_EXPORTS[name]), name)

@@ -81,3 +81,19 @@ def run_push(args: PushArgs) -> int:
     print(json.dumps({"repo": args.hub_model_id, verb.replace(" ", "_"): files, **({"left_out": note} if note else {})},
                      indent=2))
     return 0
+
+
+def train_with(config: str | None = None, **options) -> dict:
+    """`rerankforge.train(config, **options)`: the YAML recipe `config` (a path or a shipped recipe's name),
+    its keys overridden by `options`, trained in this process; returns the run's metrics."""
+    from pathlib import Path
+
+    from rerankforge.configs import recipe
+
+    from .config import load_config
+    from .loop import train
+
+    argv = ["--config", config if Path(config).exists() else str(recipe(config))] if config is not None else []
+    for key, value in options.items():
+        argv += [f"--{key}", *([str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)])]
+    return train(load_config(argv))
