@@ -19,11 +19,11 @@ def load_model(config: TrainConfig, folder: str):
     # (`student_layer_ids`) are picked from the full model instead.
     ids = config.student_layer_ids
     cut = {"num_hidden_layers": config.student_layers} if config.student_layers is not None and not ids else {}
-    dropout = dropout_overrides(config, folder)
+    dropout, own_dropout = dropout_overrides(config, folder)
     with new_head_expected():  # starting from an encoder, the scoring head is new; a student drops layers
         model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, **cut, **dropout)
     # The modules keep the training dropout; the saved config keeps the model's own, for whoever trains it next.
-    model.config.update(dropout_overrides(TrainConfig(), folder, like=dropout))
+    model.config.update(own_dropout)
     if ids:
         keep_layers(model, ids)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -41,14 +41,11 @@ DROPOUT_KEYS = {"attention_dropout": ("attention_probs_dropout_prob", "attention
                 "hidden_dropout": ("hidden_dropout_prob", "dropout", "mlp_dropout")}
 
 
-def dropout_overrides(config: TrainConfig, folder: str, like: dict | None = None) -> dict[str, float]:
-    """from_pretrained keyword arguments for the dropouts `config` sets. With `like`, the model's own values
-    of those same keys instead (to put back into the saved config)."""
+def dropout_overrides(config: TrainConfig, folder: str) -> tuple[dict[str, float], dict[str, float]]:
+    """(from_pretrained keyword arguments for the dropouts `config` sets, the model's own values of those keys)."""
     from transformers import AutoConfig
 
     model_config = AutoConfig.from_pretrained(folder)
-    if like is not None:
-        return {key: getattr(model_config, key) for key in like}
     overrides = {}
     for option, keys in DROPOUT_KEYS.items():
         value = getattr(config, option)
@@ -61,7 +58,7 @@ def dropout_overrides(config: TrainConfig, folder: str, like: dict | None = None
             raise ConfigError(f"{option}: the {model_config.model_type} model in {folder} has none of the config "
                               f"keys {', '.join(keys)}; leave {option} unset to train with its own dropout")
         overrides.update({key: value for key in present})
-    return overrides
+    return overrides, {key: getattr(model_config, key) for key in overrides}
 
 
 def keep_layers(model, ids: list[int]) -> None:
