@@ -8,9 +8,11 @@ a single-logit sequence classifier with its tokenizer, plus
     adapter/           with LoRA: the adapter with its scoring head (peft `modules_to_save`), whose
                        base is the merged model's starting point; it carries the same rerankforge.json
 
-config.json holds sentence-transformers' `sentence_transformers.activation_fn` (Sigmoid, what CrossEncoder
-applies in `predict`; read by sentence-transformers 4 to 6 from a folder without modules.json), and the
-tokenizer's `model_max_length` is the length trained at, so `CrossEncoder(path)` truncates as in training.
+The folder is also a sentence-transformers CrossEncoder as version 6 saves one: config_sentence_transformers.json
+(model_type CrossEncoder, `activation_fn` Sigmoid -- what `predict` applies), modules.json (one Transformer module
+at the root) and sentence_bert_config.json (sequence classification, logits as scores). config.json repeats the
+activation under `sentence_transformers`, where versions 4 and 5 read it. The tokenizer's `model_max_length` is
+the length trained at, so `CrossEncoder(path)` truncates as in training.
 
 With LoRA the folder itself holds the merged model, so it loads like any reranker. An adapter folder
 is loaded by merging it into its base (`load_adapter_merged`), so scoring costs the same either way."""
@@ -150,7 +152,7 @@ def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,
             folders.append(adapter)
         else:
             model.save_pretrained(staging)
-        _set_activation(staging)
+        _write_sentence_transformers_config(staging)
         if settings is not None and settings.max_length is not None:
             tokenizer.model_max_length = settings.max_length  # CrossEncoder(path) then truncates as in training
         tokenizer.save_pretrained(staging)
@@ -207,18 +209,36 @@ def local_adapter_base(folder: str | Path) -> str | None:
     return base if isinstance(base, str) else f"none ({config_file} has no base_model_name_or_path)"
 
 
-def _set_activation(folder: Path) -> None:
-    """Write the activation CrossEncoder applies into config.json, where sentence-transformers reads it."""
+# sentence-transformers 6's own CrossEncoder save (CrossEncoder.save_pretrained), file for file, less __version__
+ST_MODULES = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}]
+ST_MODULE_CONFIG = {"transformer_task": "sequence-classification",
+                    "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+                    "module_output_name": "scores"}
+
+
+def _write_sentence_transformers_config(folder: Path) -> None:
+    """Make `folder` a CrossEncoder as sentence-transformers saves one (version 6's files, and config.json's
+    `sentence_transformers` block for versions 4 and 5), so CrossEncoder(path) applies the intended activation."""
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        library = version("sentence-transformers")
-    except PackageNotFoundError:
-        library = None
+    versions = {}
+    for name, package in (("sentence_transformers", "sentence-transformers"), ("transformers", "transformers"),
+                          ("pytorch", "torch")):
+        try:
+            versions[name] = version(package)
+        except PackageNotFoundError:
+            pass
     config_file = folder / "config.json"
     config = json.loads(config_file.read_text())
-    config["sentence_transformers"] = {"activation_fn": ACTIVATION_FN, **({"version": library} if library else {})}
+    config["sentence_transformers"] = {"activation_fn": ACTIVATION_FN,
+                                       **({"version": versions["sentence_transformers"]}
+                                          if "sentence_transformers" in versions else {})}
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    st_config = {"__version__": versions, "activation_fn": ACTIVATION_FN, "default_prompt_name": None,
+                 "model_type": "CrossEncoder", "prompts": {}}
+    for name, content in (("config_sentence_transformers.json", st_config), ("modules.json", ST_MODULES),
+                          ("sentence_bert_config.json", ST_MODULE_CONFIG)):
+        (folder / name).write_text(json.dumps(content, indent=2) + "\n")
 
 
 def load_adapter_merged(folder: Path, dtype=None):

@@ -193,6 +193,11 @@ def test_crossencoder_loads_the_saved_reranker_with_sigmoid_and_the_trained_leng
     cross_encoder = CrossEncoder(str(tmp_path / "out"), device="cpu")
     assert isinstance(cross_encoder.activation_fn, torch.nn.Sigmoid)
     assert cross_encoder.max_seq_length == 48
+    # the sentence-transformers files are the ones CrossEncoder.save_pretrained writes itself
+    cross_encoder.save_pretrained(str(tmp_path / "resaved"))
+    for name in ("config_sentence_transformers.json", "modules.json", "sentence_bert_config.json"):
+        ours, theirs = (json.loads((tmp_path / folder / name).read_text()) for folder in ("out", "resaved"))
+        assert ours == theirs, name
     pairs = [("q", "a document"), ("q", "another one")]
     logits = cross_encoder.predict(pairs, activation_fn=torch.nn.Identity())
     assert cross_encoder.predict(pairs) == pytest.approx(torch.sigmoid(torch.tensor(logits)).tolist(), abs=1e-6)

@@ -1,6 +1,6 @@
 """The rerank APIs as other servers' clients speak them, against a real server on 127.0.0.1: /rerank with
 Infinity's, Jina's and vLLM's body beside TEI's, /v1/models, TEI's /info, and Cohere's own SDK (and
-LangChain's Cohere reranker) pointed at the server."""
+LangChain's and LlamaIndex's Cohere rerankers) pointed at the server."""
 
 from __future__ import annotations
 
@@ -195,6 +195,20 @@ def test_langchain_cohere_rerank(service, reranker):
                                          QUERY)
     assert [d.metadata["i"] for d in kept] == order[:2]
     assert kept[0].metadata["relevance_score"] == pytest.approx(_sigmoid(scores[order[0]]), abs=1e-5)
+
+
+def test_llamaindex_cohere_rerank(service, reranker):
+    pytest.importorskip("llama_index.postprocessor.cohere_rerank",
+                        reason="the `test` extra installs llama-index-postprocessor-cohere-rerank")
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+    from llama_index.postprocessor.cohere_rerank import CohereRerank
+
+    order, scores, _ = _expected(reranker)
+    postprocessor = CohereRerank(model="rerank-v3.5", api_key="unused", base_url=service, top_n=2, max_retries=1)
+    nodes = [NodeWithScore(node=TextNode(text=d, id_=f"doc {i}"), score=0.0) for i, d in enumerate(DOCUMENTS)]
+    kept = postprocessor.postprocess_nodes(nodes, QueryBundle(QUERY))
+    assert [n.node.id_ for n in kept] == [f"doc {i}" for i in order[:2]]
+    assert kept[0].score == pytest.approx(_sigmoid(scores[order[0]]), abs=1e-5)
 
 
 def test_infinity_client(service, reranker):
