@@ -110,6 +110,24 @@ def test_masked_entries_do_not_count():
     full = torch.ones(1, 2, dtype=torch.bool)
     assert losses.listwise_softmax(scores, mask).item() == pytest.approx(losses.listwise_softmax(two, full).item())
     assert losses.ranknet(scores, mask).item() == pytest.approx(losses.ranknet(two, full).item())
+    smoothed = losses.listwise_softmax(scores, mask, label_smoothing=0.2).item()
+    assert smoothed == pytest.approx(losses.listwise_softmax(two, full, label_smoothing=0.2).item())
+
+
+def test_label_smoothing_spreads_the_target_over_the_real_documents(mined_slice):
+    scores = torch.tensor([[2.0, 1.0, 0.0]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    log_p = torch.log_softmax(scores[0], dim=0).tolist()
+    target = [0.7 + 0.1, 0.1, 0.1]  # e = 0.3 over 3 documents
+    expected = -sum(t * lp for t, lp in zip(target, log_p))
+    assert losses.listwise_softmax(scores, mask, label_smoothing=0.3).item() == pytest.approx(expected, rel=1e-6)
+    # torch's own label smoothing gives the same where no entry is masked
+    torch_ce = torch.nn.functional.cross_entropy(scores, torch.tensor([0]), label_smoothing=0.3).item()
+    assert losses.listwise_softmax(scores, mask, label_smoothing=0.3).item() == pytest.approx(torch_ce, rel=1e-6)
+    with pytest.raises(ConfigError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
+        load_config(["--train_file", str(mined_slice), "--label_smoothing", "1.0"])
+    with pytest.raises(ConfigError, match="label_smoothing softens the listwise loss's target; expected loss"):
+        load_config(["--train_file", str(mined_slice), "--label_smoothing", "0.1", "--loss", "bce"])
 
 
 # ---------------------------------------------------------------- groups

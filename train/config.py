@@ -93,6 +93,10 @@ class TrainConfig:
                     "each group): distillation from `teacher`'s scores, or without a teacher from the first-stage "
                     "scores in the training file."})
     temperature: float = field(default=1.0, metadata={"help": "Scores are divided by this in the listwise loss."})
+    label_smoothing: float = field(default=0.0, metadata={
+        "help": "listwise (and the label loss mixed into distillation): the target puts 1 - e on the positive and "
+                "spreads e over the group's documents, positive included; 0: all on the positive. Softer targets "
+                "guard against mined negatives that are in fact relevant."})
     teacher: str | None = field(default=None, metadata={
         "help": "A trained reranker (folder or Hub id) to distil from: it scores every training group once before "
                 "training (cached in output_dir, rescored when the training file or the teacher changes) and the "
@@ -248,6 +252,11 @@ def check_distillation(config: TrainConfig) -> None:
                               f"expected {len(ids)} layers, or one of the two keys only")
     if config.student_layers is not None and config.student_layers < 1:
         raise ConfigError(f"student_layers must be at least 1, got {config.student_layers}")
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if config.label_smoothing and config.loss not in ("listwise", *DISTILLATION_LOSSES):
+        raise ConfigError(f"label_smoothing softens the listwise loss's target; expected loss listwise (or a "
+                          f"distillation loss with label_loss_weight), got loss {config.loss}")
     if not 0 <= config.label_loss_weight <= 1:
         raise ConfigError(f"label_loss_weight must be in [0, 1], got {config.label_loss_weight}")
     if config.label_loss_weight and config.loss not in DISTILLATION_LOSSES:

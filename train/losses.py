@@ -15,10 +15,19 @@ from .config import TrainConfig
 NEG_INF = -1e4  # masked logits; finite so that fp16/bf16 softmax stays free of NaNs
 
 
-def listwise_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Cross-entropy of picking the positive among its group (InfoNCE over 1 + n documents)."""
+def listwise_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0,
+                     label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of picking the positive among its group (InfoNCE over 1 + n documents). With
+    `label_smoothing` e the target is (1 - e) on the positive plus e spread evenly over the group's real
+    entries (padding gets none), a softer target like ListNet's softmax of the 1/0 labels."""
     logits = (scores / temperature).masked_fill(~mask, NEG_INF)
-    return F.cross_entropy(logits, torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+    if not label_smoothing:
+        return F.cross_entropy(logits, torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+    real = mask.to(logits.dtype)
+    target = real * (label_smoothing / real.sum(dim=-1, keepdim=True))
+    target[:, 0] += 1 - label_smoothing
+    log_probs = F.log_softmax(logits, dim=-1).masked_fill(~mask, 0.0)
+    return -(target * log_probs).sum(dim=-1).mean()
 
 
 def binary_cross_entropy(scores: torch.Tensor, mask: torch.Tensor, pos_weight: float) -> torch.Tensor:
@@ -69,7 +78,7 @@ def compute_loss(config: TrainConfig, scores: torch.Tensor, mask: torch.Tensor,
     """The configured loss (scores in fp32 whatever the autocast precision)."""
     scores = scores.float()
     if config.loss == "listwise":
-        return listwise_softmax(scores, mask, config.temperature)
+        return listwise_softmax(scores, mask, config.temperature, config.label_smoothing)
     if config.loss == "bce":
         pos_weight = config.pos_weight if config.pos_weight is not None else float(config.num_negatives)
         return binary_cross_entropy(scores, mask, pos_weight)
@@ -86,4 +95,4 @@ def compute_loss(config: TrainConfig, scores: torch.Tensor, mask: torch.Tensor,
     if not config.label_loss_weight:
         return distill
     weight = config.label_loss_weight
-    return (1 - weight) * distill + weight * listwise_softmax(scores, mask, config.temperature)
+    return (1 - weight) * distill + weight * listwise_softmax(scores, mask, config.temperature, config.label_smoothing)
