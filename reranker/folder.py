@@ -152,7 +152,7 @@ def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,
             folders.append(adapter)
         else:
             model.save_pretrained(staging)
-        _write_sentence_transformers_config(staging)
+        write_sentence_transformers_config(staging)
         if settings is not None and settings.max_length is not None:
             tokenizer.model_max_length = settings.max_length  # CrossEncoder(path) then truncates as in training
         tokenizer.save_pretrained(staging)
@@ -216,7 +216,7 @@ ST_MODULE_CONFIG = {"transformer_task": "sequence-classification",
                     "module_output_name": "scores"}
 
 
-def _write_sentence_transformers_config(folder: Path) -> None:
+def write_sentence_transformers_config(folder: Path) -> None:
     """Make `folder` a CrossEncoder as sentence-transformers saves one (version 6's files, and config.json's
     `sentence_transformers` block for versions 4 and 5), so CrossEncoder(path) applies the intended activation."""
     from importlib.metadata import PackageNotFoundError, version

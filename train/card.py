@@ -14,7 +14,8 @@ from pathlib import Path
 from rerankforge.data_prep.errors import ConfigError, DataError
 from rerankforge.data_prep.models import hub_id_of
 from rerankforge.data_prep.runs import atomic_write_text
-from rerankforge.reranker.folder import ADAPTER_CONFIG, ADAPTER_DIR, SETTINGS, local_adapter_base
+from rerankforge.reranker.folder import (ADAPTER_CONFIG, ADAPTER_DIR, SETTINGS, local_adapter_base,
+                                         write_sentence_transformers_config)
 
 from .config import DISTILLATION_LOSSES, TrainConfig
 from .provenance import (KNOWN_DATASETS, base_model_license, card_license, data_license, dataset_hub_ids,
@@ -30,7 +31,7 @@ LOSS_NAMES = {
 }
 HYPERPARAMETERS = ("num_negatives", "max_length", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
                    "batch_size", "gradient_accumulation_steps", "num_epochs", "max_steps", "temperature",
-                   "mixed_precision", "seed")
+                   "label_smoothing", "mixed_precision", "seed")
 LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 DISTILLATION = ("student_layers", "distill_temperature", "label_loss_weight")
 TAGS = ["sentence-transformers", "cross-encoder", "reranker", "text-ranking", "rerankforge"]
@@ -89,6 +90,8 @@ def refresh_model_card(folder: str | Path, hub_model_id: str, eval_report: str |
                               f"train`; expected {saved}, found none")
         return None
     config = saved_config(saved)
+    if not (folder / "config_sentence_transformers.json").is_file():  # trained before the folder carried them
+        write_sentence_transformers_config(folder)
     metrics_file = folder / "metrics.json"
     metrics = _read_json(metrics_file) if metrics_file.is_file() else {}
     report = read_eval_report(eval_report) if eval_report is not None else None
@@ -274,7 +277,7 @@ def _body(config, metrics, repo, name, base_name, data, licence, licence_note, r
 def _scores_text(config: TrainConfig, metrics: dict) -> list[str]:
     calibration = metrics.get("calibration")
     lines = [
-        f"`predict` returns the sigmoid of the model's single logit (config.json sets sentence-transformers' "
+        f"`predict` returns the sigmoid of the model's single logit (config_sentence_transformers.json sets "
         f"`activation_fn` to `torch.nn.Sigmoid`): a number in (0, 1) that orders passages exactly as the logit does. "
         f"Trained with {config.loss} loss, the logit is a ranking score, so compare scores within one query; pass "
         f"`activation_fn=torch.nn.Identity()` for the raw logits. Pairs are truncated to {config.max_length} tokens, "
