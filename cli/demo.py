@@ -66,7 +66,7 @@ def run_demo(args: DemoArgs) -> int:
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.config import load_config
     from rerankforge.train.export_check import ExportArgs, run_export
-    from rerankforge.train.loop import train
+    from rerankforge.train.search import train_choosing_on_dev
 
     started = time.perf_counter()
     out = Path(args.output_dir)
@@ -106,7 +106,7 @@ def run_demo(args: DemoArgs) -> int:
     print(f"[3/4] training a reranker from {args.model} ({Path(args.config).name}; {dev} train queries held "
           "out as dev)")
     step = time.perf_counter()
-    train(config)
+    train_choosing_on_dev(config)
     timings["training"] = time.perf_counter() - step
 
     print(f"[4/4] evaluating on {test.name}/test: bm25, dense and hybrid alone; the hybrid top-{args.depth} reranked")

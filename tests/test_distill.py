@@ -48,7 +48,7 @@ def _distill_args(mined: Path, data: Path, bi_encoder: str, teacher: str, out: P
     return ["--train_file", str(mined), "--data", str(data), "--first_stage_model", bi_encoder, "--model", teacher,
             "--teacher", teacher, "--loss", "margin_mse", "--output_dir", str(out), "--dev_queries", "8",
             "--dev_depth", "10", "--num_negatives", "3", "--max_length", "96", "--batch_size", "4",
-            "--eval_batch_size", "16", "--learning_rate", "1e-3", "--log_steps", "1", *extra]
+            "--eval_batch_size", "16", "--learning_rate", "1e-3", "--log_steps", "1", "--small_data_queries", "0", *extra]
 
 
 def _first_loss(metrics: dict) -> float:

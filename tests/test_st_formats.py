@@ -228,7 +228,7 @@ def _train_args(train_file, data: Path, model: str, out: Path, *extra: str) -> l
     return ["--train_file", str(train_file), "--data", str(data), "--first_stage", "bm25", "--model", model,
             "--output_dir", str(out), "--dev_queries", "6", "--dev_depth", "10", "--num_negatives", "3",
             "--max_length", "64", "--batch_size", "4", "--eval_batch_size", "16", "--max_steps", "2",
-            "--eval_steps", "2", "--save_steps", "0", "--log_steps", "1", *extra]
+            "--eval_steps", "2", "--save_steps", "0", "--log_steps", "1", "--small_data_queries", "0", *extra]
 
 
 def test_train_reads_a_sentence_transformers_file_with_dev_queries_found_by_text(tmp_path, mined, scifact_slice,

@@ -215,7 +215,7 @@ def _tiny_args(mined: Path, data: Path, bi_encoder: str, model: str, out: Path, 
     return ["--train_file", str(mined), "--data", str(data), "--first_stage_model", bi_encoder, "--model", model,
             "--output_dir", str(out), "--dev_queries", "8", "--dev_depth", "10", "--num_negatives", "3",
             "--max_length", "96", "--batch_size", "4", "--eval_batch_size", "16", "--learning_rate", "1e-3",
-            "--eval_steps", "3", "--save_steps", "3", "--log_steps", "1", *extra]
+            "--eval_steps", "3", "--save_steps", "3", "--log_steps", "1", "--small_data_queries", "0", *extra]
 
 
 def _scores(folder: Path, pairs):
@@ -609,3 +609,56 @@ def test_wandb_settings_come_from_config_then_environment_then_defaults(tmp_path
                                         run_group="g", tags=["t"], tracker_dir=str(tmp_path / "d")), environ)
     assert pinned == {"project": "p", "init_kwargs": {"name": "n", "entity": "e", "group": "g", "tags": ["t"],
                                                       "dir": str(tmp_path / "d")}}
+
+
+# ---------------------------------------------------------------- choices made on dev (small data)
+
+def test_small_data_plans_the_learning_rate_and_the_updates_on_dev(mined_slice):
+    from rerankforge.train.search import plan_dev_choices
+
+    base = ["--train_file", str(mined_slice), "--dev_queries", "8", "--learning_rate", "1e-4", "--max_steps", "30",
+            "--eval_steps", "0"]
+    config, plan = plan_dev_choices(load_config(base))
+    assert plan.small_data and plan.train_queries < 300
+    assert plan.learning_rates == pytest.approx([5e-5, 1e-4, 2e-4]) and plan.search_steps == 10
+    assert (config.eval_steps, config.early_stopping_patience, config.keep_best) == (3, 3, True)
+    assert "small data:" in plan.notes[0] and "chosen on dev among 5e-05, 0.0001, 0.0002" in plan.notes[1]
+    # enough queries (by the threshold): the configured values stay
+    config, plan = plan_dev_choices(load_config(base + ["--small_data_queries", "10"]))
+    assert not plan.small_data and not plan.learning_rates and (config.eval_steps, config.learning_rate) == (0, 1e-4)
+    # an explicit search, with its own trial length; one candidate is simply the rate
+    config, plan = plan_dev_choices(load_config(base + ["--small_data_queries", "0", "--learning_rate_search", "3e-4",
+                                                        "1e-4", "--search_steps", "4"]))
+    assert plan.learning_rates == [1e-4, 3e-4] and plan.search_steps == 4 and config.eval_steps == 0
+    config, plan = plan_dev_choices(load_config(base + ["--learning_rate_search", "3e-4"]))
+    assert not plan.learning_rates and config.learning_rate == 3e-4
+    with pytest.raises(ConfigError, match="learning_rate_search chooses on the dev split; expected dev_queries > 0"):
+        plan_dev_choices(load_config(base + ["--dev_queries", "0", "--learning_rate_search", "1e-4", "2e-4"]))
+    with pytest.raises(ConfigError, match=r"learning_rate_search: expected learning rates in \(0, 1\), got \[2.0\]"):
+        load_config(base + ["--learning_rate_search", "2"])
+
+
+def test_learning_rate_chosen_on_dev_by_trials_and_reported(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                            tiny_bert, capsys):
+    from rerankforge.train.cli import train_main
+
+    out = tmp_path / "out"
+    args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--max_steps", "6",
+                      "--save_steps", "0")
+    args[args.index("--small_data_queries") + 1] = "300"  # the default: the slice's 32 training queries are few
+    assert train_main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    chosen = metrics["chosen_on_dev"]
+    trials = chosen["learning_rate"]["dev_nDCG@10"]
+    assert chosen["small_data"] and set(trials) == {"0.0005", "0.001", "0.002"}
+    best = max(trials, key=lambda lr: (trials[lr], -float(lr)))
+    assert chosen["learning_rate"]["learning_rate"] == pytest.approx(float(best)) and chosen["learning_rate"][
+        "trial_steps"] == 2
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["learning_rate"] == pytest.approx(float(best)) and saved["eval_steps"] == 1
+    assert not (out / "lr-search").exists()
+    card = (out / "README.md").read_text()
+    assert f"Learning rate {float(best):g}, chosen on dev among 0.0005, 0.001, 0.002" in card
+    assert "Small data (" in card
+    logged = capsys.readouterr().err
+    assert "small data:" in logged and "learning rate chosen on dev:" in logged

@@ -18,6 +18,7 @@ from rerankforge.reranker.folder import (ADAPTER_CONFIG, ADAPTER_DIR, SETTINGS, 
                                          write_sentence_transformers_config)
 
 from .config import DISTILLATION_LOSSES, TrainConfig
+from .search import describe as describe_dev_choices
 from .provenance import (KNOWN_DATASETS, base_model_license, card_license, data_license, dataset_hub_ids,
                          dataset_key)
 
@@ -260,7 +261,8 @@ def _body(config, metrics, repo, name, base_name, data, licence, licence_note, r
                                                  else ""),
         *([_distilled_from(config)] if distilled else []),
         f"- Steps: {metrics.get('steps')}; best dev step: {metrics.get('best_step')}; "
-        f"training throughput (median): {_num(metrics.get('train_pairs_per_s_median'))} pairs/s", "",
+        f"training throughput (median): {_num(metrics.get('train_pairs_per_s_median'))} pairs/s",
+        *[f"- {line}" for line in describe_dev_choices(metrics.get("chosen_on_dev") or {})], "",
         "| hyperparameter | value |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in hyper.items()], "",
         *_evaluation_text(config, metrics, report, names),

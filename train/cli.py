@@ -21,10 +21,10 @@ def train_main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         from .config import load_config
-        from .loop import train
+        from .search import train_choosing_on_dev
 
         config = load_config(argv)
-        metrics = train(config)
+        metrics = train_choosing_on_dev(config)
         if metrics:  # the main process
             print(summary(config.output_dir, metrics))
             if config.push_to_hub:
@@ -91,9 +91,9 @@ def train_with(config: str | None = None, **options) -> dict:
     from rerankforge.configs import recipe
 
     from .config import load_config
-    from .loop import train
+    from .search import train_choosing_on_dev
 
     argv = ["--config", config if Path(config).exists() else str(recipe(config))] if config is not None else []
     for key, value in options.items():
         argv += [f"--{key}", *([str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)])]
-    return train(load_config(argv))
+    return train_choosing_on_dev(load_config(argv))

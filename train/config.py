@@ -145,6 +145,18 @@ class TrainConfig:
         "help": "Keep the weights with the best dev nDCG@10 (else the last)."})
     early_stopping_patience: int | None = field(default=None, metadata={
         "help": "Stop after this many evaluations without dev improvement."})
+    learning_rate_search: list[float] | None = field(default=None, metadata={
+        "help": "Learning rates tried on the dev split before the run, each for `search_steps` updates from the same "
+                "start; the one with the best dev nDCG@10 becomes learning_rate (head_learning_rate scales with it), "
+                "and the trials' dev figures go into metrics.json and the card. None: searched on small data only "
+                "(see small_data_queries)."})
+    search_steps: int | None = field(default=None, metadata={
+        "help": "Updates per learning-rate trial; None: a third of the run's."})
+    small_data_queries: int = field(default=300, metadata={
+        "help": "With a dev split and fewer training queries than this, the choices that matter on small data are "
+                "made on dev: the learning rate among learning_rate x 0.5, 1, 2 (unless learning_rate_search is "
+                "set), and how long to train by a dev evaluation every tenth of the run, keep_best and "
+                "early_stopping_patience 3 (unless set). 0: never."})
     fit_combination: bool = field(default=True, metadata={
         "help": "After training, fit on the dev split how the served ranking weighs the reranker's score against "
                 "the first stage's dense / BM25 scores (train/combining.py; the first stage alone where dev does "
@@ -221,6 +233,12 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"num_epochs must be positive (or set max_steps), got {config.num_epochs}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"max_steps must be at least 1, got {config.max_steps}")
+    if config.learning_rate_search is not None and not all(0 < lr < 1 for lr in config.learning_rate_search):
+        raise ConfigError(f"learning_rate_search: expected learning rates in (0, 1), got {config.learning_rate_search}")
+    if config.search_steps is not None and config.search_steps < 1:
+        raise ConfigError(f"search_steps must be at least 1, got {config.search_steps}")
+    if config.small_data_queries < 0:
+        raise ConfigError(f"small_data_queries must be 0 or more, got {config.small_data_queries}")
     for key in ("temperature", "distill_temperature"):
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")

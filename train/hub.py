@@ -8,7 +8,7 @@ from rerankforge.data_prep.errors import ConfigError, OperationError
 from rerankforge.reranker.folder import ADAPTER_DIR, local_adapter_base
 
 # Never uploaded: resumable training state, tracker logs and leftovers of interrupted saves.
-IGNORE = ("checkpoints/*", "wandb/*", ".best/*", ".staging-*", "*.tmp")
+IGNORE = ("checkpoints/*", "wandb/*", ".best/*", ".staging-*", "*.tmp", "lr-search/*")
 
 
 def files_to_upload(folder: str | Path) -> list[str]:

@@ -32,15 +32,16 @@ from .tracking import wandb_settings
 logger = get_logger(__name__)  # logs from the main process only; the command line decides where it goes (-q, -v)
 
 
-def train(config: TrainConfig) -> dict:
-    """Train, save the reranker into `config.output_dir`, and return the final metrics."""
+def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
+    """Train, save the reranker into `config.output_dir`, and return the final metrics (`rerankforge train` runs
+    it through train/search.py, which may choose the learning rate on dev first: `chosen_on_dev` says what and
+    why, for metrics.json and the card)."""
     from accelerate import Accelerator, PartialState
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
     from transformers import get_scheduler
 
-    from rerankforge.data_prep.models import resolve_model
     from rerankforge.reranker.folder import RerankerSettings, save_reranker
     from rerankforge.reranker.packing import PairEncoder
     from rerankforge.reranker.scoring import Reranker
@@ -49,15 +50,7 @@ def train(config: TrainConfig) -> dict:
     from .model import load_model
 
     # 1. Everything that can be wrong with the input is found before a model loads.
-    model_folder = resolve_model(config.model)
-    check_model_fields(config, model_folder)
-    teacher_folder = resolve_teacher(config.teacher) if config.teacher else None
-    if config.report_to == "wandb":
-        _require_wandb()
-    rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed)
-    check_enough_queries(rows, dev_ids, config)
-    groups = build_groups(rows, config)
-    teacher_note = check_teacher(config, teacher_folder, dev_ids) if teacher_folder else None
+    model_folder, teacher_folder, dev_ids, groups, teacher_note = check_inputs(config)
     output_dir = Path(config.output_dir)
     checkpoint = latest_checkpoint(output_dir)
     state = read_checkpoint(checkpoint) if checkpoint is not None else TrainState()
@@ -185,6 +178,8 @@ def train(config: TrainConfig) -> dict:
             _restore_best(unwrapped, best)
         metrics = _final_metrics(state, config, updates_per_epoch)
         metrics["precision"] = precision.name  # what `mixed_precision` resolved to on this machine
+        if chosen_on_dev:
+            metrics["chosen_on_dev"] = chosen_on_dev
         settings = RerankerSettings(max_length=config.max_length)
         if dev is not None and (config.fit_combination or config.calibrate):
             # The last evaluation (at this step) scored the weights being saved unless older best ones came back.
@@ -215,6 +210,23 @@ def train(config: TrainConfig) -> dict:
         shutil.rmtree(best, ignore_errors=True)
     accelerator.end_training()
     return metrics
+
+
+def check_inputs(config: TrainConfig) -> tuple[str, str | None, list[str], list, str | None]:
+    """Everything that can be wrong with the input, found before a model loads: (model folder, teacher folder,
+    dev query ids, training groups, a note on the teacher)."""
+    from rerankforge.data_prep.models import resolve_model
+
+    model_folder = resolve_model(config.model)
+    check_model_fields(config, model_folder)
+    teacher_folder = resolve_teacher(config.teacher) if config.teacher else None
+    if config.report_to == "wandb":
+        _require_wandb()
+    rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed)
+    check_enough_queries(rows, dev_ids, config)
+    groups = build_groups(rows, config)
+    teacher_note = check_teacher(config, teacher_folder, dev_ids) if teacher_folder else None
+    return model_folder, teacher_folder, dev_ids, groups, teacher_note
 
 
 def _use_the_cpu_cores(accelerator) -> None:
