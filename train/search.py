@@ -70,7 +70,7 @@ def plan_dev_choices(config: TrainConfig) -> tuple[TrainConfig, DevChoices]:
     queries = len({group.query_id for group in groups})
     steps = run_steps(config, len(groups))
     plan = DevChoices(train_queries=queries, run_steps=steps)
-    has_dev = bool(dev_ids) and config.dev_queries > 0
+    has_dev = bool(dev_ids)
     plan.small_data = has_dev and queries < config.small_data_queries
     if config.learning_rate_search is not None:
         if not has_dev:
@@ -142,18 +142,22 @@ def _search_learning_rate(config: TrainConfig, plan: DevChoices) -> tuple[TrainC
     best = min(results, key=lambda lr: (-results[lr], lr)) if results else None
     best = _from_main_process(best)
     _log(f"learning rate chosen on dev: {best:g} (candidates {_rates(plan.learning_rates)})")
-    head = config.head_learning_rate and config.head_learning_rate * best / config.learning_rate
     chosen = {"learning_rate": best, "dev_nDCG@10": {f"{lr:g}": round(v, 4) for lr, v in results.items()}}
-    return dataclasses.replace(config, learning_rate=best, head_learning_rate=head), chosen
+    return _at_rate(config, best), chosen
 
 
 def _trial_config(config: TrainConfig, lr: float, steps: int, folder: Path) -> TrainConfig:
     """A short run at `lr`: same data, model and seed; evaluated once on dev at its end; nothing published."""
-    head = config.head_learning_rate and config.head_learning_rate * lr / config.learning_rate
     return dataclasses.replace(
-        config, learning_rate=lr, head_learning_rate=head, max_steps=steps, eval_steps=0, save_steps=0,
+        _at_rate(config, lr), max_steps=steps, eval_steps=0, save_steps=0,
         keep_best=False, early_stopping_patience=None, fit_combination=False, calibrate=False, push_to_hub=False,
         report_to="none", learning_rate_search=None, output_dir=str(folder))
+
+
+def _at_rate(config: TrainConfig, lr: float) -> TrainConfig:
+    """`config` at learning rate `lr`, the scoring head's own rate (where set) scaled with it."""
+    head = config.head_learning_rate and config.head_learning_rate * lr / config.learning_rate
+    return dataclasses.replace(config, learning_rate=lr, head_learning_rate=head)
 
 
 def _from_main_process(value):
