@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,7 @@ from rerankforge.train import losses
 from rerankforge.train.config import TrainConfig, load_config
 from rerankforge.train.hub import files_to_upload
 from rerankforge.train.teacher import CACHE_FILE
-from conftest import free_port
+from conftest import launch_two_processes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -276,10 +273,7 @@ def test_two_processes_each_get_the_teacher_scores_of_their_own_groups(tmp_path,
     out = tmp_path / "ddp"
     args = _distill_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_teacher, out, "--max_steps", "1",
                          "--eval_steps", "0", "--save_steps", "0", "--fit_combination", "false")
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()), str(REPO / "train" / "run.py"), *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ,
-                                                                                       "OMP_NUM_THREADS": "1"})
+    result = launch_two_processes(args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("scores of the") == 1  # logged by the main process only
     assert _first_loss(json.loads((out / "metrics.json").read_text())) == pytest.approx(0.0, abs=1e-8)

@@ -3,7 +3,6 @@ and the written folder feeding `mine` like any collection."""
 
 import json
 
-import pytest
 
 from rerankforge.cli.main import main as rerankforge
 from rerankforge.data_prep.query_generation import GenerateQueriesArgs, clean_query, copied_share, query_filter

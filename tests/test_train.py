@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ from rerankforge.reranker.combiner import Combiner
 from rerankforge.train import losses
 from rerankforge.train.config import TrainConfig, load_config
 from rerankforge.train.groups import LengthGroupedBatches, build_groups, read_mined, split_dev
-from conftest import free_port
+from conftest import launch_two_processes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -319,7 +316,8 @@ def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, 
     from rerankforge.train.config import load_config
     from rerankforge.train.dev_eval import DevSet
 
-    # Every evaluation scores the same, so the best is always the first one (step 3).
+    # Every evaluation scores the same (above the first stage), so the best is always the first one (step 3).
+    monkeypatch.setattr(DevSet, "first_stage", lambda self: {"nDCG@10": 0.4, "MRR@10": 0.4})
     monkeypatch.setattr(DevSet, "evaluate", lambda self, reranker: {"nDCG@10": 0.5, "MRR@10": 0.5})
     args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
                                   "--max_steps", "9", "--num_epochs", "3", "--save_steps", "6",
@@ -347,6 +345,31 @@ def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, 
     resumed = load_file(killed / "model.safetensors")
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-5), name
+
+
+@pytest.mark.parametrize("dev_figures, steps, best_step", [
+    ([0.3, 0.35, 0.6, 0.5, 0.5, 0.5], 10, 6),  # waits below the first stage, then keeps step 6, stops 2 later
+    ([0.3] * 6, 12, 12),  # never above the first stage: no early stop, and the planned run's end is kept
+])
+def test_keep_best_and_early_stopping_wait_for_a_checkpoint_above_the_first_stage(
+        dev_figures, steps, best_step, tmp_path, mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert,
+        monkeypatch):
+    """On a small dev split, checkpoints that don't beat the first stage are noise to choose among: they are
+    neither kept as the best nor counted towards early stopping."""
+    from rerankforge.train import loop
+    from rerankforge.train.config import load_config
+    from rerankforge.train.dev_eval import DevSet
+
+    figures = iter({"nDCG@10": v, "MRR@10": v} for v in dev_figures)
+    monkeypatch.setattr(DevSet, "first_stage", lambda self: {"nDCG@10": 0.4, "MRR@10": 0.4})
+    monkeypatch.setattr(DevSet, "evaluate", lambda self, scores: next(figures))
+    out = tmp_path / "out"
+    metrics = loop.train(load_config(_tiny_args(
+        mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--max_steps", "12", "--num_epochs", "9",
+        "--eval_steps", "2", "--save_steps", "0", "--early_stopping_patience", "2", "--fit_combination", "false",
+        "--calibrate", "false")))
+    assert (metrics["steps"], metrics["best_step"]) == (steps, best_step)
+    assert metrics["dev_reranked"]["nDCG@10"] == dev_figures[best_step // 2 - 1]
 
 
 def test_wandb_offline_run_holds_the_metrics(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert,
@@ -415,10 +438,7 @@ def test_two_process_run_shares_the_data_saves_once_and_keeps_the_schedule(tmp_p
                 "--eval_steps", "0", "--save_steps", "0"]
     out = tmp_path / "ddp"
     args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--num_epochs", "1", *schedule)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()), str(REPO / "train" / "run.py"), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    result = launch_two_processes(args)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     groups = len(split_dev(read_mined(mined_slice), 8, 42)[0])

@@ -183,7 +183,7 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
         settings = RerankerSettings(max_length=config.max_length)
         if dev is not None and (config.fit_combination or config.calibrate):
             # The last evaluation (at this step) scored the weights being saved unless older best ones came back.
-            kept_last = not (config.keep_best and state.best_step != state.step)
+            kept_last = not (config.keep_best and state.best_step not in (None, state.step))
             saved_scores = dev_scores if kept_last and dev_scores is not None else dev.score(reranker)
         if dev is not None and config.calibrate:
             try:
@@ -271,13 +271,19 @@ def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig
         logs = {f"dev/{k}": v for k, v in metrics.items()}
         accelerator.log(logs, step=state.step)
         state.history.append({"step": state.step, **logs})
-        improved = state.best_ndcg is None or metrics["nDCG@10"] > state.best_ndcg
-        logger.info(f"\nstep {state.step}: dev {_fmt(metrics)}{'  (best)' if improved else ''}")
+        first_stage = _dev_first_stage_ndcg(state)
+        # Until a checkpoint beats the first stage on dev, none is kept as the best and early stopping waits: the
+        # dev split has not shown that any checkpoint helps, and choosing among them (on a small dev split,
+        # choosing noise) would stop or rewind the run for nothing; the planned run's end is kept instead.
+        waiting = state.best_ndcg is None and first_stage is not None and metrics["nDCG@10"] <= first_stage
+        improved = not waiting and (state.best_ndcg is None or metrics["nDCG@10"] > state.best_ndcg)
+        note = f"  (not above the first stage's {first_stage:.4f})" if waiting else "  (best)" if improved else ""
+        logger.info(f"\nstep {state.step}: dev {_fmt(metrics)}{note}")
         if improved:
             state.best_ndcg, state.best_step, state.evals_without_gain = metrics["nDCG@10"], state.step, 0
             if config.keep_best:
                 _save_best(reranker.model, output_dir / BEST)
-        else:
+        elif not waiting:
             state.evals_without_gain += 1
             patience = config.early_stopping_patience
             stop = patience is not None and state.evals_without_gain >= patience
@@ -285,6 +291,10 @@ def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig
                 logger.info(f"early stopping: no dev gain in {patience} evaluations")
     flag = torch.tensor([1 if stop else 0], device=accelerator.device)
     return bool(accelerator.reduce(flag, reduction="sum").item()), scores  # every process stops together
+
+
+def _dev_first_stage_ndcg(state: TrainState) -> float | None:
+    return next((h["dev/first_stage_nDCG@10"] for h in state.history if "dev/first_stage_nDCG@10" in h), None)
 
 
 def _save_best(model, folder: Path) -> None:
@@ -321,14 +331,14 @@ def _final_metrics(state: TrainState, config: TrainConfig, updates_per_epoch: in
     dev_rows = [h for h in state.history if "dev/nDCG@10" in h]
     first = next((h for h in state.history if "dev/first_stage_nDCG@10" in h), {})
     train_rows = [h for h in state.history if "train/pairs_per_s" in h]
+    kept = state.best_step if config.keep_best and state.best_step is not None else state.step
     return {
         "steps": state.step,
         "epochs": round(state.step / updates_per_epoch, 3),
-        "best_step": state.best_step if config.keep_best else state.step,
+        "best_step": kept,
         "dev_queries": config.dev_queries,
         "dev_first_stage": {k.split("first_stage_")[1]: v for k, v in first.items() if "first_stage" in k},
-        "dev_reranked": {k[4:]: v for k, v in (max(dev_rows, key=lambda h: h["dev/nDCG@10"])
-                                                if config.keep_best else dev_rows[-1]).items()
+        "dev_reranked": {k[4:]: v for k, v in next((h for h in dev_rows if h["step"] == kept), dev_rows[-1]).items()
                          if k.startswith("dev/")} if dev_rows else {},
         "train_pairs_per_s_median": _median([h["train/pairs_per_s"] for h in train_rows]),
         "history": state.history,
