@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -44,23 +44,28 @@ def free_port() -> int:
 
 def launch_two_processes(script_args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     """`accelerate launch` train/run.py as two gloo CPU processes (configs/accelerate/cpu_2proc.yaml). A run
-    that outlives `timeout` is stopped with SIGABRT in every process of its session: with PYTHONFAULTHANDLER each
-    one (launcher and both ranks) prints where it was, and the test fails with that, not a bare timeout."""
+    that outlives `timeout` gets SIGABRT in the launcher and each rank (torch starts the ranks in sessions of
+    their own): with PYTHONFAULTHANDLER every one prints where it was, and the test fails with that."""
+    import psutil
+
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
                str(REPO / "train" / "run.py"), *script_args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                          start_new_session=True) as process:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGABRT)
-            try:
-                stdout, stderr = process.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                stdout, stderr = process.communicate()
+            stdout = stderr = ""
+            launched = psutil.Process(process.pid)
+            everyone = [*launched.children(recursive=True), launched]
+            for signal_number in (signal.SIGABRT, signal.SIGKILL):
+                for member in everyone:
+                    with suppress(psutil.NoSuchProcess):
+                        member.send_signal(signal_number)
+                with suppress(subprocess.TimeoutExpired):
+                    stdout, stderr = process.communicate(timeout=30)
+                    break
             pytest.fail(f"two-process run still going after {timeout:.0f} s; where each process was:\n"
                         f"{stderr[-12000:]}\nstdout:\n{stdout[-2000:]}")
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

@@ -7,6 +7,7 @@ finally save the reranker, its config, metrics and model card."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -208,6 +209,13 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
 
         write_model_card(output_dir, config, metrics)
         shutil.rmtree(best, ignore_errors=True)
+    # Drop the prepared (DDP) model before end_training destroys the process group. Were its gradient reducer the
+    # group's last holder, freeing it (under the GIL: PyTorch's Reducer binding) would join gloo's worker threads,
+    # one of which may still be releasing the last collective's tensors and so waiting for the GIL: a process
+    # that never exits (seen in ~1 of 10 two-process CPU runs, always on the rank with nothing left to do).
+    model = optimizer = scheduler = loader = batches = None  # noqa: F841
+    accelerator.free_memory()
+    gc.collect()  # the wrapper sits in reference cycles; collect it now, while the group is still registered
     accelerator.end_training()
     return metrics
 
