@@ -279,7 +279,7 @@ def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig
         logs = {f"dev/{k}": v for k, v in metrics.items()}
         accelerator.log(logs, step=state.step)
         state.history.append({"step": state.step, **logs})
-        first_stage = _dev_first_stage_ndcg(state)
+        first_stage = _dev_first_stage(state).get("dev/first_stage_nDCG@10")
         # Until a checkpoint beats the first stage on dev, none is kept as the best and early stopping waits: the
         # dev split has not shown that any checkpoint helps, and choosing among them (on a small dev split,
         # choosing noise) would stop or rewind the run for nothing; the planned run's end is kept instead.
@@ -301,8 +301,9 @@ def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig
     return bool(accelerator.reduce(flag, reduction="sum").item()), scores  # every process stops together
 
 
-def _dev_first_stage_ndcg(state: TrainState) -> float | None:
-    return next((h["dev/first_stage_nDCG@10"] for h in state.history if "dev/first_stage_nDCG@10" in h), None)
+def _dev_first_stage(state: TrainState) -> dict:
+    """The history row of the dev first stage's figures (written before the first update), or {} without dev."""
+    return next((h for h in state.history if "dev/first_stage_nDCG@10" in h), {})
 
 
 def _save_best(model, folder: Path) -> None:
@@ -337,7 +338,7 @@ def _window_logs(window: dict, scheduler, processes: int) -> dict:
 
 def _final_metrics(state: TrainState, config: TrainConfig, updates_per_epoch: int) -> dict:
     dev_rows = [h for h in state.history if "dev/nDCG@10" in h]
-    first = next((h for h in state.history if "dev/first_stage_nDCG@10" in h), {})
+    first = _dev_first_stage(state)
     train_rows = [h for h in state.history if "train/pairs_per_s" in h]
     kept = state.best_step if config.keep_best and state.best_step is not None else state.step
     return {
