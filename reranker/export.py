@@ -11,18 +11,21 @@ the next export).
 - int8 (`onnx-int8`): onnxruntime's dynamic quantisation of the fused fp32 graph's MatMul and Attention
   weights, per channel (`int8_recipes`). A plain `quantize_dynamic` (per-tensor, embeddings included)
   ranked pairs with Spearman 0.96-0.97 against torch on a trained MiniLM-L6; the recipes are tried in
-  order and the first whose scores pass the check is kept.
+  order and the first whose scores pass the check is kept. Some recipes leave the nodes
+  int8 hurts most in fp32, ranked on a probe sample of real pairs (`rank_sensitivity`).
 
 What a check measures (rank agreement with torch, nDCG on a dev split) is the caller's: `judge` gets each
 candidate as an `OnnxBackend` and says whether it passes and why."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -32,6 +35,8 @@ from rerankforge.data_prep.errors import ConfigError, RerankforgeError
 
 from .backends import (FINGERPRINT_KEY, LOGITS, ONNX_DIR, ONNX_FILE, OnnxBackend, int8_file, int8_format,
                        model_inputs, require_onnx, weights_fingerprint)
+
+logger = logging.getLogger(__name__)
 
 STAGING_PREFIX = ".onnx-export-"
 OPSET = 17  # LayerNormalization is a standard op from 17 on; onnxruntime 1.16+ runs it
@@ -51,21 +56,29 @@ class Int8Recipe:
     op_types: tuple[str, ...] = ("MatMul", "Attention")
     """Operators whose weights become int8. Leaving out Gather keeps the word embeddings in fp32: a table
     lookup gains nothing from int8 but rounding error."""
+    fp32_share: float = 0.0
+    """Share of those operators (rounded up) left in fp32: the ones whose int8 version alone moves a probe
+    sample's scores most (`rank_sensitivity`). Recipes with a share need a probe; without one they are skipped."""
 
 
 def int8_recipes(fmt: str) -> tuple[Int8Recipe, ...]:
-    """The recipes tried for int8 format `fmt`, in order, until one passes. All quantise weights per
-    channel: per-tensor scales ranked SciFact pairs with Spearman 0.974 against torch on a trained MiniLM-L6,
-    per-channel ones 0.99 (docs/RESULTS.md). Without VNNI, u8 x s8 products can saturate their 16-bit
-    intermediates: there uint8 weights (optimum's AVX2 choice) come first, then 7-bit int8 ones (on the
-    SciFact MiniLM-L6 reranker the first kept dev nDCG@10 within 0.001 of torch, the second lost 0.016);
-    with VNNI, full-range int8. Last, the fused attention left in fp32."""
+    """The recipes tried for int8 format `fmt`, in order, until one passes. All quantise weights per channel:
+    per-tensor scales ranked SciFact pairs with Spearman 0.974 against torch on a trained MiniLM-L6, per-channel
+    ones 0.99 (docs/RESULTS.md). With VNNI, signed int8 weights first (its fast u8 x s8 products). Without
+    it, u8 x s8 products can saturate their 16-bit intermediates: uint8 weights (optimum's AVX2 choice) come
+    first there, then 7-bit signed ones (on the SciFact MiniLM-L6 reranker, 300 test queries: 1.06x faster than
+    uint8, 0.004 nDCG@10 further from torch). Then the signed recipe with the most sensitive eighth, then
+    quarter, of the quantised operators left in fp32 (ranked on a probe; on that reranker int8 error comes
+    mostly from the feed-forward layers of the first three blocks); last, the fused attention left in fp32."""
     vnni = fmt in ("avx512_vnni", "arm64")
     signed = Int8Recipe("per-channel" if vnni else "per-channel-7bit", per_channel=True, reduce_range=not vnni)
     unsigned = Int8Recipe("per-channel-uint8", per_channel=True, reduce_range=False, unsigned_weights=True)
+    sensitive_fp32 = (replace(signed, name=f"{signed.name}-fp32-1of8", fp32_share=1 / 8),
+                      replace(signed, name=f"{signed.name}-fp32-1of4", fp32_share=1 / 4))
     attention_fp32 = Int8Recipe("per-channel-matmul-only", per_channel=True, reduce_range=not vnni,
                                 op_types=("MatMul",))
-    return (signed, unsigned, attention_fp32) if vnni else (unsigned, signed, attention_fp32)
+    first = (signed, unsigned) if vnni else (unsigned, signed)
+    return (*first, *sensitive_fp32, attention_fp32)
 
 
 class ExportRefused(RerankforgeError):
@@ -82,6 +95,8 @@ class Verdict:
 
 
 Judge = Callable[[OnnxBackend], Verdict]
+Probe = Callable[[OnnxBackend], np.ndarray]
+"""Scores a small fixed sample of real pairs with a candidate: what `rank_sensitivity` compares."""
 
 
 @dataclass
@@ -95,11 +110,12 @@ class Kept:
 
 def export_backend(folder: str | os.PathLike, backend: str, model, tokenizer, judge: Judge, fmt: str = "auto",
                    optimize: bool = True, recipes: Sequence[Int8Recipe] | None = None,
-                   on_candidate: Callable[[str, Verdict], None] | None = None) -> Kept:
+                   on_candidate: Callable[[str, Verdict], None] | None = None, probe: Probe | None = None) -> Kept:
     """Export `model` (the torch reranker loaded from `folder`) as `backend` (onnx or onnx-int8) into
     `folder/onnx/`, keeping the first candidate `judge` passes; ExportRefused (nothing kept) if none does.
     Candidates: the fused graph, then the unfused one; for int8, each recipe on each. `fmt`: the int8
-    format (`auto`: this CPU's); `on_candidate` hears each verdict as it comes."""
+    format (`auto`: this CPU's); `on_candidate` hears each verdict as it comes; `probe` ranks which operators
+    the recipes with an fp32 share keep in fp32 (they are skipped without one)."""
     if backend not in ("onnx", "onnx-int8"):
         raise ConfigError(f"backend: expected onnx or onnx-int8 to export, got {backend!r}")
     require_onnx()
@@ -112,10 +128,14 @@ def export_backend(folder: str | os.PathLike, backend: str, model, tokenizer, ju
     fingerprint = weights_fingerprint(folder)
     verdicts: list[tuple[str, Verdict]] = []
     clear_stale_staging(folder)
+
+    def open_candidate(path: Path, name: str = backend) -> OnnxBackend:
+        return OnnxBackend.open(path, name, inputs, vocab_size=len(tokenizer))
+
     with staging(folder) as stage:
-        for name, path in _candidates(stage, backend, model, inputs, optimize, recipes):
+        for name, path in _candidates(stage, backend, model, inputs, optimize, recipes, probe, open_candidate):
             stamp(path, {FINGERPRINT_KEY: fingerprint} if fingerprint else {})
-            verdict = judge(OnnxBackend.open(path, backend, inputs, vocab_size=len(tokenizer)))
+            verdict = judge(open_candidate(path))
             verdicts.append((name, verdict))
             if on_candidate is not None:
                 on_candidate(name, verdict)
@@ -128,9 +148,10 @@ def export_backend(folder: str | os.PathLike, backend: str, model, tokenizer, ju
 
 
 def _candidates(stage: Path, backend: str, model, inputs: tuple[str, ...], optimize: bool,
-                recipes: Sequence[Int8Recipe]) -> Iterator[tuple[str, Path]]:
+                recipes: Sequence[Int8Recipe], probe: Probe | None,
+                open_candidate: Callable[..., OnnxBackend]) -> Iterator[tuple[str, Path]]:
     """(name, staged file) of each candidate, made only when asked for: a later one costs nothing if an
-    earlier one passes."""
+    earlier one passes (the sensitivity ranking included)."""
     plain = stage / "plain.onnx"
     export_fp32(model, inputs, plain)
     sources = [plain]
@@ -142,9 +163,46 @@ def _candidates(stage: Path, backend: str, model, inputs: tuple[str, ...], optim
         if backend == "onnx":
             yield source.stem, source
             continue
+        rankings: dict[Int8Recipe, list[str]] = {}
         for recipe in recipes:
+            kept_fp32: list[str] = []
+            if recipe.fp32_share:
+                if probe is None:
+                    continue
+                plain_recipe = replace(recipe, name="", fp32_share=0.0)
+                if plain_recipe not in rankings:
+                    rankings[plain_recipe] = rank_sensitivity(source, plain_recipe, probe, open_candidate, stage)
+                ranking = rankings[plain_recipe]
+                kept_fp32 = ranking[:math.ceil(recipe.fp32_share * len(ranking))]
             yield (f"{source.stem}+{recipe.name}",
-                   quantize_int8(source, stage / f"{source.stem}-{recipe.name}.onnx", recipe))
+                   quantize_int8(source, stage / f"{source.stem}-{recipe.name}.onnx", recipe, kept_fp32))
+
+
+def rank_sensitivity(source: Path, recipe: Int8Recipe, probe: Probe, open_candidate: Callable[..., OnnxBackend],
+                     stage: Path) -> list[str]:
+    """The operators `recipe` quantises in `source`, the one whose int8 version alone moves `probe`'s scores
+    most (root mean square difference from the fp32 graph's) first. One quantisation and one probe per
+    operator: a few minutes for a 6-layer model on 2 cores."""
+    reference = probe(open_candidate(source, "onnx"))
+    nodes = quantisable_nodes(source, recipe)
+    trial = stage / "sensitivity.onnx"
+    error = {}
+    for node in nodes:
+        quantize_int8(source, trial, recipe, [other for other in nodes if other != node])
+        error[node] = float(np.sqrt(np.mean((probe(open_candidate(trial, "onnx-int8")) - reference) ** 2)))
+    trial.unlink(missing_ok=True)
+    ranking = sorted(nodes, key=lambda node: -error[node])
+    logger.info(f"int8 sensitivity of {source.name}, each operator alone in int8, root mean square change of "
+                f"{len(reference)} probe scores: " + ", ".join(f"{node} {error[node]:.3f}" for node in ranking))
+    return ranking
+
+
+def quantisable_nodes(source: Path, recipe: Int8Recipe) -> list[str]:
+    """Names of the operators of `recipe.op_types` in `source` (the quantiser names nodes to leave out by name)."""
+    import onnx
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    return [node.name for node in graph.node if node.op_type in recipe.op_types and node.name]
 
 
 def check_exportable(model) -> None:
@@ -200,8 +258,9 @@ def fuse(source: Path, target: Path, config) -> None:
     optimized.save_model_to_file(str(target))
 
 
-def quantize_int8(source: Path, target: Path, recipe: Int8Recipe) -> Path:
-    """Dynamic int8 quantisation of `source` by `recipe`: weights int8 at export, activations at run time."""
+def quantize_int8(source: Path, target: Path, recipe: Int8Recipe, kept_fp32: Sequence[str] = ()) -> Path:
+    """Dynamic int8 quantisation of `source` by `recipe`: weights int8 at export, activations at run time;
+    the nodes named in `kept_fp32` stay fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -209,6 +268,7 @@ def quantize_int8(source: Path, target: Path, recipe: Int8Recipe) -> Path:
         quantize_dynamic(str(source), str(target), op_types_to_quantize=list(recipe.op_types),
                          per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
                          weight_type=QuantType.QUInt8 if recipe.unsigned_weights else QuantType.QInt8,
+                         nodes_to_exclude=list(kept_fp32),
                          # the fused operators (com.microsoft domain) have no shape inference in onnx: say
                          # their outputs are float rather than let the quantizer fail on them
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})

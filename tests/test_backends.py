@@ -136,12 +136,58 @@ def test_a_refused_export_tries_every_candidate_and_leaves_the_folder_as_it_was(
     with pytest.raises(ExportRefused, match="no candidate scored like torch.*fused.*: failed: Spearman 0.5000"):
         export_backend(folder, backend, reranker.model, reranker.tokenizer, _fails,
                        on_candidate=lambda name, verdict: heard.append(name))
-    recipes = [""] if backend == "onnx" else [f"+{r.name}" for r in int8_recipes(backends.int8_format())]
+    recipes = [""] if backend == "onnx" else [  # without a probe, the recipes that need one are skipped
+        f"+{r.name}" for r in int8_recipes(backends.int8_format()) if not r.fp32_share]
     assert heard == [f"{graph}{recipe}" for graph in ("fused", "plain") for recipe in recipes]
     assert earlier.read_bytes() == b"an earlier export"
     assert _exported_files(folder) == [earlier.name]
     assert not list(folder.glob(f"{STAGING_PREFIX}*"))
     assert reranker.model.training is False
+
+
+def test_int8_keeps_the_operators_the_probe_finds_most_sensitive_in_fp32(tmp_path, spread_bert, monkeypatch):
+    """The first recipe with an fp32 share that passes keeps exactly that share of the quantisable operators in
+    fp32, and they are the ones whose int8 version alone moves the probe's scores most."""
+    import math
+
+    import onnx
+
+    from rerankforge.reranker import export
+    from rerankforge.reranker.backends import OnnxBackend, model_inputs
+
+    folder = _model_folder(tmp_path, spread_bert)
+    shutil.rmtree(folder / "onnx")
+    reranker = _torch(folder)
+    pairs = _texts(5, 24)
+
+    def probe(backend):
+        return Reranker(None, reranker.tokenizer, 64, backend=backend).score(pairs)
+
+    recipes = export.int8_recipes(backends.int8_format())
+    plain, wanted = next(r for r in recipes if not r.unsigned_weights), next(r for r in recipes if r.fp32_share == 1 / 4)
+    assert not plain.fp32_share and wanted.reduce_range == plain.reduce_range
+    made = []  # the recipe of each candidate, in the order they are made
+
+    def quantize(source, target, recipe, kept_fp32=()):
+        made.append(recipe.name)
+        return real_quantize(source, target, recipe, kept_fp32)
+
+    real_quantize = export.quantize_int8
+    monkeypatch.setattr(export, "quantize_int8", quantize)
+    kept = export_backend(folder, "onnx-int8", reranker.model, reranker.tokenizer,
+                          lambda backend: Verdict(made[-1] == wanted.name), probe=probe)
+    assert kept.candidate == f"fused+{wanted.name}"
+    monkeypatch.undo()
+
+    export_backend(folder, "onnx", reranker.model, reranker.tokenizer, _passes)  # the same fused fp32 graph
+    fused = folder / "onnx" / "model.onnx"
+    nodes = export.quantisable_nodes(fused, plain)
+    ranking = export.rank_sensitivity(fused, plain, probe, lambda path, name: OnnxBackend.open(
+        path, name, model_inputs(reranker.tokenizer), vocab_size=len(reranker.tokenizer)), tmp_path)
+    assert sorted(ranking) == sorted(nodes) and len(nodes) == 8  # 2 layers: Attention + 3 MatMul each
+    graph = onnx.load(str(kept.path)).graph
+    left_fp32 = [n.name for n in graph.node if n.op_type in plain.op_types and n.name in nodes]
+    assert sorted(left_fp32) == sorted(ranking[:math.ceil(len(nodes) / 4)])
 
 
 def test_a_failure_between_steps_leaves_no_model(tmp_path, tiny_reranker, monkeypatch):

@@ -6,7 +6,8 @@ check, which needs the dev split (dev_split.py: the model's own, or drawn from -
 
 A candidate passes when the Spearman correlation of its scores with torch's over all the dev pairs
 pooled is at least --min_spearman (0.99), and its dev nDCG@10 is within --max_ndcg_loss (0.005) of
-torch's. Refused: exit code 2 with the figures, nothing written to onnx/."""
+torch's. Refused: exit code 2 with the figures, nothing written to onnx/. Which operators an int8 recipe
+leaves in fp32 is ranked on a probe: PROBE_PAIRS dev pairs spread evenly over the split."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ from .dev_eval import DevSet
 from .dev_split import DevSplitArgs, dev_split
 
 logger = logging.getLogger(__name__)
+
+PROBE_PAIRS = 160
+"""Dev pairs the int8 sensitivity ranking scores once per operator (about 4 s each on 2 AVX2 cores)."""
 
 EXPORT_HELP = ("Export a reranker folder for fast CPU scoring: --backend onnx (ONNX Runtime, fused fp32 graph: "
                "onnx/model.onnx) or onnx-int8 (int8 for this CPU: onnx/model_qint8_<format>.onnx), in "
@@ -68,7 +72,7 @@ def run_export(args: ExportArgs, split: DevSplitArgs | None = None) -> int:
     check = DevCheck(dev, torch_reranker, args.min_spearman, args.max_ndcg_loss)
     print(f"torch fp32: dev nDCG@10 {check.torch_ndcg:.4f} over {check.pairs} pairs ({check.torch_rate:.1f} pairs/s)")
     kept = export_backend(folder, args.backend, torch_reranker.model, torch_reranker.tokenizer, check,
-                          fmt=args.int8_format, optimize=args.optimize,
+                          fmt=args.int8_format, optimize=args.optimize, probe=check.probe,
                           on_candidate=lambda name, verdict: print(f"{name}: {verdict.summary}"))
     print(f"kept {kept.path} ({kept.candidate}); load it with Reranker.load(..., backend={args.backend!r}) or "
           f"CrossEncoder(folder, backend='onnx'"
@@ -86,12 +90,11 @@ class DevCheck:
         self.torch_scores, self.torch_rate = self._score(reranker)
         self.torch_ndcg = dev.evaluate(self.torch_scores)["nDCG@10"]
         self.pairs = sum(len(s) for s in self.torch_scores.values())
+        every = [(dev.queries[q], dev.collection.doc_text(d)) for q in self.torch_scores for d in self.torch_scores[q]]
+        self.probe_pairs = every[::max(1, len(every) // PROBE_PAIRS)][:PROBE_PAIRS]
 
     def __call__(self, backend) -> Verdict:
-        reranker = self.reranker
-        candidate = Reranker(None, reranker.tokenizer, reranker.max_length, reranker.batch_size,
-                             max_batch_tokens=reranker.max_batch_tokens, backend=backend)
-        scores, rate = self._score(candidate)
+        scores, rate = self._score(self._scorer(backend))
         ours, theirs = self._pooled(self.torch_scores), self._pooled(scores)
         rho = spearman(ours, theirs)
         per_query = float(np.mean([spearman(np.array(list(self.torch_scores[q].values())),
@@ -107,6 +110,15 @@ class DevCheck:
                    f"allowed +-{self.max_ndcg_loss}), max |score diff| {figures['max_abs_diff']:.2e}, {rate:.1f} pairs/s "
                    f"({figures['speedup']:.2f}x torch on this machine now)")
         return Verdict(passed, figures, summary)
+
+    def probe(self, backend) -> np.ndarray:
+        """`backend`'s scores of the probe pairs (what export ranks int8 sensitivity on)."""
+        return self._scorer(backend).score(self.probe_pairs)
+
+    def _scorer(self, backend) -> Reranker:
+        reranker = self.reranker
+        return Reranker(None, reranker.tokenizer, reranker.max_length, reranker.batch_size,
+                        max_batch_tokens=reranker.max_batch_tokens, backend=backend)
 
     def _score(self, reranker: Reranker) -> tuple[dict[str, dict[str, float]], float]:
         started = time.perf_counter()
