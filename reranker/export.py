@@ -66,10 +66,11 @@ def int8_recipes(fmt: str) -> tuple[Int8Recipe, ...]:
     per-tensor scales ranked SciFact pairs with Spearman 0.974 against torch on a trained MiniLM-L6, per-channel
     ones 0.99 (docs/RESULTS.md). With VNNI, signed int8 weights first (its fast u8 x s8 products). Without
     it, u8 x s8 products can saturate their 16-bit intermediates: uint8 weights (optimum's AVX2 choice) come
-    first there, then 7-bit signed ones (on the SciFact MiniLM-L6 reranker, 300 test queries: 1.06x faster than
-    uint8, 0.004 nDCG@10 further from torch). Then the signed recipe with the most sensitive eighth, then
-    quarter, of the quantised operators left in fp32 (ranked on a probe; on that reranker int8 error comes
-    mostly from the feed-forward layers of the first three blocks); last, the fused attention left in fp32."""
+    first there, then 7-bit signed ones. Then the signed recipe with the most sensitive eighth, then quarter,
+    of the quantised operators left in fp32 (ranked on a probe; on the SciFact MiniLM-L6 reranker int8 error
+    comes mostly from the feed-forward layers of the first three blocks, and 7-bit with those 3 of 24 operators
+    in fp32 ran 1.06x the uint8 file on 300 test queries, 0.004 nDCG@10 further from torch: docs/RESULTS.md);
+    last, the fused attention left in fp32."""
     vnni = fmt in ("avx512_vnni", "arm64")
     signed = Int8Recipe("per-channel" if vnni else "per-channel-7bit", per_channel=True, reduce_range=not vnni)
     unsigned = Int8Recipe("per-channel-uint8", per_channel=True, reduce_range=False, unsigned_weights=True)
