@@ -202,7 +202,7 @@ def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
 
 def _physical_cores() -> int | None:
     try:
-        import psutil  # a dependency of accelerate
+        import psutil
     except ImportError:
         return None
     return psutil.cpu_count(logical=False)
