@@ -682,3 +682,84 @@ def test_learning_rate_chosen_on_dev_by_trials_and_reported(tmp_path, mined_slic
     assert "Small data (" in card
     logged = capsys.readouterr().err
     assert "small data:" in logged and "learning rate chosen on dev:" in logged
+
+
+# ---------------------------------------------------------------- time budget, starting points
+
+def test_schedule_matches_transformers_and_replans():
+    from transformers import get_scheduler
+
+    from rerankforge.train.schedule import Schedule, TimeBudget
+
+    for kind, theirs in (("linear", "linear"), ("cosine", "cosine"), ("constant", "constant_with_warmup")):
+        for ticks in (1, 2):
+            ours = Schedule(kind, 40, 0.1, ticks)
+            optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+            reference = get_scheduler(theirs, optimizer, num_warmup_steps=4 * ticks, num_training_steps=40 * ticks)
+            factors = [reference.lr_lambdas[0](t) for t in range(40 * ticks + 1)]
+            assert [ours(t) for t in range(40 * ticks + 1)] == pytest.approx(factors), (kind, ticks)
+    schedule = Schedule("linear", 100, 0.1)
+    schedule.plan(20)
+    assert (schedule.updates, schedule.warmup, schedule(20)) == (20, 2, 0.0)
+    budget = TimeBudget(1.0, cap=1000)  # 60 s
+    assert budget.planned_updates(0, 0.0) == 1000
+    assert budget.planned_updates(10, 6.0) == 100  # 0.6 s an update: 54 s left hold 90 more
+    assert budget.planned_updates(10, 59.9) == 10  # less than an update left: stop now
+    assert TimeBudget(1.0, cap=50).planned_updates(10, 6.0) == 50  # never past the configured length
+    assert budget.exhausted(60.0) and not budget.exhausted(59.9)
+
+
+def test_time_budget_stops_within_one_update_and_the_run_resumes(tmp_path, mined_slice, scifact_slice,
+                                                                 tiny_bi_encoder, tiny_bert, monkeypatch):
+    """max_minutes ends the run after the update that reaches it (each update here takes >= 60 ms), warmup and
+    decay planned over the budget; a rerun with a larger budget goes on from where it stopped."""
+    import time as clock
+
+    from rerankforge.train import loop
+
+    real_loss = loop.compute_loss
+
+    def slow_loss(*args, **kwargs):
+        clock.sleep(0.06)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "compute_loss", slow_loss)
+    out = tmp_path / "budget"
+    args = lambda minutes: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
+                                      "--max_steps", "100000", "--max_minutes", str(minutes), "--eval_steps", "0",
+                                      "--save_steps", "1000", "--fit_combination", "false", "--calibrate", "false")
+    first = loop.train(load_config(args(0.05)))  # 3 s
+    per_update = 60 * first["train_minutes"] / first["steps"]
+    assert 5 <= first["steps"] < 100000 and per_update >= 0.06
+    assert abs(60 * first["train_minutes"] - 3.0) <= per_update + 0.02
+    assert first["stopped_by"].startswith(f"max_minutes: {first['steps']} updates")
+    lr = [h["train/lr"] for h in first["history"] if "train/lr" in h]
+    assert lr[0] < max(lr) <= 1e-3 * (1 + 1e-6) and lr[-1] < 0.4 * max(lr)  # warmed up, then decayed
+    assert (out / "checkpoints" / f"step-{first['steps']}").is_dir()  # saved where the budget stopped it
+
+    again = loop.train(load_config(args(0.05)))  # spent: nothing more to do
+    assert again["steps"] == first["steps"]
+    longer = loop.train(load_config(args(0.1)))
+    assert longer["steps"] > first["steps"] and abs(60 * longer["train_minutes"] - 6.0) <= per_update + 0.05
+    updates = lambda metrics: [h for h in metrics["history"] if "train/loss" in h]  # noqa: E731
+    assert updates(longer)[: len(updates(first))] == updates(first)  # the same run, continued
+
+
+def test_a_crossencoder_start_keeps_its_head_and_scores(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                       tiny_reranker, caplog):
+    """`model:` a reranker folder: training starts from its scores (no fresh head), and goes on from them."""
+    from rerankforge.reranker.scoring import Reranker
+    from rerankforge.train.loop import train
+    from rerankforge.train.model import load_model
+
+    out = tmp_path / "from-reranker"
+    config = load_config(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_reranker, out,
+                                    "--max_steps", "2", "--learning_rate", "1e-4"))
+    with caplog.at_level("WARNING"):
+        model, tokenizer = load_model(config, tiny_reranker)
+    assert "newly initialized" not in caplog.text
+    before = Reranker(model.eval(), tokenizer, config.max_length, 16).score(PAIRS)
+    assert before == pytest.approx(list(_scores(Path(tiny_reranker), PAIRS)), abs=1e-5)
+    train(config)
+    after = _scores(out, PAIRS)
+    assert after == pytest.approx(before, abs=0.05) and after != pytest.approx(before, abs=1e-7)  # moved, a little

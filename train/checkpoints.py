@@ -43,6 +43,7 @@ class TrainState:
     best_step: int | None = None
     evals_without_gain: int = 0
     history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the updates so far, across resumptions (what max_minutes counts)
 
     @classmethod
     def read(cls, path: Path) -> TrainState:
@@ -51,6 +52,8 @@ class TrainState:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise DataError(f"{path}: expected the training state as JSON, got an unreadable file ({error})") from None
         names = [f.name for f in fields(cls)]
+        if isinstance(saved, dict):
+            saved.setdefault("seconds", 0.0)  # checkpoints written before time budgets
         if not isinstance(saved, dict) or sorted(saved) != sorted(names):
             got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
             raise DataError(f"{path}: expected a JSON object with keys {', '.join(names)}; got {got}")
@@ -72,6 +75,7 @@ STATE_VALUES = {  # what each TrainState field may hold in train_state.json
     "step": COUNT, "epoch": COUNT, "batch_in_epoch": COUNT, "evals_without_gain": COUNT,
     "best_step": (lambda v: v is None or _is_count(v), "a whole number >= 0 or null"),
     "best_ndcg": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
+    "seconds": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0"),
     "history": (lambda v: isinstance(v, list) and all(isinstance(h, dict) for h in v), "a list of objects"),
 }
 

@@ -40,6 +40,10 @@ class TrainConfig:
     dev_queries: int = field(default=100, metadata={
         "help": "Train queries held out as the dev split (never trained on); 0 disables dev evaluation. The "
                 "test split is never used in training."})
+    dev_query_ids: list[str] | None = field(default=None, metadata={
+        "help": "A fixed dev split: these query ids of the training file are held out, instead of `dev_queries` "
+                "drawn at random (a team's own dev set; or the same dev across training files of different "
+                "sizes). Every id must be in the file; dev_queries must then equal their number."})
     dev_depth: int = field(default=50, metadata={"help": "First-stage candidates reranked per dev query."})
     min_train_queries: int = field(default=10, metadata={
         "help": "Refuse to train on fewer judged queries than this (after the dev split is held out): a reranker "
@@ -126,6 +130,12 @@ class TrainConfig:
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Steps accumulated per update."})
     num_epochs: float = field(default=1.0, metadata={"help": "Passes over the training groups."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many updates (overrides epochs)."})
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "Time budget: train for this many minutes of updates (dev evaluations and checkpoints not counted; "
+                "summed across resumptions), so a faster machine trains longer in the same time. Warmup and decay "
+                "are re-planned after every update at the speed measured so far; the run stops within one update "
+                "of the budget, or at max_steps / num_epochs if it gets there first. Learning-rate trials on dev "
+                "get a third of it each. None: no budget."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(default="auto", metadata={
         "help": "auto: bf16 where the hardware has it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or "
@@ -233,6 +243,11 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"num_epochs must be positive (or set max_steps), got {config.num_epochs}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"max_steps must be at least 1, got {config.max_steps}")
+    if config.max_minutes is not None and not config.max_minutes > 0:
+        raise ConfigError(f"max_minutes must be positive (or none for no time budget), got {config.max_minutes}")
+    if config.dev_query_ids is not None and len(set(config.dev_query_ids)) != config.dev_queries:
+        raise ConfigError(f"dev_query_ids: {len(set(config.dev_query_ids))} distinct ids, but dev_queries is "
+                          f"{config.dev_queries}; expected the two to agree")
     if config.learning_rate_search is not None and not all(0 < lr < 1 for lr in config.learning_rate_search):
         raise ConfigError(f"learning_rate_search: expected learning rates in (0, 1), got {config.learning_rate_search}")
     if config.search_steps is not None and config.search_steps < 1:

@@ -59,7 +59,7 @@ def dev_split(folder: Path, args: DevSplitArgs) -> tuple[TrainConfig, list[str],
         raise ConfigError(f"{saved}: dev_queries is 0 (trained without a dev split); expected --data (and --split, "
                           f"--dev_queries) to use instead")
     train_file = Path(args.train_file) if args.train_file else _find_train_file(saved, values)
-    _, query_ids = split_dev(read_mined(train_file), config.dev_queries, config.seed)
+    _, query_ids = split_dev(read_mined(train_file), config.dev_queries, config.seed, config.dev_query_ids)
     if args.depth is not None:
         config.dev_depth = args.depth
     return config, query_ids, f"{config.data}/{config.split} held out from {train_file} (its dev split)"

@@ -39,9 +39,21 @@ def read_mined(path: str | Path) -> list[dict]:
     return read_training_rows(path)
 
 
-def split_dev(rows: list[dict], dev_queries: int, seed: int) -> tuple[list[dict], list[str]]:
-    """(training rows, dev query ids): `dev_queries` query ids drawn at random, all their rows held out."""
+def split_dev(rows: list[dict], dev_queries: int, seed: int,
+              fixed: list[str] | None = None) -> tuple[list[dict], list[str]]:
+    """(training rows, dev query ids): `dev_queries` query ids drawn at random (or the `fixed` ones), all their
+    rows held out."""
     query_ids = sorted({str(row["query_id"]) for row in rows})
+    if fixed is not None:
+        missing = sorted(set(map(str, fixed)) - set(query_ids))
+        if missing:
+            raise ConfigError(f"dev_query_ids: {len(missing)} of the {len(set(fixed))} ids are not queries of the "
+                              f"training file, e.g. {missing[:3]}; expected ids of its rows")
+        dev = set(map(str, fixed))
+        if len(dev) >= len(query_ids):
+            raise ConfigError(f"dev_query_ids: would hold out every one of the {len(query_ids)} training queries; "
+                              "expected fewer")
+        return [row for row in rows if str(row["query_id"]) not in dev], sorted(dev)
     if dev_queries >= len(query_ids):
         raise ConfigError(f"dev_queries: {dev_queries} would hold out every one of the {len(query_ids)} training "
                           f"queries; expected fewer")

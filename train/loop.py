@@ -27,6 +27,7 @@ from .config import TrainConfig, check_model_fields, to_dict
 from .groups import (Collator, LengthGroupedBatches, TokenizedGroups, build_groups, check_enough_queries, read_mined,
                      split_dev)
 from .losses import compute_loss
+from .schedule import Schedule, TimeBudget
 from .teacher import attach_teacher_scores, check_teacher, resolve_teacher
 from .tracking import wandb_settings
 
@@ -40,8 +41,8 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     from accelerate import Accelerator, PartialState
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
+    from torch.optim.lr_scheduler import LambdaLR
     from torch.utils.data import DataLoader
-    from transformers import get_scheduler
 
     from rerankforge.reranker.folder import RerankerSettings, save_reranker
     from rerankforge.reranker.packing import PairEncoder
@@ -92,22 +93,26 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total_steps = config.max_steps or math.ceil(config.num_epochs * updates_per_epoch)
+    # With a time budget, total_steps is the most the run may take; the schedule is re-planned as it goes.
+    budget = TimeBudget(config.max_minutes, total_steps) if config.max_minutes else None
     # The prepared scheduler steps once per process on each update (accelerate's AcceleratedScheduler, which
     # assumes batches grow with the processes; it does not step between accumulated batches): count in its
     # steps, so warmup and decay span the run on any number of processes.
     ticks = 1 if accelerator.split_batches else accelerator.num_processes
-    scheduler = get_scheduler(config.lr_scheduler if config.lr_scheduler != "constant" else "constant_with_warmup",
-                              optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps) * ticks,
-                              num_training_steps=total_steps * ticks)
-    scheduler = accelerator.prepare(scheduler)
+    schedule = Schedule(config.lr_scheduler, total_steps, config.warmup_ratio, ticks)
+    scheduler = accelerator.prepare(LambdaLR(optimizer, schedule))
     logger.info(f"{len(groups)} training groups of {1 + config.num_negatives}; {accelerator.num_processes} "
                 f"process(es) ({accelerator.distributed_type.value}), {len(loader)} batches of "
-                f"{config.batch_size} groups per process per epoch; {total_steps} optimizer steps")
+                f"{config.batch_size} groups per process per epoch; " +
+                (f"{total_steps} optimizer steps" if budget is None else
+                 f"{config.max_minutes:g} minutes of optimizer steps, {total_steps} at most"))
 
     # 3. Resume from the last complete checkpoint, if any (its training state was read in step 1).
     if checkpoint is not None:
         resume(accelerator, checkpoint, output_dir)
         logger.info(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
+        if budget is not None:  # the budget may have changed since: plan the rest at the speed so far
+            schedule.plan(budget.planned_updates(state.step, state.seconds))
     if config.report_to == "wandb":
         _init_wandb(accelerator, config)
     reranker = Reranker(accelerator.unwrap_model(model), tokenizer, config.max_length, config.eval_batch_size,
@@ -121,8 +126,9 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     progress = _progress(total_steps, state.step, disable=not main)
     window = {"loss": 0.0, "batches": 0, "pairs": 0, "tokens": 0, "started": time.perf_counter()}
     model.train()
-    stop = state.step >= total_steps
+    stop = state.step >= min(total_steps, schedule.updates) or (budget is not None and budget.exhausted(state.seconds))
     dev_scores = None  # of the latest dev evaluation
+    clock = time.perf_counter()  # the updates' time, for the budget: state.seconds grows by it
     while not stop:
         sampler.epoch = state.epoch
         batches = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
@@ -145,6 +151,11 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
                 continue
             state.step += 1
             progress.update(1)
+            state.seconds += time.perf_counter() - clock
+            if budget is not None:  # re-plan at the speed so far (the schedule's plan is saved with the scheduler)
+                state.seconds = _agreed(accelerator, state.seconds)
+                schedule.plan(budget.planned_updates(state.step, state.seconds))
+                progress.total = schedule.updates
 
             if state.step % config.log_steps == 0 or state.step == total_steps:
                 logs = _window_logs(window, scheduler, accelerator.num_processes)
@@ -159,7 +170,10 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
             if config.save_steps and state.step % config.save_steps == 0:
                 save_checkpoint(accelerator, output_dir, state)
             window["started"] += time.perf_counter() - paused
-            if state.step >= total_steps or stop:
+            clock = time.perf_counter()
+            if state.step >= schedule.updates or stop or (budget is not None and budget.exhausted(state.seconds)):
+                if budget is not None and config.save_steps and state.step % config.save_steps:
+                    save_checkpoint(accelerator, output_dir, state)  # a rerun with more minutes goes on from here
                 stop = True
                 break
         else:
@@ -178,6 +192,7 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
         if config.keep_best and (best / BEST_WEIGHTS).is_file():
             _restore_best(unwrapped, best)
         metrics = _final_metrics(state, config, updates_per_epoch)
+        metrics["stopped_by"] = _stopped_by(state, config, budget, schedule, total_steps)
         metrics["precision"] = precision.name  # what `mixed_precision` resolved to on this machine
         if chosen_on_dev:
             metrics["chosen_on_dev"] = chosen_on_dev
@@ -230,7 +245,8 @@ def check_inputs(config: TrainConfig) -> tuple[str, str | None, list[str], list,
     teacher_folder = resolve_teacher(config.teacher) if config.teacher else None
     if config.report_to == "wandb":
         _require_wandb()
-    rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed)
+    rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed,
+                             config.dev_query_ids)
     check_enough_queries(rows, dev_ids, config)
     groups = build_groups(rows, config)
     teacher_note = check_teacher(config, teacher_folder, dev_ids) if teacher_folder else None
@@ -344,6 +360,7 @@ def _final_metrics(state: TrainState, config: TrainConfig, updates_per_epoch: in
     return {
         "steps": state.step,
         "epochs": round(state.step / updates_per_epoch, 3),
+        "train_minutes": round(state.seconds / 60, 3),  # the updates' wall time (what max_minutes counts)
         "best_step": kept,
         "dev_queries": config.dev_queries,
         "dev_first_stage": {k.split("first_stage_")[1]: v for k, v in first.items() if "first_stage" in k},
@@ -352,6 +369,27 @@ def _final_metrics(state: TrainState, config: TrainConfig, updates_per_epoch: in
         "train_pairs_per_s_median": _median([h["train/pairs_per_s"] for h in train_rows]),
         "history": state.history,
     }
+
+
+def _agreed(accelerator, seconds: float) -> float:
+    """The slowest process's time, on every process: they must plan the same run and stop at the same update."""
+    if accelerator.num_processes == 1:
+        return seconds
+    value = torch.tensor([seconds], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(value, reduction="max").item())
+
+
+def _stopped_by(state: TrainState, config: TrainConfig, budget, schedule, total_steps: int) -> str:
+    """Why the run ended where it did, in words (metrics.json, the card, the demo's output)."""
+    minutes = state.seconds / 60
+    if budget is not None and state.step < total_steps and (budget.exhausted(state.seconds) or
+                                                          state.step >= schedule.updates):
+        return (f"max_minutes: {state.step} updates in {minutes:.1f} of {config.max_minutes:g} minutes "
+                f"(at most {total_steps})")
+    if state.step < total_steps:
+        return f"early stopping: {state.step} of {total_steps} updates in {minutes:.1f} minutes"
+    what = "max_steps" if config.max_steps else f"num_epochs {config.num_epochs:g}"
+    return f"{what}: {state.step} updates in {minutes:.1f} minutes"
 
 
 def _median(values: list[float]) -> float | None:

@@ -149,7 +149,8 @@ def _search_learning_rate(config: TrainConfig, plan: DevChoices) -> tuple[TrainC
 def _trial_config(config: TrainConfig, lr: float, steps: int, folder: Path) -> TrainConfig:
     """A short run at `lr`: same data, model and seed; evaluated once on dev at its end; nothing published."""
     return dataclasses.replace(
-        _at_rate(config, lr), max_steps=steps, eval_steps=0, save_steps=0,
+        _at_rate(config, lr), max_steps=steps, max_minutes=config.max_minutes and config.max_minutes / 3,
+        eval_steps=0, save_steps=0,
         keep_best=False, early_stopping_patience=None, fit_combination=False, calibrate=False, push_to_hub=False,
         report_to="none", learning_rate_search=None, output_dir=str(folder))
 

@@ -54,7 +54,7 @@ def check_teacher(config: TrainConfig, teacher_folder: str, dev_ids: list[str]) 
         return (f"could not check the dev split against the teacher's training queries: {saved} names no "
                 f"train_file found from here ({teacher_file}), or no dev_queries and seed")
     rows = read_mined(teacher_file)
-    teacher_dev = set(split_dev(rows, held_out, seed)[1]) if held_out else set()
+    teacher_dev = set(split_dev(rows, held_out, seed, trained.get("dev_query_ids"))[1]) if held_out else set()
     seen = sorted(({str(row["query_id"]) for row in rows} - teacher_dev) & set(dev_ids))
     if seen:
         raise ConfigError(
