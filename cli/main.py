@@ -21,6 +21,7 @@ from rerankforge.train.cli import add_push_parser, add_train_parser, train_main
 from rerankforge.train.calibrate_cli import add_calibrate_parser
 from rerankforge.train.export_check import add_export_parser
 from rerankforge.train.score_teacher import add_score_teacher_parser
+from rerankforge.train.warm_start import add_warm_start_parser
 
 from rerankforge.serve.service import add_index_parser, serve_main
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mine_parser(subparsers)
     add_generate_queries_parser(subparsers)
     add_score_teacher_parser(subparsers)
+    add_warm_start_parser(subparsers)
     add_train_parser(subparsers)
     add_push_parser(subparsers)
     add_eval_parser(subparsers)
