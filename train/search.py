@@ -90,6 +90,8 @@ def plan_dev_choices(config: TrainConfig) -> tuple[TrainConfig, DevChoices]:
                           f"updates before the run's {steps})")
     if plan.small_data:
         every = max(1, steps // SMALL_DATA_EVALUATIONS)
+        if config.max_minutes:  # how many updates the minutes hold is not known yet: twice an epoch
+            every = max(1, run_steps(dataclasses.replace(config, max_steps=None, num_epochs=1), len(groups)) // 2)
         changes = {}
         if config.eval_steps == 0 or config.eval_steps > every:
             changes["eval_steps"] = every
