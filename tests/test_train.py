@@ -763,3 +763,34 @@ def test_a_crossencoder_start_keeps_its_head_and_scores(tmp_path, mined_slice, s
     train(config)
     after = _scores(out, PAIRS)
     assert after == pytest.approx(before, abs=0.05) and after != pytest.approx(before, abs=1e-7)  # moved, a little
+
+
+def test_a_fixed_dev_split_holds_out_exactly_those_queries(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                           tiny_bert):
+    from rerankforge.train.groups import read_mined, split_dev
+    from rerankforge.train.loop import check_inputs
+
+    rows = read_mined(mined_slice)
+    ids = sorted({str(row["query_id"]) for row in rows})
+    kept, dev = split_dev(rows, 3, 0, ids[:3])
+    assert dev == ids[:3] and not {str(row["query_id"]) for row in kept} & set(dev)
+    assert len(kept) == sum(str(row["query_id"]) not in dev for row in rows)
+    with pytest.raises(ConfigError, match=r"dev_query_ids: 1 of the 2 ids are not queries of the training file"):
+        split_dev(rows, 2, 0, [ids[0], "no such query"])
+    base = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, tmp_path / "fixed")
+    config = load_config([*base, "--dev_queries", "2", "--dev_query_ids", ids[5], ids[7]])
+    assert check_inputs(config)[2] == sorted([ids[5], ids[7]])  # what training holds out
+    with pytest.raises(ConfigError, match="dev_query_ids: 2 distinct ids, but dev_queries is 8"):
+        load_config([*base, "--dev_query_ids", ids[5], ids[7]])
+
+
+def test_small_data_under_a_time_budget_is_evaluated_by_the_clock(tmp_path, mined_slice, scifact_slice,
+                                                                  tiny_bi_encoder, tiny_bert):
+    from rerankforge.train.search import plan_dev_choices
+
+    args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, tmp_path / "small",
+                      "--small_data_queries", "300", "--max_minutes", "2", "--num_epochs", "50")
+    config, plan = plan_dev_choices(load_config(args))
+    assert plan.small_data and (config.eval_steps, config.eval_minutes) == (0, 0.2)
+    assert "dev evaluation every 0.2 minutes of the 2-minute budget" in plan.notes[0]
+    assert "trials of 0.666667 minutes" in plan.notes[1]

@@ -149,6 +149,10 @@ class TrainConfig:
     # --- evaluation, checkpoints, output
     output_dir: str = field(default="outputs/reranker", metadata={"help": "Where the trained reranker goes."})
     eval_steps: int = field(default=100, metadata={"help": "Evaluate on the dev split every N updates (0: never)."})
+    eval_minutes: float | None = field(default=None, metadata={
+        "help": "Also evaluate on the dev split every this many minutes of updates (as max_minutes counts them): "
+                "with a time budget, how many updates a run gets is known only as it goes. On small data with "
+                "max_minutes, a tenth of it. None: by eval_steps only."})
     save_steps: int = field(default=100, metadata={
         "help": "Save a resumable checkpoint every N updates (0: never); rerunning the command resumes."})
     keep_best: bool = field(default=True, metadata={
@@ -243,6 +247,8 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"num_epochs must be positive (or set max_steps), got {config.num_epochs}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"max_steps must be at least 1, got {config.max_steps}")
+    if config.eval_minutes is not None and not config.eval_minutes > 0:
+        raise ConfigError(f"eval_minutes must be positive (or none), got {config.eval_minutes}")
     if config.max_minutes is not None and not config.max_minutes > 0:
         raise ConfigError(f"max_minutes must be positive (or none for no time budget), got {config.max_minutes}")
     if config.dev_query_ids is not None and len(set(config.dev_query_ids)) != config.dev_queries:

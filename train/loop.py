@@ -129,6 +129,9 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     stop = state.step >= min(total_steps, schedule.updates) or (budget is not None and budget.exhausted(state.seconds))
     dev_scores = None  # of the latest dev evaluation
     clock = time.perf_counter()  # the updates' time, for the budget: state.seconds grows by it
+    period = 60.0 * config.eval_minutes if config.eval_minutes else None  # dev evaluations by the clock
+    next_eval = period * (math.floor(state.seconds / period) + 1) if period else math.inf
+    evaluated = -1  # the step of the latest dev evaluation
     while not stop:
         sampler.epoch = state.epoch
         batches = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
@@ -164,9 +167,11 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
                 accelerator.log(logs, step=state.step)
                 state.history.append({"step": state.step, **logs})
             paused = time.perf_counter()  # evaluation and checkpoints don't count against throughput
-            if config.eval_steps and state.step % config.eval_steps == 0:
+            if (config.eval_steps and state.step % config.eval_steps == 0) or state.seconds >= next_eval:
                 stop_now, dev_scores = _evaluate(accelerator, dev, reranker, state, config, output_dir)
-                stop = stop_now or stop
+                stop, evaluated = stop_now or stop, state.step
+                if period:
+                    next_eval = period * (math.floor(state.seconds / period) + 1)
             if config.save_steps and state.step % config.save_steps == 0:
                 save_checkpoint(accelerator, output_dir, state)
             window["started"] += time.perf_counter() - paused
@@ -182,7 +187,7 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     progress.close()
 
     # 5. Final evaluation, then the output folder: best (or last) weights, config, metrics, card.
-    if config.eval_steps == 0 or state.step % config.eval_steps:
+    if evaluated != state.step:
         _, dev_scores = _evaluate(accelerator, dev, reranker, state, config, output_dir)
     accelerator.wait_for_everyone()
     metrics = {}

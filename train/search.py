@@ -85,15 +85,16 @@ def plan_dev_choices(config: TrainConfig) -> tuple[TrainConfig, DevChoices]:
         plan.learning_rates = []
     if plan.learning_rates:
         plan.search_steps = config.search_steps or max(1, steps // 3)
-        plan.notes.append(f"learning rate: chosen on dev among {_rates(plan.learning_rates)} by trials of "
-                          f"{plan.search_steps} updates each ({len(plan.learning_rates)} x {plan.search_steps} "
-                          f"updates before the run's {steps})")
+        trial = (f"{config.max_minutes / 3:g} minutes (at most {plan.search_steps} updates)" if config.max_minutes
+                 else f"{plan.search_steps} updates")
+        plan.notes.append(f"learning rate: chosen on dev among {_rates(plan.learning_rates)} by trials of {trial} "
+                          f"each, before the run")
     if plan.small_data:
         every = max(1, steps // SMALL_DATA_EVALUATIONS)
-        if config.max_minutes:  # how many updates the minutes hold is not known yet: twice an epoch
-            every = max(1, run_steps(dataclasses.replace(config, max_steps=None, num_epochs=1), len(groups)) // 2)
         changes = {}
-        if config.eval_steps == 0 or config.eval_steps > every:
+        if config.max_minutes:  # how many updates the minutes hold is not known yet: evaluate by the clock
+            changes.update(eval_steps=0, eval_minutes=config.eval_minutes or config.max_minutes / SMALL_DATA_EVALUATIONS)
+        elif config.eval_steps == 0 or config.eval_steps > every:
             changes["eval_steps"] = every
         if config.early_stopping_patience is None:
             changes["early_stopping_patience"] = SMALL_DATA_PATIENCE
@@ -101,11 +102,17 @@ def plan_dev_choices(config: TrainConfig) -> tuple[TrainConfig, DevChoices]:
         plan.notes.insert(0, (
             f"small data: {queries} training queries (< small_data_queries={config.small_data_queries}), so the "
             f"choices that matter are made on the {len(dev_ids)} dev queries: dev evaluation every "
-            f"{config.eval_steps} of {steps} updates, "
+            f"{_cadence(config, steps)}, "
             f"{'keeping the best' if config.keep_best else 'keeping the last (keep_best: false)'}, early stopping "
             f"after {config.early_stopping_patience} without gain (set small_data_queries: 0 to keep the "
             f"configured values)"))
     return config, plan
+
+
+def _cadence(config: TrainConfig, steps: int) -> str:
+    if config.eval_minutes:
+        return f"{config.eval_minutes:g} minutes of the {config.max_minutes:g}-minute budget"
+    return f"{config.eval_steps} of {steps} updates"
 
 
 def run_steps(config: TrainConfig, groups: int) -> int:
@@ -152,7 +159,7 @@ def _trial_config(config: TrainConfig, lr: float, steps: int, folder: Path) -> T
     """A short run at `lr`: same data, model and seed; evaluated once on dev at its end; nothing published."""
     return dataclasses.replace(
         _at_rate(config, lr), max_steps=steps, max_minutes=config.max_minutes and config.max_minutes / 3,
-        eval_steps=0, save_steps=0,
+        eval_steps=0, eval_minutes=None, save_steps=0,
         keep_best=False, early_stopping_patience=None, fit_combination=False, calibrate=False, push_to_hub=False,
         report_to="none", learning_rate_search=None, output_dir=str(folder))
 
