@@ -157,6 +157,9 @@ def run_demo(args: DemoArgs) -> int:
     print("\n" + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in timings.items()) +
           f"; total {(time.perf_counter() - started) / 60:.1f} min")
     print(f"reranker: {config.output_dir}\nreport:   {written['report']} (plots, per-query CSV, runs beside it)")
+    for split in (train_split, test):
+        for note in split.notes:
+            print(f"data ({split.split}): {note}")
     return 0
 
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import warnings
+import logging
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from .blank_text import blank_notes, drop_judgments, is_blank, usable_document
 from .collection import Collection, Document, Qrels
 from .errors import DataError, located, preview
 from .runs import is_token
+
+logger = logging.getLogger(__name__)
 
 QRELS_COLUMNS = "query-id<TAB>corpus-id<TAB>score"
 
@@ -135,26 +138,29 @@ def load_beir(folder: str | Path, split: str) -> Collection:
     queries_path = _find_file(folder, "queries.jsonl")
     qrels_path = _find_qrels(folder, split)
 
-    corpus, blank_docs = _read_corpus(corpus_path)
-    queries = _read_queries(queries_path)
+    corpus, blank = _read_corpus(corpus_path)
+    queries, blank_queries = _read_queries(queries_path)
     qrels = _read_qrels(qrels_path)
-    _check_qrels_ids(qrels, qrels_path, queries, queries_path, corpus, corpus_path)
+    _check_qrels_ids(qrels, qrels_path, queries, queries_path, corpus, corpus_path, blank, blank_queries)
+    qrels, lost = drop_judgments(qrels, blank, blank_queries)
+    notes = blank_notes(corpus_path, corpus, blank, queries_path, blank_queries, lost)
     if not any(rel > 0 for docs in qrels.values() for rel in docs.values()):
         raise DataError(
             f"{qrels_path}: split {split!r} has no judged queries; expected at least one row with "
-            "score > 0, got only scores <= 0"
+            + (f"score > 0, got none left after blank texts were left out ({'; '.join(notes)})" if notes
+               else "score > 0, got only scores <= 0")
         )
-    if blank_docs:
-        warnings.warn(
-            f"{corpus_path}: {len(blank_docs)} documents have an empty title and text: {preview(blank_docs)}",
-            stacklevel=2,
-        )
-    return Collection(name=folder.name, corpus=corpus, queries=queries, qrels=qrels, split=split)
+    for note in notes:
+        logger.warning("%s", note)
+    return Collection(name=folder.name, corpus=corpus, queries=queries, qrels=qrels, split=split, notes=notes)
 
 
 def load_corpus(folder: str | Path) -> dict[str, Document]:
     """Just the corpus of a BEIR folder (corpus.jsonl or .gz), checked as `load_beir` checks it."""
-    corpus, _ = _read_corpus(_find_file(Path(folder), "corpus.jsonl"))
+    path = _find_file(Path(folder), "corpus.jsonl")
+    corpus, blank = _read_corpus(path)
+    for note in blank_notes(path, corpus, blank):
+        logger.warning("%s", note)
     return corpus
 
 
@@ -179,35 +185,44 @@ def _find_qrels(folder: Path, split: str) -> Path:
     )
 
 
-def _read_corpus(path: Path) -> tuple[dict[str, Document], list[str]]:
-    """The corpus, plus the ids of documents whose title and text are both blank."""
+def _read_corpus(path: Path) -> tuple[dict[str, Document], set[str]]:
+    """The corpus under the blank-text policy (`data_prep.blank_text`), plus the ids it left out."""
     corpus: dict[str, Document] = {}
-    blank: list[str] = []
+    blank: set[str] = set()
     for line_no, obj in read_jsonl(path):
         where = located(path, line_no)
         doc_id = _id_field(obj, where)
         title = obj.get("title")
         title = "" if title is None else _str_field(title, "title", where)
         text = _str_field(_required(obj, "text", where), "text", where)
-        if doc_id in corpus:
+        if doc_id in corpus or doc_id in blank:
             raise DataError(f"{where}: duplicate document _id {doc_id!r}; expected each _id once in the file")
-        corpus[doc_id] = Document(title=title, text=text)
-        if not title.strip() and not text.strip():
-            blank.append(doc_id)
+        document = usable_document(title, text)
+        if document is None:
+            blank.add(doc_id)
+        else:
+            corpus[doc_id] = document
     if not corpus:
-        raise DataError(f"{path}: corpus is empty; expected one JSON object per line with '_id' and 'text'")
+        got = f"{len(blank)} documents, every one without title and text" if blank else "no line"
+        raise DataError(f"{path}: corpus is empty; expected one JSON object per line with '_id' and 'text', got {got}")
     return corpus, blank
 
 
-def _read_queries(path: Path) -> dict[str, str]:
+def _read_queries(path: Path) -> tuple[dict[str, str], set[str]]:
+    """The queries, less those whose text is blank (their ids come back apart: their judgments are dropped)."""
     queries: dict[str, str] = {}
+    blank: set[str] = set()
     for line_no, obj in read_jsonl(path):
         where = located(path, line_no)
         query_id = _id_field(obj, where)
-        if query_id in queries:
+        if query_id in queries or query_id in blank:
             raise DataError(f"{where}: duplicate query _id {query_id!r}; expected each _id once in the file")
-        queries[query_id] = _str_field(_required(obj, "text", where), "text", where)
-    return queries
+        text = _str_field(_required(obj, "text", where), "text", where)
+        if is_blank(text):
+            blank.add(query_id)
+        else:
+            queries[query_id] = text
+    return queries, blank
 
 
 def _required(obj: dict[str, Any], key: str, where: str) -> Any:
@@ -286,10 +301,14 @@ def _check_qrels_ids(
     queries_path: Path,
     corpus: dict[str, Document],
     corpus_path: Path,
+    blank_docs: set[str] = frozenset(),
+    blank_queries: set[str] = frozenset(),
 ) -> None:
-    """One error for all dangling ids: a wrong file pairing shows up as hundreds of them at once."""
-    unknown_queries = [qid for qid in qrels if qid not in queries]
-    unknown_docs = list(dict.fromkeys(d for docs in qrels.values() for d in docs if d not in corpus))
+    """One error for all dangling ids: a wrong file pairing shows up as hundreds of them at once. Ids the
+    blank-text policy left out exist; their judgments are dropped, not errors."""
+    unknown_queries = [qid for qid in qrels if qid not in queries and qid not in blank_queries]
+    unknown_docs = list(dict.fromkeys(d for docs in qrels.values() for d in docs
+                                      if d not in corpus and d not in blank_docs))
     problems = []
     if unknown_queries:
         problems.append(

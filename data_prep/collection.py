@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Document:
-    """One corpus entry. `title` may be empty."""
+    """One corpus entry. `title` may be empty, and so may `text` when the title is not (`data_prep.blank_text`)."""
 
     title: str
     text: str
@@ -15,7 +15,7 @@ class Document:
     @property
     def full_text(self) -> str:
         """What retrievers and rerankers see: title and text joined by a space (the BEIR convention)."""
-        return f"{self.title} {self.text}" if self.title else self.text
+        return f"{self.title} {self.text}" if self.title and self.text else self.title or self.text
 
 
 Qrels = dict[str, dict[str, int]]
@@ -36,6 +36,8 @@ class Collection:
     split: str
     given_negatives: dict[str, list[str]] = field(default_factory=dict)
     """query id -> doc ids that the data itself labels as negatives (pairs files with `negatives`)."""
+    notes: list[str] = field(default_factory=list)
+    """What loading changed in the data, one sentence each (blank documents left out, ...), for commands to print."""
 
     def judged_query_ids(self) -> list[str]:
         """Queries of the split with at least one relevant document, in qrels order."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .beir import check_id, iter_lines, read_jsonl
+from .blank_text import is_blank
 from .collection import Collection, Document
 from .errors import DataError, located
 
@@ -224,7 +225,7 @@ def _text(value: Any, name: str, where: str) -> str:
     """A non-blank string: a blank query or passage is a data error, not something to train on."""
     if not isinstance(value, str):
         raise DataError(f"{where}: {name!r} must be a string, got {type(value).__name__} {value!r:.60}")
-    if not value.strip():
+    if is_blank(value):
         raise DataError(f"{where}: {name!r} must be a non-empty text, got {value!r}")
     return value
 

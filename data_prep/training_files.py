@@ -27,6 +27,7 @@ import math
 import os
 from pathlib import Path
 
+from .blank_text import is_blank
 from .errors import DataError, located, preview
 
 logger = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ def _check_columns(where: str, row: dict, needed: list[str]) -> None:
 
 
 def _check_text(where: str, column: str, value) -> None:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or is_blank(value):
         got = f"{type(value).__name__} {value!r}"[:80] if not isinstance(value, str) else "an empty text"
         raise DataError(f"{where}: expected text in column '{column}', got {got}")
 

@@ -64,3 +64,37 @@ def test_the_demo_can_start_from_the_bi_encoder(tmp_path, scifact_slice, tiny_bi
     assert rerankforge(["demo", "--data", str(scifact_slice), "--warm_start", str(tmp_path / "nope.yaml"),
                         "--output_dir", str(out)]) == 2
     assert "--warm_start: warm-start config not found" in capsys.readouterr().err
+
+
+def test_the_demo_ends_with_its_report_on_a_corpus_with_empty_documents(tmp_path, scifact_slice, tiny_bi_encoder,
+                                                                          capsys):
+    """PDF and HTML extraction leave documents with no text: a judged positive of train and of test among them,
+    and one with a title only. The demo trains, reports, and says what was left out."""
+    import shutil
+
+    from rerankforge.cli.demo import DEMO_CONFIG
+
+    data = tmp_path / "extracted"
+    shutil.copytree(scifact_slice, data)
+    corpus = [json.loads(line) for line in (data / "corpus.jsonl").open()]
+    judged = {split: [line.split("\t")[1] for line in (data / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]]
+              for split in ("train", "test")}
+    blank = sorted({judged["train"][0], next(d for d in judged["test"] if d != judged["train"][0])})
+    for doc in corpus:
+        if doc["_id"] in blank:
+            doc.update(title="", text=" \n\u200b")
+    corpus[-1]["text"] = ""  # a title, no text
+    (data / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config.update(max_length=64, batch_size=4, num_negatives=3, max_steps=2, dev_depth=10, mixed_precision="no")
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
+    assert rerankforge(["demo", "--data", str(data), "--model", tiny_bi_encoder, "--config", str(tmp_path / "demo.yaml"),
+                        "--warm_start", "none", "--output_dir", str(tmp_path / "demo"), "--depth", "10",
+                        "--precision", "fp32"]) == 0
+    printed = capsys.readouterr().out
+    assert "hybrid >> reranker" in printed and "report:" in printed
+    for split in ("train", "test"):
+        assert f"data ({split}): {data / 'corpus.jsonl'}: 2 documents have neither title nor text and are left out: " \
+               f"'{blank[0]}', '{blank[1]}'; " in printed
+    assert f"data (test): {data / 'corpus.jsonl'}: 1 documents have no text and use their title: " \
+           f"'{corpus[-1]['_id']}'" in printed

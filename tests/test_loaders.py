@@ -8,7 +8,6 @@ import io
 import json
 import urllib.error
 import urllib.request
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -269,15 +268,14 @@ def test_missing_files(tmp_path: Path) -> None:
     assert "expected a folder in BEIR layout" in error_of(load_beir, tmp_path / "nowhere", "test")
 
 
-def test_blank_documents_warn_once(tmp_path: Path) -> None:
+def test_blank_documents_are_left_out_with_one_warning(tmp_path: Path, caplog) -> None:
     blank = [{"_id": "b1", "title": "", "text": " "}, {"_id": "b2", "title": None, "text": ""}]
     folder = beir_folder(tmp_path, corpus=jsonl(CORPUS + blank))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level("WARNING"):
         c = load_beir(folder, "test")
-    assert len(caught) == 1
-    assert "2 documents have an empty title and text: 'b1', 'b2'" in str(caught[0].message)
-    assert c.corpus["b2"] == Document(title="", text="")  # a null title reads as ""
+    assert [r.getMessage() for r in caplog.records] == c.notes and len(c.notes) == 1
+    assert "2 documents have neither title nor text and are left out: 'b1', 'b2'" in c.notes[0]
+    assert "b1" not in c.corpus and "b2" not in c.corpus and c.corpus["d2"] == Document(title="", text="second doc")
 
 
 # --- pairs: JSONL ----------------------------------------------------------------------------------
