@@ -69,12 +69,12 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
                               "and ask.")
     app.state.ready = False
     app.state.batcher = batcher
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, timeout=config.body_timeout)
     if key:
         app.add_middleware(ApiKeyGuard, key=key)
     app.add_middleware(RequestLog, metrics=metrics, router=app.router)  # outermost: counts every answer
     guarded = (401,) if key else ()
-    scoring = error_responses(400, *guarded, 413, 422, 500, 503)
+    scoring = error_responses(400, *guarded, 408, 413, 422, 500, 503)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError):

@@ -50,6 +50,18 @@ class ServeConfig(GeneratorConfig):
         "help": "Dynamic batching: how long a batch waits for more requests to join."})
     max_queue_pairs: int = field(default=4096, metadata={
         "help": "Pairs waiting at most; beyond it requests get 503 with Retry-After."})
+    max_connections: int | None = field(default=None, metadata={
+        "help": "Open connections at most; a new one past it closes the connection that has waited longest without "
+                "a request in progress (idle, or headers still arriving), or gets 503 when each has one. Checked "
+                "against the open-file limit at start (ulimit -n, raised to the hard limit if needed). None: 1000, "
+                "or what the limit allows."})
+    header_timeout: float = field(default=10.0, metadata={
+        "help": "Seconds a connection has to send a request's headers, from connecting or from its previous "
+                "response; then 408 and closed (slow clients cannot hold connections)."})
+    body_timeout: float = field(default=30.0, metadata={
+        "help": "Seconds a request has to send its whole body; then 408 and closed."})
+    keep_alive_timeout: float = field(default=5.0, metadata={
+        "help": "Seconds an idle keep-alive connection stays open."})
     max_documents: int = field(default=1000, metadata={"help": "Most documents per rerank request (else 413)."})
     max_body_bytes: int = field(default=5_000_000, metadata={"help": "Largest request body (else 413)."})
     max_query_tokens: int = field(default=2048, metadata={
@@ -86,6 +98,12 @@ def check_serve_config(config: ServeConfig) -> None:
         if getattr(config, key) > config.max_queue_pairs:
             raise ConfigError(f"{key} must be at most max_queue_pairs={config.max_queue_pairs}, got "
                               f"{getattr(config, key)}: {what} could never be queued")
+    if config.max_connections is not None and config.max_connections < 1:
+        raise ConfigError(f"max_connections must be at least 1 (or None: what the open-file limit allows), got "
+                          f"{config.max_connections}")
+    for key in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+        if not getattr(config, key) > 0:
+            raise ConfigError(f"{key} must be a positive number of seconds, got {getattr(config, key)}")
     if config.fusion_weight is not None and not 0 <= config.fusion_weight <= 1:
         raise ConfigError(f"fusion_weight must be in [0, 1], got {config.fusion_weight}")
     if config.min_relevance is not None and not 0 <= config.min_relevance <= 1:

@@ -7,6 +7,7 @@ without the key is refused unread, and a body is counted while it streams in, so
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -96,11 +97,12 @@ class ApiKeyGuard:
 
 class BodyLimit:
     """Refuses a body over `max_bytes` with 413: at once when Content-Length says so, else as soon as the
-    bytes received pass the limit. The app then gets the body as one message, so at most `max_bytes` (plus
-    one chunk) of a request is ever held."""
+    bytes received pass the limit; and one that has not fully arrived `timeout` seconds after its headers with
+    408. The app then gets the body as one message, so at most `max_bytes` (plus one chunk) of a request is
+    ever held, for at most `timeout` seconds."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout: float = 30.0):
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -110,8 +112,14 @@ class BodyLimit:
             return await self._too_large(f"request body of {int(length)} bytes exceeds max_body_bytes="
                                          f"{self.max_bytes}")(scope, receive, send)
         chunks, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:
+                return await error_response(408, "request_timeout", f"request body not received within "
+                                                                    f"body_timeout={self.timeout:g} s",
+                                            {"Connection": "close"})(scope, receive, send)
             if message["type"] != "http.request":  # the client went away
                 return
             chunks.append(message.get("body", b""))

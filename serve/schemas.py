@@ -306,11 +306,14 @@ ERROR_DESCRIPTIONS = {
     400: "The body is not JSON (or not UTF-8, or nested beyond what the parser takes).",
     401: "Missing or wrong API key (`Authorization: Bearer KEY`).",
     404: "This server has no index (start it with `index: FOLDER`).",
+    408: "The body did not arrive within body_timeout (or the headers within header_timeout); the connection is "
+         "closed.",
     413: "Over a limit: max_body_bytes, max_documents, max_queue_pairs, or the model's length without truncate.",
     422: "A field is missing, mistyped, empty, not UTF-8 encodable, too deeply nested, or over max_query_tokens.",
     500: "Unexpected failure; the body carries the request id the server log files it under.",
     502: "The answer generator (LLM) failed; the server log has the details under the request id.",
-    503: "The queue is full (retry after Retry-After seconds), or the model is still loading.",
+    503: "The queue is full (retry after Retry-After seconds), the model is still loading, or max_connections are "
+         "open with a request in progress on each.",
 }
 
 

@@ -8,6 +8,7 @@ import sys
 from rerankforge.data_prep.cli import add_command, report_errors
 from rerankforge.data_prep.hardware import use_cpu_threads
 
+from .connections import ConnectionLimits, fit_descriptor_limit, uvicorn_config
 from .documents import ChunkingConfig
 from .index import IndexConfig
 
@@ -40,13 +41,15 @@ def serve_main(argv: list[str] | None = None) -> int:
         from .config import load_serve_config
 
         config = load_serve_config(argv)
+        limits = ConnectionLimits(fit_descriptor_limit(config.max_connections), config.header_timeout,
+                                  config.keep_alive_timeout)
         logger.info(f"using {use_cpu_threads()}")
         reranker = load_reranker(config)
         logger.info(f"precision: {reranker.precision}")
         app = build_app(config, reranker)
         print(f"serving {config.reranker} on http://{config.host}:{config.port} "
               f"({'index ' + config.index if config.index else 'rerank only'})", flush=True)
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+        uvicorn.Server(uvicorn_config(app, config.host, config.port, limits)).run()
         return 0
 
     # timestamped log lines: the service logs what it keeps from clients (upstream failures, tracebacks) under

@@ -221,17 +221,20 @@ def tiny_reranker(tmp_path_factory, tiny_bert) -> str:
 
 
 @contextmanager
-def running(app):
-    """Serve `app` with uvicorn on a free 127.0.0.1 port, in a thread; yields the base URL."""
+def running(app, limits=None):
+    """Serve `app` as `rerankforge serve` does (uvicorn, the guarded h11 protocol) on a free 127.0.0.1 port, in a
+    thread; yields the base URL."""
     import threading
     import time
 
     import uvicorn
 
+    from rerankforge.serve.connections import ConnectionLimits, uvicorn_config
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, limits or ConnectionLimits()))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 60
