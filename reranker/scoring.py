@@ -12,13 +12,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rerankforge.data_prep.errors import ModelNotFoundError
+from rerankforge.data_prep.errors import ModelNotFoundError, RerankforgeError
 from rerankforge.data_prep.hardware import resolve_precision
 from rerankforge.data_prep.runs import Run
 
 from .backends import TorchBackend, check_backend, load_onnx_backend
 from .calibration import SIGMOID, Calibration
 from .folder import ADAPTER_CONFIG, load_adapter_merged, read_settings
+from .folder_check import check_folder_files, check_tokenizer_fits, usable_positions, weights_error
 from .combiner import Combiner
 from .packing import DEFAULT_MAX_BATCH_TOKENS, PairEncoder, pack
 
@@ -71,17 +72,31 @@ class Reranker:
         check_backend(backend)
         folder = Path(resolve_model(ref))
         settings = read_settings(folder)  # a bad rerankforge.json stops us before the weights load
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        limit = max_length or settings.max_length or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
+        adapter = (folder / ADAPTER_CONFIG).is_file()
+        config = check_folder_files(folder, adapter, weights=backend == "torch")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        except Exception as error:  # a tokenizer file its library cannot read
+            raise ModelNotFoundError(f"{folder}: the tokenizer could not be loaded ({type(error).__name__}: "
+                                     f"{(str(error).strip().splitlines() or [''])[0][:200]})") from None
+        default = min(getattr(tokenizer, "model_max_length", 512) or 512, 512, usable_positions(config) or 512)
+        limit = max_length or settings.max_length or default
+        if config:
+            check_tokenizer_fits(folder, config, tokenizer, limit)
         common = dict(max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
                       combiner=settings.combiner, max_batch_tokens=max_batch_tokens,
                       calibration=settings.calibration)
         if backend != "torch":
             return cls(None, tokenizer, backend=load_onnx_backend(folder, backend, tokenizer), **common)
-        if (folder / ADAPTER_CONFIG).is_file():
-            model = load_adapter_merged(folder, dtype=dtype)
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
+        try:
+            if adapter:
+                model = load_adapter_merged(folder, dtype=dtype)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
+        except RerankforgeError:
+            raise
+        except Exception as error:  # whatever the checks above could not foresee: still one line
+            raise weights_error(folder, error) from None
         if model.config.num_labels != 1:
             raise ModelNotFoundError(f"{ref}: expected a single-logit reranker (num_labels=1), got a classifier "
                                      f"with {model.config.num_labels} labels")
