@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_root
+from .fingerprints import folder_fingerprint
 from .models import resolve_model
 
 SHARD_SIZE = 2048
@@ -59,7 +60,7 @@ class Encoder:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root() / "embeddings"
         self.show_progress = show_progress
         self._model = None
-        self._fingerprint = _folder_fingerprint(Path(self.model_path))
+        self._fingerprint = folder_fingerprint(self.model_path)
 
     @property
     def model(self):
@@ -151,16 +152,6 @@ class Encoder:
                                   show_progress_bar=False))
             progress.update(len(batch))
         return np.concatenate(vectors).astype(np.float32, copy=False)
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    """Names, sizes and modification times of the model's files: changes when the weights do."""
-    entries = sorted(
-        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
-        for p in folder.rglob("*")
-        if p.is_file() and ".cache" not in p.parts
-    )
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:

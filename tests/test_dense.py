@@ -53,6 +53,34 @@ def test_cache_hit_skips_the_model(tiny_bi_encoder, tmp_path):
     assert np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
 
 
+def test_weights_replaced_with_same_size_ones_and_the_time_kept_are_not_served_from_the_cache(tiny_bi_encoder,
+                                                                                                 tmp_path):
+    """`cp -p` / `rsync -a` of other weights keep the size and the modification time: the cache keys on bytes."""
+    import os
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bi_encoder, model)
+    texts = [d.full_text for d in CORPUS.values()]
+    before = _encoder(str(model), tmp_path / "cache").encode_documents(texts)
+    weights = next(model.rglob("model.safetensors"))
+    stat = weights.stat()
+    tensors = load_file(weights)
+    torch.manual_seed(5)
+    other = tmp_path / "other.safetensors"
+    save_file({name: torch.randn_like(t) if t.is_floating_point() else t for name, t in tensors.items()}, other,
+              metadata={"format": "pt"})
+    shutil.copy2(other, weights)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert weights.stat().st_size == stat.st_size and weights.stat().st_mtime_ns == stat.st_mtime_ns
+    after = _encoder(str(model), tmp_path / "cache").encode_documents(texts)
+    fresh = _encoder(str(model), tmp_path / "fresh-cache").encode_documents(texts)
+    assert not np.allclose(after, before) and np.allclose(after, fresh, atol=1e-6)
+
+
 def test_cache_key_changes_with_texts_length_and_kind(tiny_bi_encoder, tmp_path):
     encoder = _encoder(tiny_bi_encoder, tmp_path)
     texts = ["a b c", "d e f"]

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from rerankforge.data_prep.errors import ConfigError, ModelNotFoundError
+from rerankforge.data_prep.fingerprints import files_fingerprint
 from rerankforge.data_prep.runs import atomic_write_text
 
 from .config import TrainConfig
@@ -114,14 +115,9 @@ def model_fingerprint(folder: str) -> str:
     """The contents of the files a reranker folder is scored with: its top-level files (config, weights,
     tokenizer, adapter), not the card or metrics, nor subfolders that loading never reads (checkpoints/,
     an ONNX export beside the weights) -- so adding those does not throw the scores away."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder).iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.name not in NOT_SCORING:
-            digest.update(path.name.encode() + b"\x00")
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
+    root = Path(folder)
+    return files_fingerprint(root, (p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
+                                    and p.name not in NOT_SCORING))
 
 
 def cache_key(teacher_folder: str, max_length: int, pairs: list[tuple[str, str]]) -> str:
