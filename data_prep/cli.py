@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from .errors import RerankforgeError
+from .errors import RerankforgeError, disk_full
 from .mining import MiningConfig
 from .retrieval import RetrieverConfig
 
@@ -234,6 +234,13 @@ def report_errors(action: Callable[[], int], on_interrupt: str, argv: list[str] 
     except KeyboardInterrupt:
         print(f"interrupted: {on_interrupt}", file=sys.stderr)
         return 130
+    except OSError as error:
+        if not disk_full(error):
+            raise
+        where = f" writing {error.filename}" if error.filename else ""
+        print(f"error: no space left on device{where}; free some space and rerun (outputs already written are "
+              f"intact; a training run resumes from its last checkpoint)", file=sys.stderr)
+        return 1
 
 
 def add_command(subparsers, name: str, help_text: str, types: list[type], handler: Callable) -> None:

@@ -31,6 +31,33 @@ class OperationError(RerankforgeError):
     exit_code = 1
 
 
+DISK_FULL_ERRNOS = frozenset({28, 122})  # ENOSPC, EDQUOT (a quota) on Linux; macOS's ENOSPC is 28 too
+TORCH_WRITE_FAILURES = ("file write failed", "PytorchStreamWriter failed", "enforce fail at inline_container")
+"""What torch says where a write ran out of space: its C++ writer loses the errno."""
+
+
+def disk_full(error: BaseException, folder: object = None) -> bool:
+    """True when `error` is a write that ran out of disk space (or quota): an OSError with ENOSPC/EDQUOT, or
+    torch's failed write where `folder`'s file system has (almost) no room left."""
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return True
+    if isinstance(error, RuntimeError) and any(s in str(error) for s in TORCH_WRITE_FAILURES) and folder:
+        import shutil
+
+        try:
+            return shutil.disk_usage(folder).free < 64 << 20
+        except OSError:
+            return False
+    return False
+
+
+def disk_full_error(where: object) -> OSError:
+    """The one error a full disk raises, whatever failed first: `[Errno 28] No space left on device: WHERE`."""
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device", str(where))
+
+
 def located(path: object, line: int | None = None) -> str:
     """'path:line' (or just 'path') for error messages."""
     return f"{path}:{line}" if line is not None else str(path)

@@ -507,6 +507,13 @@ def test_resume_refuses_checkpoint_files_that_would_run_code(tmp_path, mined_sli
     (out / checkpoint / "train_state.json").write_text(json.dumps({**state, "step": "3"}))
     assert train_main(args(out)) == 2
     assert "train_state.json: step expects a whole number >= 0, got '3'" in capsys.readouterr().err
+    for change, expected in (({"step": 1_000_000_000}, "step expects 3 (the step its checkpoint was saved at), "
+                                                       "got 1000000000"),
+                             ({"best_step": 7}, "best_step expects a step at most 3, got 7")):
+        (out / checkpoint / "train_state.json").write_text(json.dumps({**state, **change}))
+        assert train_main(args(out)) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "\n" not in err.strip(), err
 
 
 def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):

@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from rerankforge.data_prep.errors import DataError
+from rerankforge.data_prep.errors import DataError, disk_full, disk_full_error
 from rerankforge.data_prep.runs import atomic_write_text
 
 CHECKPOINTS = "checkpoints"
@@ -100,7 +100,15 @@ def read_checkpoint(checkpoint: Path) -> TrainState:
     if not (checkpoint / STATE_FILE).is_file():
         raise DataError(f"{checkpoint}: expected a rerankforge checkpoint holding {STATE_FILE}, got none. "
                         f"{_start_over(checkpoint.parent)}")
-    return TrainState.read(checkpoint / STATE_FILE)
+    state = TrainState.read(checkpoint / STATE_FILE)
+    where = checkpoint / STATE_FILE
+    if checkpoint.name != f"step-{state.step}":
+        raise DataError(f"{where}: step expects {checkpoint.name.removeprefix('step-')} (the step its checkpoint "
+                        f"was saved at), got {state.step}. {_start_over(checkpoint.parent)}")
+    if state.best_step is not None and state.best_step > state.step:
+        raise DataError(f"{where}: best_step expects a step at most {state.step}, got {state.best_step}. "
+                        f"{_start_over(checkpoint.parent)}")
+    return state
 
 
 def _start_over(checkpoints: Path) -> str:
@@ -147,13 +155,20 @@ def save_checkpoint(accelerator, output_dir: Path, state: TrainState) -> None:
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            state.write(tmp / STATE_FILE)
+            best = output_dir / BEST / BEST_WEIGHTS
+            if best.is_file():  # the kept-best weights belong to the state: a resume must not see newer ones
+                shutil.copyfile(best, tmp / BEST_WEIGHTS)
+    except (OSError, RuntimeError) as error:  # a full disk: no half-written checkpoint left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(error, root):
+            raise disk_full_error(tmp) from None
+        raise
     if accelerator.is_main_process:
-        state.write(tmp / STATE_FILE)
-        best = output_dir / BEST / BEST_WEIGHTS
-        if best.is_file():  # the kept-best weights belong to the state: a resume must not see newer ones
-            shutil.copyfile(best, tmp / BEST_WEIGHTS)
         tmp.rename(final)
         for old in root.glob("step-*"):
             if old != final:
