@@ -251,6 +251,8 @@ def check_id(value: str, key: str, where: str) -> str:
             f"{where}: field {key!r} must be one token without whitespace (TREC run files separate fields "
             f"by whitespace), got {value!r}"
         )
+    if not value.isprintable():  # NUL, other controls, zero-width characters: invisible where the id is shown
+        raise DataError(f"{where}: field {key!r} must hold printable characters only, got {value!r}")
     return value
 
 

@@ -3,7 +3,7 @@
     POST /v1/rerank, /v2/rerank   Cohere's rerank API (request and response)
     POST /rerank                  Hugging Face Text Embeddings Inference's rerank API (body with `texts`), and
                                   Infinity's, Jina's and vLLM's (body with `documents`), each answered in its shape
-    GET  /v1/models, /info        the served model: OpenAI's (and Infinity's, vLLM's) model list, TEI's info
+    GET  /v1/models, /models, /info   the served model: OpenAI's (and Infinity's, vLLM's) model list, TEI's info
     POST /search, /ask            the two-stage pipeline over a loaded index
     GET  /health, /ready, /metrics
 
@@ -74,7 +74,7 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
         app.add_middleware(ApiKeyGuard, key=key)
     app.add_middleware(RequestLog, metrics=metrics, router=app.router)  # outermost: counts every answer
     guarded = (401,) if key else ()
-    scoring = error_responses(400, *guarded, 408, 413, 422, 500, 503)
+    scoring = error_responses(400, *guarded, 408, 413, 415, 422, 500, 503)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError):
@@ -233,6 +233,8 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
     loaded = int(time.time())
 
     @app.get("/v1/models", response_model=ModelList, responses=error_responses(*guarded))
+    @app.get("/models", response_model=ModelList, responses=error_responses(*guarded),
+             summary="The served model (Infinity's path for OpenAI's model list)")
     def models() -> dict:
         return {"object": "list", "data": [{"id": reranker.name, "object": "model", "created": loaded,
                                             "owned_by": "rerankforge"}]}

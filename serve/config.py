@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -12,6 +13,8 @@ from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision
 from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 
 from .generators import GeneratorConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -123,4 +126,12 @@ def api_key(config: ServeConfig) -> str | None:
         raise ConfigError(f"api_key_env: expected the environment variable {config.api_key_env} to hold the API "
                           f"key, got it {'empty' if config.api_key_env in os.environ else 'unset'} (set it, or "
                           f"drop api_key_env to serve without a key)")
+    if key != key.strip():  # a copy-paste newline or space: clients send the key without it
+        logger.warning(f"api_key_env: the key in {config.api_key_env} has surrounding whitespace; it is used "
+                       f"without it")
+        key = key.strip()
+    if any(not 33 <= ord(ch) <= 126 for ch in key):
+        raise ConfigError(f"api_key_env: expected the key in {config.api_key_env} to be printable ASCII without "
+                          f"spaces (what an Authorization header carries), got one with "
+                          f"{next(repr(ch) for ch in key if not 33 <= ord(ch) <= 126)} in it")
     return key

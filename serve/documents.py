@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
+from rerankforge.data_prep.beir import check_id
 from rerankforge.data_prep.collection import Document
 from rerankforge.data_prep.errors import ConfigError, DataError, located
 
@@ -91,11 +93,15 @@ def _jsonl(path: Path) -> dict[str, Document]:
     docs = {}
     for line, obj in read_jsonl(path):
         where = located(path, line)
-        doc_id = obj.get("_id", obj.get("id"))
+        key = "_id" if "_id" in obj else "id"
+        doc_id = obj.get(key)
         if doc_id is None or not isinstance(obj.get("text"), str):
             raise DataError(f"{where}: expected an object with '_id' (or 'id') and a string 'text', got keys "
                             f"{sorted(obj)}")
-        doc_id = str(doc_id)
+        if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
+            raise DataError(f"{where}: field {key!r} must be a string or integer, got {type(doc_id).__name__} "
+                            f"{doc_id!r:.60}")
+        doc_id = check_id(str(doc_id), key, where)
         if doc_id in docs:
             raise DataError(f"{where}: duplicate document id {doc_id!r}")
         title = obj.get("title") or ""
@@ -106,8 +112,14 @@ def _jsonl(path: Path) -> dict[str, Document]:
 
 
 def _text_files(folder: Path) -> dict[str, Document]:
-    docs = {}
+    """Each text file under `folder`, its id the path relative to the folder (whitespace, invisible characters and `%`
+    percent-encoded: `notes/a%20b.md`, so an id is one printable token whatever the file is called). A symbolic link that leads out of the folder is
+    refused: indexing it would serve whatever file it points at."""
+    docs, root = {}, folder.resolve()
     for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES):
+        if not file.resolve().is_relative_to(root):
+            raise DataError(f"--docs {folder}: {file.relative_to(folder)} is a link to {file.resolve()}, outside "
+                            f"the folder; expected the folder's own files (copy the file in, or remove the link)")
         data = file.read_bytes()
         try:
             text = data.decode("utf-8")
@@ -116,5 +128,10 @@ def _text_files(folder: Path) -> dict[str, Document]:
             raise DataError(f"{located(file, line)}: expected UTF-8 text, got undecodable bytes ({error.reason} "
                             f"at byte {column} of the line)") from None
         title = next((line.lstrip("#").strip() for line in text.splitlines() if line.startswith("# ")), file.stem)
-        docs[str(file.relative_to(folder))] = Document(title=title, text=text)
+        docs[_file_id(file.relative_to(folder))] = Document(title=title, text=text)
     return docs
+
+
+def _file_id(relative: Path) -> str:
+    return "".join(ch if ch.isprintable() and not ch.isspace() and ch != "%" else quote(ch)
+                   for ch in relative.as_posix())

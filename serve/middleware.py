@@ -96,9 +96,10 @@ class ApiKeyGuard:
 
 
 class BodyLimit:
-    """Refuses a body over `max_bytes` with 413: at once when Content-Length says so, else as soon as the
+    """Reads the body. Refuses one over `max_bytes` with 413: at once when Content-Length says so, else as soon as the
     bytes received pass the limit; and one that has not fully arrived `timeout` seconds after its headers with
-    408. The app then gets the body as one message, so at most `max_bytes` (plus one chunk) of a request is
+    408; one that is not JSON in UTF-8 by its Content-Type (415) or its bytes (400, see `_not_json`). The app then
+    gets the body as one message, so at most `max_bytes` (plus one chunk) of a request is
     ever held, for at most `timeout` seconds."""
 
     def __init__(self, app, max_bytes: int, timeout: float = 30.0):
@@ -130,6 +131,9 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body, delivered = b"".join(chunks), False
+        refusal = _not_json(scope, body)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
 
         async def replay():
             nonlocal delivered
@@ -143,3 +147,27 @@ class BodyLimit:
     @staticmethod
     def _too_large(message: str) -> JSONResponse:
         return error_response(413, "payload_too_large", message, {"Connection": "close"})
+
+
+JSON_TYPES = ("application/json",)
+
+
+def _not_json(scope, body: bytes) -> JSONResponse | None:
+    """Every POST body here is JSON in UTF-8 (RFC 8259). A Content-Type that is not JSON gets 415
+    (as TEI answers; a form-encoded `curl -d` and a missing Content-Type included), so the client learns what to
+    send instead of a 422 about fields. NUL bytes mean UTF-16 or UTF-32, which
+    Python's JSON parser would otherwise guess its way through: 400."""
+    if not body:
+        return None
+    header = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
+    media_type, _, params = header.decode("latin-1").partition(";")
+    media_type = media_type.strip().lower()
+    charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";")
+                    if p.strip().lower().startswith("charset=")), "utf-8")
+    if not (media_type in JSON_TYPES or media_type.endswith("+json")) or charset not in ("utf-8", "utf8"):
+        got = repr(header.decode("latin-1")[:100]) if header else "none"
+        return error_response(415, "unsupported_media_type", f"body: expected Content-Type: application/json "
+                                                             f"(UTF-8), got {got}")
+    if b"\x00" in body:
+        return error_response(400, "invalid_json", "body: expected JSON in UTF-8, got NUL bytes (UTF-16 or UTF-32?)")
+    return None

@@ -308,6 +308,7 @@ ERROR_DESCRIPTIONS = {
     404: "This server has no index (start it with `index: FOLDER`).",
     408: "The body did not arrive within body_timeout (or the headers within header_timeout); the connection is "
          "closed.",
+    415: "The Content-Type is not application/json (UTF-8).",
     413: "Over a limit: max_body_bytes, max_documents, max_queue_pairs, or the model's length without truncate.",
     422: "A field is missing, mistyped, empty, not UTF-8 encodable, too deeply nested, or over max_query_tokens.",
     500: "Unexpected failure; the body carries the request id the server log files it under.",

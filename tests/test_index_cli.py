@@ -26,6 +26,38 @@ def test_lone_surrogate_in_documents_names_its_line(tmp_path):
         load_documents(docs)
 
 
+@pytest.mark.parametrize("doc_id, expected", [
+    ('"a b"', "must be one token without whitespace"), ('""', "must be one token"),
+    ('"a\\nb"', "must be one token"), ('"a\\u0000b"', "printable characters only"),
+    ('"a\\u200bb"', "printable characters only"), ("true", "must be a string or integer"),
+    ("[1]", "must be a string or integer")])
+def test_document_ids_are_checked_in_a_jsonl_file(tmp_path, doc_id, expected):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(f'{{"_id": "fine", "text": "one"}}\n{{"_id": {doc_id}, "text": "two"}}\n')
+    with pytest.raises(DataError, match=re.escape(f"{docs}:2: field '_id' ") + ".*" + re.escape(expected)):
+        load_documents(docs)
+
+
+def test_integer_ids_are_kept_as_their_digits(tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"id": 7, "text": "seven"}\n')
+    assert list(load_documents(docs)) == ["7"]
+
+
+def test_a_folder_gives_one_token_ids_and_refuses_links_out_of_it(tmp_path):
+    notes = tmp_path / "notes"
+    (notes / "sub dir").mkdir(parents=True)
+    (notes / "sub dir" / "annual report 100%.md").write_text("# Report\ntext")
+    (notes / "inside.txt").write_text("inside")
+    (notes / "alias.txt").symlink_to(notes / "inside.txt")  # a link within the folder is fine
+    assert sorted(load_documents(notes)) == ["alias.txt", "inside.txt", "sub%20dir/annual%20report%20100%25.md"]
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not for the index")
+    (notes / "leak.txt").symlink_to(outside)
+    with pytest.raises(DataError, match=re.escape(f"leak.txt is a link to {outside.resolve()}, outside the folder")):
+        load_documents(notes)
+
+
 def _docs(tmp_path: Path) -> Path:
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join(f'{{"_id": "d{i}", "text": "document {i} about topic {i % 3}"}}\n' for i in range(6)))

@@ -338,6 +338,23 @@ def test_a_configured_key_that_is_missing_stops_the_start(reranker, monkeypatch,
     assert "RERANK_KEY_X" in capsys.readouterr().err  # refused before any model loads
 
 
+def test_a_key_pasted_with_a_newline_still_opens_and_one_a_header_cannot_carry_stops_the_start(reranker,
+                                                                                                  monkeypatch):
+    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.serve.app import create_app
+    from rerankforge.serve.config import ServeConfig
+
+    monkeypatch.setenv("RERANK_KEY", " s3cret\n")  # once: a server that refused every request
+    with running(create_app(ServeConfig(reranker="tiny", api_key_env="RERANK_KEY"), reranker)) as url:
+        answer = httpx.post(f"{url}/v2/rerank", json={"query": "q", "documents": ["a"]},
+                            headers={"Authorization": "Bearer s3cret"})
+        assert answer.status_code == 200, answer.text
+    for key in ("s3 cret", "s3cr\u00e9t"):
+        monkeypatch.setenv("RERANK_KEY", key)
+        with pytest.raises(ConfigError, match="printable ASCII without spaces"):
+            create_app(ServeConfig(reranker="tiny", api_key_env="RERANK_KEY"), reranker)
+
+
 def test_auth_comes_before_the_body_and_guards_the_docs(reranker, monkeypatch):
     from rerankforge.serve.app import create_app
     from rerankforge.serve.config import ServeConfig
@@ -524,3 +541,36 @@ def test_fuzzing_from_the_openapi_schema_finds_no_server_error_and_no_schema_vio
 
             check()
     assert not failures, "\n\n".join(failures[:5])
+
+
+@pytest.mark.parametrize("padding", ["", " " * 20000, "\u200b" * 20000])
+def test_tei_counts_a_text_over_the_length_in_tokens(service, padding):
+    """TEI answers 413 for a text longer than the model without `truncate`; padding does not hide its length."""
+    long = padding + " ".join(["word"] * 1000)
+    answer = httpx.post(f"{service}/rerank", json={"query": "q", "texts": ["short", long]}, timeout=30)
+    assert answer.status_code == 413 and "texts [1]" in answer.json()["message"], answer.text
+    assert httpx.post(f"{service}/rerank", json={"query": "q", "texts": ["short", padding + "fits"]},
+                      timeout=30).status_code == 200
+    assert httpx.post(f"{service}/rerank", json={"query": "q", "texts": ["short", long], "truncate": True},
+                      timeout=30).status_code == 200
+
+
+def test_a_body_that_is_not_json_in_utf8_is_refused_for_what_it_is(service):
+    """Once, a UTF-16 body was accepted and a JSON body sent as text/plain got a 422 about missing fields."""
+    body = json.dumps({"query": "q", "documents": ["a", "b"]})
+    utf16 = httpx.post(f"{service}/v2/rerank", content=body.encode("utf-16"),
+                       headers={"Content-Type": "application/json"})
+    assert utf16.status_code == 400 and "UTF-16" in utf16.json()["message"], utf16.text
+    for media_type in ("text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", None):
+        headers = {"Content-Type": media_type} if media_type else {}
+        answer = httpx.post(f"{service}/v2/rerank", content=body, headers=headers)
+        assert answer.status_code == 415 and answer.json()["error"] == "unsupported_media_type", media_type
+        assert answer.headers["x-request-id"]
+    for media_type in ("application/json", "application/json; charset=UTF-8", "application/vnd.api+json"):
+        answer = httpx.post(f"{service}/v2/rerank", content=body.encode(), headers={"Content-Type": media_type})
+        assert answer.status_code == 200, (media_type, answer.text)
+
+
+def test_the_model_list_answers_at_openais_and_infinitys_paths(service):
+    listed = [httpx.get(f"{service}{path}").json() for path in ("/v1/models", "/models")]
+    assert listed[0] == listed[1] and listed[0]["data"][0]["object"] == "model"
