@@ -108,7 +108,7 @@ class TeiRerankRequest(BaseModel):
     texts: list[NonBlankText] = Field(min_length=1)
     raw_scores: StrictBool = False
     return_text: StrictBool = False
-    truncate: StrictBool = False
+    truncate: StrictBool | None = False  # null: the default (TEI's spec allows it)
     truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
 
     @model_validator(mode="before")

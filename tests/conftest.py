@@ -111,14 +111,18 @@ def minilm_path() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_bi_encoder(tmp_path_factory, minilm_path) -> str:
-    """A 2-layer, 32-wide random BERT bi-encoder (mean pooling) with MiniLM's tokenizer: fast and offline."""
+    return build_tiny_bi_encoder(tmp_path_factory.mktemp("tiny-bi-encoder"), minilm_path)
+
+
+def build_tiny_bi_encoder(folder: Path, minilm_path: str) -> str:
+    """A 2-layer, 32-wide random BERT bi-encoder (mean pooling) with MiniLM's tokenizer: fast and offline. Its
+    encoder alone (no head) is in `folder/hf`, the bi-encoder in `folder/st` (returned)."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules.transformer import Transformer
     from sentence_transformers.sentence_transformer.modules.pooling import Pooling
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    folder = tmp_path_factory.mktemp("tiny-bi-encoder")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
@@ -133,13 +137,16 @@ def tiny_bi_encoder(tmp_path_factory, minilm_path) -> str:
 
 @pytest.fixture(scope="session")
 def scifact_slice(tmp_path_factory, scifact_dir) -> Path:
+    return build_scifact_slice(tmp_path_factory.mktemp("scifact-slice"), scifact_dir)
+
+
+def build_scifact_slice(folder: Path, scifact_dir: Path) -> Path:
     """A small BEIR folder cut from SciFact: 40 train + 20 test queries, their positives and 260 other
     documents -- real text, seconds to encode."""
     import json
     import random
 
-    folder = tmp_path_factory.mktemp("scifact-slice")
-    (folder / "qrels").mkdir()
+    (folder / "qrels").mkdir(parents=True)
     keep_docs: set[str] = set()
     for split, count in (("train", 40), ("test", 20)):
         lines = (scifact_dir / "qrels" / f"{split}.tsv").read_text().splitlines()
@@ -205,13 +212,16 @@ def mined_slice(tmp_path_factory, scifact_slice) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_reranker(tmp_path_factory, tiny_bert) -> str:
+    return build_tiny_reranker(tmp_path_factory.mktemp("tiny-reranker"), tiny_bert)
+
+
+def build_tiny_reranker(folder: Path, tiny_bert: str) -> str:
     """A tiny random single-logit reranker folder (what CrossEncoder and `rerankforge eval` load)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from rerankforge.reranker.folder import new_head_expected
 
-    folder = tmp_path_factory.mktemp("tiny-reranker")
     torch.manual_seed(1)
     with new_head_expected():
         model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=1)

@@ -553,6 +553,8 @@ def test_tei_counts_a_text_over_the_length_in_tokens(service, padding):
                       timeout=30).status_code == 200
     assert httpx.post(f"{service}/rerank", json={"query": "q", "texts": ["short", long], "truncate": True},
                       timeout=30).status_code == 200
+    assert httpx.post(f"{service}/rerank", json={"query": "q", "texts": ["short", long], "truncate": None},
+                      timeout=30).status_code == 413  # null is TEI's default, not truncate
 
 
 def test_a_body_that_is_not_json_in_utf8_is_refused_for_what_it_is(service):
