@@ -16,10 +16,8 @@ them), so a user sees what the data lost rather than finding out from a metric.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from .collection import Document, Qrels
@@ -30,44 +28,9 @@ _INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp"}
 and separators."""
 
 
-def _invisible(ch: str) -> bool:
-    return ch.isspace() or unicodedata.category(ch) in _INVISIBLE
-
-
-@lru_cache(maxsize=1)
-def invisible_class() -> str:
-    """A regular-expression character class of the invisible characters (`[...]`), for scanning long texts in
-    C: every code point of the planes where they occur (the BMP, plane 1, the tag characters)."""
-    ranges, start, last = [], None, None
-    for cp in (*range(0x20000), *range(0xE0000, 0xE0080)):
-        if _invisible(chr(cp)):
-            if start is None:
-                start = cp
-            last = cp
-        elif start is not None:
-            ranges.append((start, last))
-            start = None
-    if start is not None:
-        ranges.append((start, last))
-    return "[" + "".join(re.escape(chr(a)) + (f"-{re.escape(chr(b))}" if b > a else "") for a, b in ranges) + "]"
-
-
-@lru_cache(maxsize=16)
-def _visible_run(count: int) -> re.Pattern:
-    invisible = invisible_class()
-    return re.compile(f"(?:{invisible}*{invisible.replace('[', '[^', 1)}){{{count}}}")
-
-
-def visible_prefix(text: str, count: int) -> int:
-    """Length of the shortest prefix of `text` holding `count` visible characters (all of it if it holds
-    fewer): where runs of whitespace or zero-width characters, which make no token, do not count."""
-    match = _visible_run(count).match(text)
-    return match.end() if match else len(text)
-
-
 def is_blank(text: str) -> bool:
     """True when `text` holds nothing but whitespace, zero-width or other invisible characters."""
-    return all(_invisible(ch) for ch in text)
+    return all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE for ch in text)
 
 
 def usable_document(title: str, text: str) -> Document | None:

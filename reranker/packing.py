@@ -14,25 +14,18 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from rerankforge.data_prep.blank_text import visible_prefix
-
 CHARS_PER_TOKEN_BOUND = 32
-"""Visible characters one token spans at most in ordinary text (English averages about 4, CJK about 1). A text
-cut after this many visible characters per token it may keep tokenises like the whole text up to that many
-tokens."""
+"""Characters one token spans at most in ordinary text (English averages about 4, CJK about 1). A text
+cut to this many characters per token it may keep tokenises like the whole text up to that many tokens."""
 
 
 def clip_text(text: str, max_tokens: int, left: bool = False) -> str:
     """`text` cut to what its first (or, `left`, last) `max_tokens` tokens can span, so the tokenizer,
-    which reads every character before it truncates, costs at most that much however long the text.
-    Only visible characters count: whitespace, control and zero-width characters make no token, so padding
-    made of them (20,000 spaces before the text) never pushes the content out of the cut."""
+    which reads every character before it truncates, costs at most that much however long the text."""
     budget = max_tokens * CHARS_PER_TOKEN_BOUND
     if len(text) <= budget:
         return text
-    if left:
-        return text[len(text) - visible_prefix(text[::-1], budget):]
-    return text[:visible_prefix(text, budget)]
+    return text[-budget:] if left else text[:budget]
 
 
 DEFAULT_MAX_BATCH_TOKENS = 16384
