@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMING_KEYS = ("seconds", "_ms", "per_s", "minutes", "time", "date", "created", "elapsed")
+TIMING_KEYS = ("seconds", "_ms", "per_s", "minutes", "time", "date", "created", "elapsed", "_now")
+"""JSON keys that describe the run rather than the result (timings; generate-queries' `generated_now`)."""
 
 
 @dataclass
@@ -81,7 +82,8 @@ COMMANDS = [
                                     str(w / "index"), "--model", fx["bi"], "--chunk_tokens", "64"],
             ["index"], compare="numbers"),
     Command("export", lambda w, fx: ["export", "--model", str(w / "model"), "--data", fx["slice"],
-                                     "--first_stage", "bm25", "--min_spearman", "0", "--max_ndcg_loss", "1"],
+                                     "--first_stage", "bm25", "--dev_queries", "20", "--min_spearman", "0",
+                                     "--max_ndcg_loss", "1"],
             ["model"], compare="numbers", prepare=copy_reranker),
     Command("score-teacher", lambda w, fx: ["score-teacher", "--input", fx["mined"], "--output",
                                             str(w / "scored.jsonl"), "--teacher", fx["reranker"],
@@ -184,18 +186,21 @@ def outputs_of(work: Path, command: Command) -> dict[str, Path]:
 
 
 def campaign(command: Command, fx: dict, base: Path, kills: int, rng: random.Random) -> dict:
-    reference = base / command.name / "reference"
-    shutil.rmtree(reference, ignore_errors=True)
-    reference.mkdir(parents=True)
-    command.prepare(reference, fx)
-    code, seconds = run(command.argv(reference, fx), reference)
+    # every run in the same folder (paths a command records, e.g. a training's output_dir, then agree); the
+    # reference is moved aside once done
+    work, reference = base / command.name / "work", base / command.name / "reference"
+    for folder in (work, reference):
+        shutil.rmtree(folder, ignore_errors=True)
+    work.mkdir(parents=True)
+    command.prepare(work, fx)
+    code, seconds = run(command.argv(work, fx), work)
     if code != 0:
-        raise SystemExit(f"{command.name}: the reference run failed (exit {code}); see {reference / 'log.txt'}")
+        raise SystemExit(f"{command.name}: the reference run failed (exit {code}); see {work / 'log.txt'}")
+    work.rename(reference)
     expected = outputs_of(reference, command)
     row = {"command": command.name, "seconds": round(seconds, 1), "kills": 0, "killed_mid_run": 0,
            "identical_reruns": 0, "half_written": [], "different": [], "leftovers": [], "compare": command.compare}
     for attempt in range(kills):
-        work = base / command.name / f"kill-{attempt}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         command.prepare(work, fx)
@@ -203,9 +208,11 @@ def campaign(command: Command, fx: dict, base: Path, kills: int, rng: random.Ran
         row["kills"] += 1
         row["killed_mid_run"] += code is None
         # under a final name, an output is complete or absent -- checked where the reference has the same file
-        # and the command writes it once (a training's checkpoints change as it goes, so its final files only)
+        # and the command writes it once: not a training's checkpoints, which change as it goes, nor a hidden
+        # journal a resumable command appends to (generate-queries' .generated.jsonl)
         for key, path in outputs_of(work, command).items():
-            if key in expected and "checkpoints/" not in key and not same(path, expected[key], command.compare):
+            final = "checkpoints/" not in key and not Path(key).name.startswith(".")
+            if key in expected and final and not same(path, expected[key], command.compare):
                 row["half_written"].append(f"{attempt}:{key}")
         code, _ = run(command.argv(work, fx), work)
         got = outputs_of(work, command)
