@@ -23,14 +23,14 @@ from pathlib import Path
 from .collection import Document, Qrels
 from .errors import preview
 
-_INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp"}
+INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp"}
 """Unicode categories that carry no content: controls, format characters (zero-width space, joiners, BOM),
 and separators."""
 
 
 def is_blank(text: str) -> bool:
     """True when `text` holds nothing but whitespace, zero-width or other invisible characters."""
-    return all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE for ch in text)
+    return all(ch.isspace() or unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in text)
 
 
 def usable_document(title: str, text: str) -> Document | None:

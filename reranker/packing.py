@@ -14,19 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-CHARS_PER_TOKEN_BOUND = 32
-"""Characters one token spans at most in ordinary text (English averages about 4, CJK about 1). A text
-cut to this many characters per token it may keep tokenises like the whole text up to that many tokens."""
-
-
-def clip_text(text: str, max_tokens: int, left: bool = False) -> str:
-    """`text` cut to what its first (or, `left`, last) `max_tokens` tokens can span, so the tokenizer,
-    which reads every character before it truncates, costs at most that much however long the text."""
-    budget = max_tokens * CHARS_PER_TOKEN_BOUND
-    if len(text) <= budget:
-        return text
-    return text[-budget:] if left else text[:budget]
-
+from .clipping import Blanks, clip_text
 
 DEFAULT_MAX_BATCH_TOKENS = 16384
 """Padded tokens per forward pass: 32 pairs of 512 tokens, or 512 pairs of 32 -- bounded work either way."""
@@ -48,6 +36,7 @@ class PairEncoder:
     def __init__(self, tokenizer, max_length: int):
         self.tokenizer, self.max_length = tokenizer, max_length
         self.backend = _backend(tokenizer)
+        self.blanks = Blanks.of(tokenizer)
         self.pair_backend = _backend(tokenizer)
         self.pair_backend.enable_truncation(max_length, strategy="only_second")
         self.room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
@@ -55,30 +44,34 @@ class PairEncoder:
             raise ValueError(f"max_length: expected room for a query and a document besides the special "
                              f"tokens, got {max_length}")
 
+    def clip(self, text: str) -> str:
+        """`text` as far as `max_length` tokens can span, runs of characters that make no token collapsed."""
+        return clip_text(text, self.max_length, self.blanks)
+
     def encode(self, pairs: Sequence[tuple[str, str]]) -> list[EncodedPair]:
         """Each pair tokenised with its document truncated so the whole fits `max_length` tokens
         (`truncation="only_second"`): the query is never cut for the document's sake. Only a query that
         would leave its document fewer than `min(DOCUMENT_FLOOR, room // 2)` tokens (or fewer than the
         document has, if it is shorter) is cut, to what leaves that many -- otherwise there would be
         little or nothing left to score it against. Texts are read only as far as `max_length` tokens
-        can span (see `clip_text`). Needs a fast (Rust-backed) tokenizer, which `AutoTokenizer` gives
-        for every model family the project serves."""
-        backend, room, max_length = self.backend, self.room, self.max_length
+        can span, runs of characters that make no token collapsed (see clipping.py). Needs a fast
+        (Rust-backed) tokenizer, which `AutoTokenizer` gives for every model family the project serves."""
+        backend, room = self.backend, self.room
         floor = min(DOCUMENT_FLOOR, room // 2)
         distinct = list(dict.fromkeys(q for q, _ in pairs))
-        by_query = dict(zip(distinct, backend.encode_batch([clip_text(q, max_length) for q in distinct],
+        by_query = dict(zip(distinct, backend.encode_batch([self.clip(q) for q in distinct],
                                                            add_special_tokens=False)))
         # Nearly every query leaves its document the floor: those pairs go to the Rust tokenizer in one call
         # (parallel over the cores), the document cut by its own truncation; the rest are joined one by one.
         fits = [len(by_query[q].ids) <= room - floor for q, _ in pairs]
         encoded: list[EncodedPair | None] = [None] * len(pairs)
         easy = [i for i, fit in enumerate(fits) if fit]
-        joined = self.pair_backend.encode_batch([(clip_text(pairs[i][0], max_length), clip_text(pairs[i][1], max_length))
+        joined = self.pair_backend.encode_batch([(self.clip(pairs[i][0]), self.clip(pairs[i][1]))
                                                  for i in easy], add_special_tokens=True)
         for i, pair in zip(easy, joined):
             encoded[i] = EncodedPair(pair.ids, pair.type_ids)
         hard = [i for i, fit in enumerate(fits) if not fit]
-        documents = backend.encode_batch([clip_text(pairs[i][1], max_length) for i in hard], add_special_tokens=False)
+        documents = backend.encode_batch([self.clip(pairs[i][1]) for i in hard], add_special_tokens=False)
         for i, document in zip(hard, documents):
             # Encodings are truncated in place: copy the shared query's before cutting either
             first = _cut(by_query[pairs[i][0]], room - min(floor, len(document.ids)))

@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerankforge.reranker.packing import clip_text
+from rerankforge.reranker.clipping import Blanks, clip, clip_text
 
 from .batching import DynamicBatcher, Overloaded, TooLarge
 from .config import ServeConfig, api_key
@@ -120,6 +120,7 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
 
     score = batcher.score
     tokenizer = reranker.tokenizer
+    blanks = Blanks.of(tokenizer)
 
     def check_count(count: int) -> None:
         if count > config.max_documents:
@@ -128,10 +129,10 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
     def check_query(query: str) -> None:
         """At most `max_query_tokens` tokens, counted on a cut copy: a long query costs no more to refuse."""
         limit = config.max_query_tokens
-        cut = clip_text(query, limit + 1)
-        count = len(tokenizer(cut, add_special_tokens=False, verbose=False)["input_ids"])
-        if count > limit or len(cut) < len(query):
-            got = f"{count} tokens" if len(cut) == len(query) else f"over {len(cut)} characters"
+        cut = clip(query, limit + 1, blanks)
+        count = len(tokenizer(cut.text, add_special_tokens=False, verbose=False)["input_ids"])
+        if count > limit or not cut.whole:
+            got = f"{count} tokens" if cut.whole else f"over {len(cut.text)} characters of text"
             raise ApiError(422, "invalid_request", f"query: expected at most max_query_tokens={limit} tokens, "
                                                    f"got {got}")
 
@@ -141,7 +142,7 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
         texts = [_document_text(d, body.rank_fields, i) for i, d in enumerate(body.documents)]
         if body.max_tokens_per_doc:  # beyond the model's length the scorer truncates anyway
             limit = min(body.max_tokens_per_doc, reranker.max_length)
-            texts = [_truncate_tokens(tokenizer, t, limit) for t in texts]
+            texts = [_truncate_tokens(tokenizer, blanks, t, limit) for t in texts]
         scores = score([(body.query, t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: -scores[i])[:body.top_n or len(texts)]
         relevance = [float(p) for p in reranker.probability(scores)]  # calibrated on dev where the model is
@@ -196,12 +197,12 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
         texts = body.texts
         limit = reranker.max_length
         if not body.truncate:
-            too_long = [i for i, t in enumerate(texts) if _pair_tokens(tokenizer, body.query, t, limit) > limit]
+            too_long = [i for i, t in enumerate(texts) if _pair_tokens(tokenizer, blanks, body.query, t, limit) > limit]
             if too_long:
                 raise ApiError(413, "validation", f"texts {too_long[:5]} are longer than the model's {limit} tokens "
                                                   "with the query; send truncate: true")
         elif body.truncation_direction.lower() == "left":
-            texts = [_truncate_tokens(tokenizer, t, limit, left=True) for t in texts]
+            texts = [_truncate_tokens(tokenizer, blanks, t, limit, left=True) for t in texts]
         scores = score([(body.query, t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: -scores[i])
         relevance = reranker.probability(scores)
@@ -304,14 +305,15 @@ def _document_text(document: str | dict[str, Any], rank_fields: list[str] | None
     return text
 
 
-def _pair_tokens(tokenizer, query: str, text: str, limit: int) -> int:
+def _pair_tokens(tokenizer, blanks: Blanks, query: str, text: str, limit: int) -> int:
     """Tokens of the pair, or more than `limit` when it is longer: only what `limit` tokens can span is read."""
-    return len(tokenizer(clip_text(query, limit), clip_text(text, limit), truncation=False,
+    return len(tokenizer(clip_text(query, limit, blanks), clip_text(text, limit, blanks), truncation=False,
                          verbose=False)["input_ids"])
 
 
-def _truncate_tokens(tokenizer, text: str, limit: int, left: bool = False) -> str:
-    text = clip_text(text, limit, left=left)
+def _truncate_tokens(tokenizer, blanks: Blanks, text: str, limit: int, left: bool = False) -> str:
+    """`text` as the first (or last) `limit` tokens of it, runs of characters that make no token collapsed."""
+    text = clip_text(text, limit, blanks, left=left)
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     if len(offsets) <= limit:
         return text

@@ -139,3 +139,26 @@ def test_collate_pads_each_row_on_the_tokenizers_side(side, tiny_reranker):
         assert sum(mask) == len(e.input_ids) and all(mask[real])
         assert ids.count(tokenizer.pad_token_id) >= pad
 
+
+
+PADDING = [" " * 20000, "\n" * 20000, "\u200b" * 20000, " \u200b\t\ufeff\u00a0" * 5000, "\u2028\u00ad" * 9000]
+
+
+@pytest.mark.parametrize("padding", PADDING, ids=["spaces", "newlines", "zero-width", "mixed", "separators"])
+def test_padded_texts_score_as_sentence_transformers_scores_them(padding, tiny_reranker):
+    """What is scored is the first max_length tokens of the text, however it is padded (once, 20,000 spaces
+    before a document made it score as an empty one)."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    text = "honey is an antibacterial dressing for burns and wounds"
+    pairs = [("what heals wounds", padding + text), ("what heals wounds", text + padding),
+             ("what heals wounds", padding + text + padding), (padding + "what heals wounds", text),
+             ("what heals wounds", padding.join(text.split()))]
+    reranker = Reranker.load(tiny_reranker, max_length=64)
+    expected = CrossEncoder(tiny_reranker, device="cpu", max_length=64).predict(
+        pairs, activation_fn=torch.nn.Identity())
+    assert reranker.score(pairs) == pytest.approx(np.asarray(expected), abs=2e-6)
+    plain, empty = reranker.score([("what heals wounds", text), ("what heals wounds", "")])
+    assert reranker.score(pairs[:1])[0] == pytest.approx(plain, abs=2e-6)
+    assert abs(plain - empty) > 2e-5  # so the comparisons above tell the content from an empty document

@@ -261,7 +261,7 @@ def test_a_chunked_body_over_the_limit_is_refused_before_it_ends(reranker):
 def test_scoring_tokenises_only_what_max_length_can_span(tiny_reranker):
     import torch
 
-    from rerankforge.reranker.packing import CHARS_PER_TOKEN_BOUND
+    from rerankforge.reranker.clipping import CHARS_PER_TOKEN_BOUND
     from rerankforge.reranker.scoring import Reranker
 
     reranker = Reranker.load(tiny_reranker, max_length=64)
@@ -279,7 +279,7 @@ def test_scoring_tokenises_only_what_max_length_can_span(tiny_reranker):
 
 
 def test_queries_are_capped_and_no_endpoint_tokenises_a_whole_long_text(reranker):
-    from rerankforge.reranker.packing import CHARS_PER_TOKEN_BOUND
+    from rerankforge.reranker.clipping import CHARS_PER_TOKEN_BOUND
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.serve.app import create_app
     from rerankforge.serve.config import ServeConfig
@@ -296,8 +296,12 @@ def test_queries_are_capped_and_no_endpoint_tokenises_a_whole_long_text(reranker
         assert over.status_code == 422 and "max_query_tokens=100" in over.json()["message"]
         assert "101 tokens" in over.json()["message"]
         assert post("/v2/rerank", {"query": "vitamin " * 100, "documents": ["a"]}).status_code == 200
-        spaced = post("/v2/rerank", {"query": "a" + " " * 1_000_000 + "b", "documents": ["a"]})  # few tokens, a megabyte to read
-        assert spaced.status_code == 422 and "max_query_tokens" in spaced.json()["message"]
+        spaced = post("/v2/rerank", {"query": "a" + " " * 1_000_000 + "b", "documents": ["a"]})  # a megabyte, 2 tokens
+        assert spaced.status_code == 200
+        padded = post("/v2/rerank", {"query": " \u200b" * 500_000 + "vitamin " * 101, "documents": ["a"]})
+        assert padded.status_code == 422 and "101 tokens" in padded.json()["message"]
+        assert post("/rerank", {"query": "q", "texts": [" " * 100_000 + "bone " * 70]}).status_code == 413
+        assert post("/rerank", {"query": "q", "texts": [" " * 100_000 + "bone " * 50]}).status_code == 200
         assert post("/v2/rerank", {"query": "q", "documents": [long_doc], "max_tokens_per_doc": 10**9,
                                    "return_documents": True}).json()["results"][0]["document"] == {"text": long_doc}
         assert post("/rerank", {"query": "q", "texts": [long_doc]}).status_code == 413
