@@ -10,7 +10,7 @@
 Every error, whatever raised it, is JSON: {"error": TYPE, "message": TEXT} (422 adds "details", 500 and
 502 a "request_id" that the server log files the cause under; every response carries X-Request-ID).
 Every scoring request goes through one `DynamicBatcher`, so concurrent requests share forward passes and
-a full queue answers 503 with Retry-After instead of growing without bound. Text is cut before it is
+a full queue answers 429 with Retry-After instead of growing without bound. Text is cut before it is
 tokenised and queries are capped (`max_query_tokens`), so no request costs more tokenising than the
 model's own length allows."""
 
@@ -32,6 +32,7 @@ from rerankforge.reranker.clipping import Blanks, clip, clip_text
 
 from .batching import DynamicBatcher, Overloaded, TooLarge
 from .config import ServeConfig, api_key
+from .differences import described
 from .generators import GeneratorError
 from .middleware import ApiKeyGuard, BodyLimit, RequestLog, error_response, logger
 from .prompt import cited
@@ -74,7 +75,7 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
         app.add_middleware(ApiKeyGuard, key=key)
     app.add_middleware(RequestLog, metrics=metrics, router=app.router)  # outermost: counts every answer
     guarded = (401,) if key else ()
-    scoring = error_responses(400, *guarded, 408, 413, 415, 422, 500, 503)
+    scoring = error_responses(400, *guarded, 408, 413, 415, 422, 429, 500, 503)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError):
@@ -103,7 +104,7 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
 
     @app.exception_handler(Overloaded)
     async def overloaded(_: Request, busy: Overloaded):
-        return error_response(503, "overloaded", str(busy), headers={"Retry-After": str(math.ceil(busy.retry_after))})
+        return error_response(429, "overloaded", str(busy), headers={"Retry-After": str(math.ceil(busy.retry_after))})
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, error: TooLarge):
@@ -143,9 +144,9 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
         if body.max_tokens_per_doc:  # beyond the model's length the scorer truncates anyway
             limit = min(body.max_tokens_per_doc, reranker.max_length)
             texts = [_truncate_tokens(tokenizer, blanks, t, limit) for t in texts]
-        scores = score([(body.query, t) for t in texts])
+        scores = score([(body.query, t) for t in texts]) if texts else []
         order = sorted(range(len(texts)), key=lambda i: -scores[i])[:body.top_n or len(texts)]
-        relevance = [float(p) for p in reranker.probability(scores)]  # calibrated on dev where the model is
+        relevance = [float(p) for p in reranker.probability(scores)] if texts else []  # calibrated on dev
         results = []
         for i in order:
             result = {"index": i, "relevance_score": relevance[i]}
@@ -159,15 +160,17 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
     cohere_route = {"response_model": CohereRerankResponse, "response_model_exclude_unset": True,
                     "responses": scoring}
 
-    @app.post("/v1/rerank", **cohere_route)
+    @app.post("/v1/rerank", **cohere_route, description=described("/v1/rerank", "Cohere's v1 rerank."))
     def rerank_v1(body: CohereRerankRequest) -> dict:
         return cohere(body, "1")
 
-    @app.post("/v2/rerank", **cohere_route)
+    @app.post("/v2/rerank", **cohere_route, description=described("/v2/rerank", "Cohere's v2 rerank."))
     def rerank_v2(body: CohereRerankRequest) -> dict:
         return cohere(body, "2")
 
-    @app.post("/rerank", response_model=RerankResponse, response_model_exclude_unset=True, responses=scoring)
+    @app.post("/rerank", response_model=RerankResponse, response_model_exclude_unset=True, responses=scoring,
+              description=described("/rerank", "TEI's body (`texts`) gets TEI's answer, a list; Infinity's, Jina's "
+                                               "and vLLM's (`documents`) theirs."))
     def rerank(body: RerankRequest) -> list[dict] | dict:
         """TEI's body (`texts`) gets TEI's answer, a list; Infinity's, Jina's or vLLM's (`documents`) theirs."""
         return rerank_tei(body) if isinstance(body, TeiRerankRequest) else rerank_documents(body)
@@ -192,6 +195,8 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     def rerank_tei(body: TeiRerankRequest) -> list[dict]:
+        if not body.texts:
+            raise ApiError(400, "empty", "texts: expected at least one text, got none")  # TEI's "Batch is empty"
         check_count(len(body.texts))
         check_query(body.query)
         texts = body.texts
@@ -289,20 +294,13 @@ def _document_text(document: str | dict[str, Any], rank_fields: list[str] | None
     """A Cohere document: a string, or an object scored by its `text` (or by `rank_fields`, as "key: value"
     lines, like Cohere's semi-structured reranking)."""
     if isinstance(document, str):
-        text = document
-    elif rank_fields:
-        missing = [f for f in rank_fields if f not in document]
-        if missing:
-            raise ApiError(422, "invalid_request", f"documents.{index}: rank_fields {missing} not in the document")
-        text = "\n".join(f"{f}: {document[f]}" for f in rank_fields)
-    elif isinstance(document.get("text"), str):
-        text = document["text"]
-    else:
-        raise ApiError(422, "invalid_request", f"documents.{index}: expected a string or an object with a string "
-                                               f"'text'{hint}, got keys {sorted(document)}")
-    if not text.strip():
-        raise ApiError(422, "invalid_request", f"documents.{index}: empty document")
-    return text
+        return document
+    if rank_fields:  # Cohere's semi-structured documents: a field one of them lacks is left out of its text
+        return "\n".join(f"{f}: {document[f]}" for f in rank_fields if f in document)
+    if isinstance(document.get("text"), str):
+        return document["text"]
+    raise ApiError(422, "invalid_request", f"documents.{index}: expected a string or an object with a string "
+                                           f"'text'{hint}, got keys {sorted(document)}")
 
 
 def _pair_tokens(tokenizer, blanks: Blanks, query: str, text: str, limit: int) -> int:

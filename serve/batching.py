@@ -2,7 +2,7 @@
 
 Request threads call `score(pairs)` and block; one worker thread takes whole requests off a bounded
 queue, up to a token budget per batch, scores them in one pass and hands each request its slice. A full
-queue refuses new work at once (`Overloaded`, which the server turns into 503 + Retry-After): memory
+queue refuses new work at once (`Overloaded`, which the server turns into 429 + Retry-After): memory
 stays bounded however many clients pile up; a request larger than the whole queue is refused for good
 (`TooLarge`, 413). A batch that fails is scored again one request at a time, so a request the model
 cannot take fails alone instead of taking the requests it was batched with down too.
@@ -28,7 +28,7 @@ class Overloaded(RerankforgeError):
 
 
 class TooLarge(RerankforgeError):
-    """A request with more pairs than the queue ever holds: waiting would not help (413, not 503)."""
+    """A request with more pairs than the queue ever holds: waiting would not help (413, not 429)."""
 
     def __init__(self, pairs: int, limit: int):
         super().__init__(f"{pairs} (query, document) pairs to score exceed max_queue_pairs={limit}, the most the "

@@ -52,7 +52,7 @@ class ServeConfig(GeneratorConfig):
     max_wait_ms: float = field(default=2.0, metadata={
         "help": "Dynamic batching: how long a batch waits for more requests to join."})
     max_queue_pairs: int = field(default=4096, metadata={
-        "help": "Pairs waiting at most; beyond it requests get 503 with Retry-After."})
+        "help": "Pairs waiting at most; beyond it requests get 429 with Retry-After."})
     max_connections: int | None = field(default=None, metadata={
         "help": "Open connections at most; a new one past it closes the connection that has waited longest without "
                 "a request in progress (idle, or headers still arriving), or gets 503 when each has one. Checked "

@@ -28,6 +28,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rerankforge.data_prep.errors import ConfigError
 
+from .middleware import error_body
+
 logger = logging.getLogger(__name__)
 
 RESERVED_DESCRIPTORS = 128
@@ -45,9 +47,9 @@ class ConnectionLimits:
 
 
 def raw_error(status: int, reason: str, kind: str, message: str) -> bytes:
-    """A complete HTTP/1.1 error response that closes the connection: {"error", "message", "request_id"}."""
+    """A complete HTTP/1.1 error response that closes the connection, its body `error_body`'s with a request id."""
     request_id = uuid.uuid4().hex
-    body = json.dumps({"error": kind, "message": message, "request_id": request_id}).encode()
+    body = json.dumps(error_body(status, kind, message, request_id=request_id)).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
             f"connection: close\r\nx-request-id: {request_id}\r\n\r\n")
     return head.encode() + body

@@ -26,10 +26,23 @@ UNMATCHED = "unmatched"
 """The metrics label of every request no route matches (one label, however many paths are tried)."""
 
 
+TEI_ERROR_TYPES = {400: "Validation", 401: "Validation", 404: "Validation", 405: "Validation", 408: "Validation",
+                   413: "Validation", 415: "Validation", 422: "Validation", 429: "Overloaded", 500: "Backend",
+                   502: "Backend", 503: "Unhealthy"}
+"""TEI's `error_type` (router/src/lib.rs `ErrorType`) of each status this server answers: TEI's clients read it."""
+
+
+def error_body(status: int, kind: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The one shape of every error: {"error": KIND, "message": TEXT, "error_type": TEI's class, ...}."""
+    error_type = {"empty": "Empty", "overloaded": "Overloaded"}.get(kind) or TEI_ERROR_TYPES.get(
+        status, "Backend" if status >= 500 else "Validation")
+    return {"error": kind, "message": message, "error_type": error_type, **extra}
+
+
 def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None,
                    **extra: Any) -> JSONResponse:
-    """The one shape of every error: {"error": KIND, "message": TEXT, ...}."""
-    return JSONResponse({"error": kind, "message": message, **extra}, status_code=status, headers=headers)
+    """An error in the one shape (`error_body`)."""
+    return JSONResponse(error_body(status, kind, message, **extra), status_code=status, headers=headers)
 
 
 class RequestLog:

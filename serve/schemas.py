@@ -67,26 +67,35 @@ Text = Annotated[StrictStr, AfterValidator(_utf8)]
 NonBlankText = Annotated[Text, AfterValidator(_non_blank), Field(json_schema_extra={"pattern": r"\S"})]
 # bounds before the validator: pydantic then shows them in the JSON schema as minimum/maximum
 Count = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
-# vLLM's top_n: 0 means every document; above int64 no other server could have parsed it
-TopN = Annotated[int, Field(ge=0, le=2**63 - 1), BeforeValidator(_whole_number)]
+# vLLM's top_n: 0 means every document; any whole number above the count sent means them all (Infinity's spec
+# sets no upper bound)
+TopN = Annotated[int, Field(ge=0), BeforeValidator(_whole_number)]
 SearchDepth = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole_number)]
 DocumentObject = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
-# a string or an object, told apart up front so an error names one of them ("documents.3.object: ...")
-CohereDocument = Annotated[Annotated[NonBlankText, Tag("text")] | Annotated[DocumentObject, Tag("object")],
+# a string or an object, told apart up front so an error names one of them ("documents.3.object: ..."); a blank
+# document is scored as the model scores an empty passage (as TEI and Infinity do): one empty chunk among a
+# retriever's fifty must not fail the request
+CohereDocument = Annotated[Annotated[Text, Tag("text")] | Annotated[DocumentObject, Tag("object")],
                            Discriminator(lambda value: "text" if isinstance(value, str) else "object")]
+# Cohere's v2 `priority`: accepted in its range; requests are served in arrival order
+Priority = Annotated[int, Field(ge=0, le=999), BeforeValidator(_whole_number)]
 
 
 class CohereRerankRequest(BaseModel):
     """Cohere's /v1/rerank and /v2/rerank body. `model` is accepted and echoed (one model is served)."""
 
     query: NonBlankText
-    documents: list[CohereDocument] = Field(min_length=1)
+    documents: list[CohereDocument] = Field(description="Strings, or objects with a string `text` (v1's; v2 takes "
+                                                        "them too). None at all: no results.")
     model: Text | None = None
     top_n: Count | None = None
     return_documents: StrictBool = False
     max_tokens_per_doc: Count | None = None
-    rank_fields: list[Text] | None = None
+    rank_fields: list[Text] | None = Field(default=None, description=(
+        "Score an object document by these fields, as \"key: value\" lines in this order; a field a document "
+        "lacks is left out of its text."))
     max_chunks_per_doc: Count | None = None  # v1; accepted, documents are scored whole
+    priority: Priority | None = None  # v2
 
 
 RERANK_SHAPES = "'texts' for TEI's, 'documents' for Infinity's, Jina's and vLLM's"
@@ -105,7 +114,7 @@ class TeiRerankRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"not": {"required": ["documents"]}})
 
     query: NonBlankText
-    texts: list[NonBlankText] = Field(min_length=1)
+    texts: list[Text] = Field(description="None at all is TEI's 400 `Empty`; a blank text is scored.")
     raw_scores: StrictBool = False
     return_text: StrictBool = False
     truncate: StrictBool | None = False  # null: the default (TEI's spec allows it)
@@ -298,6 +307,8 @@ class ErrorBody(BaseModel):
 
     error: str = Field(description="What kind of error: invalid_request, invalid_json, unauthorized, ...")
     message: str = Field(description="What was expected and what was got, in one line.")
+    error_type: Literal["Unhealthy", "Backend", "Overloaded", "Validation", "Tokenizer", "Empty"] = Field(
+        description="TEI's class of the error (its `ErrorResponse.error_type`), so TEI's clients read it too.")
     details: list[ErrorDetail] | None = Field(default=None, description="422: one entry per invalid field.")
     request_id: str | None = Field(default=None, description="500 and 502: the id the server log files it under.")
 
@@ -313,8 +324,8 @@ ERROR_DESCRIPTIONS = {
     422: "A field is missing, mistyped, empty, not UTF-8 encodable, too deeply nested, or over max_query_tokens.",
     500: "Unexpected failure; the body carries the request id the server log files it under.",
     502: "The answer generator (LLM) failed; the server log has the details under the request id.",
-    503: "The queue is full (retry after Retry-After seconds), the model is still loading, or max_connections are "
-         "open with a request in progress on each.",
+    429: "The queue is full: retry after Retry-After seconds (as TEI and Cohere answer an overloaded server).",
+    503: "The model is still loading, or max_connections are open with a request in progress on each.",
 }
 
 

@@ -475,8 +475,8 @@ def test_ask_answers_502_without_the_upstream_details(reranker, index_dir, caplo
     ("POST", "/v2/rerank", b'{"query": "q", "documents": ["a", "b"], "top_n": "2"}', 422, "invalid_request"),
     ("POST", "/v2/rerank", b'{"query": "q", "documents": ["a", "b"], "top_n": true}', 422, "invalid_request"),
     ("POST", "/search", b'{"query": "q", "k": 2.5}', 422, "invalid_request"),
-    ("POST", "/rerank", b'{"query": "q", "texts": ["a", ""]}', 422, "invalid_request"),
-    ("POST", "/rerank", b'{"query": "q", "texts": ["  "]}', 422, "invalid_request"),
+    ("POST", "/rerank", b'{"query": "q", "texts": []}', 400, "empty"),
+    ("POST", "/rerank", b'{"query": "q", "texts": ["  "], "truncate": null}', 200, None),
     ("POST", "/v2/rerank", b'{"query": "q", "documents": ["a", "b"], "top_n": 2.0}', 200, None),
 ])
 def test_every_error_is_the_documented_json(service, method, path, body, status, kind):
@@ -484,7 +484,9 @@ def test_every_error_is_the_documented_json(service, method, path, body, status,
     assert response.status_code == status, response.text
     assert response.headers["x-request-id"]
     if kind:
-        assert response.json()["error"] == kind and response.json()["message"]
+        error = response.json()
+        assert error["error"] == kind and error["message"]
+        assert error["error_type"] == ("Empty" if kind == "empty" else "Validation" if status < 500 else "Backend")
     if status == 405:
         assert response.headers["allow"] == "POST"
 
@@ -505,8 +507,8 @@ def test_the_openapi_schema_documents_the_errors(service):
     paths = httpx.get(f"{service}/openapi.json").json()["paths"]
     for path in ("/v1/rerank", "/v2/rerank", "/rerank", "/search", "/ask"):
         responses = paths[path]["post"]["responses"]
-        assert {"200", "400", "413", "422", "503"} <= set(responses), path
-        for status in ("400", "413", "422", "503"):
+        assert {"200", "400", "413", "422", "429", "503"} <= set(responses), path
+        for status in ("400", "413", "422", "429", "503"):
             assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
         assert responses["200"]["content"]["application/json"]["schema"]
     assert "401" not in paths["/v2/rerank"]["post"]["responses"]  # no key, no 401
