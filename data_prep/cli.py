@@ -234,10 +234,11 @@ def report_errors(action: Callable[[], int], on_interrupt: str, argv: list[str] 
     except KeyboardInterrupt:
         print(f"interrupted: {on_interrupt}", file=sys.stderr)
         return 130
-    except OSError as error:
+    except Exception as error:  # a full disk, whatever the writing library raised (safetensors: its own class)
         if not disk_full(error):
             raise
-        where = f" writing {error.filename}" if error.filename else ""
+        filename = getattr(error, "filename", None)
+        where = f" writing {filename}" if filename else ""
         print(f"error: no space left on device{where}; free some space and rerun (outputs already written are "
               f"intact; a training run resumes from its last checkpoint)", file=sys.stderr)
         return 1

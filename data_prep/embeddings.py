@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_root
+from .errors import writing
 from .fingerprints import folder_fingerprint
 from .models import resolve_model
 
@@ -157,7 +158,7 @@ class Encoder:
 def _atomic_save(path: Path, array: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with writing(path), os.fdopen(fd, "wb") as f:
             np.save(f, array)
         os.replace(tmp, path)
     except BaseException:

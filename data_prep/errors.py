@@ -4,6 +4,9 @@ endpoint that failed: retry later). Anything else is a bug: a traceback, exit co
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class RerankforgeError(Exception):
     """Base class: a problem the user can fix (bad file, bad option, missing model)."""
@@ -34,6 +37,12 @@ class OperationError(RerankforgeError):
 DISK_FULL_ERRNOS = frozenset({28, 122})  # ENOSPC, EDQUOT (a quota) on Linux; macOS's ENOSPC is 28 too
 TORCH_WRITE_FAILURES = ("file write failed", "PytorchStreamWriter failed", "enforce fail at inline_container")
 """What torch says where a write ran out of space: its C++ writer loses the errno."""
+ERRNO_LESS_WRITE_FAILURES = (*TORCH_WRITE_FAILURES,
+                             "requested and",  # numpy's short write: "OSError: 9664 requested and 992 written"
+                             "No space left on device", "os error 28",  # safetensors' (a SafetensorError,
+                             # neither OSError nor RuntimeError) and faiss' wrapped errno
+                             "ret == (size)", "ret == (n)", "fwrite")  # faiss' FileIOWriter
+"""What libraries that lose the errno say where a write ran out of space."""
 
 
 def disk_full(error: BaseException, folder: object = None) -> bool:
@@ -41,7 +50,9 @@ def disk_full(error: BaseException, folder: object = None) -> bool:
     torch's failed write where `folder`'s file system has (almost) no room left."""
     if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return True
-    if isinstance(error, RuntimeError) and any(s in str(error) for s in TORCH_WRITE_FAILURES) and folder:
+    if any(s in str(error) for s in ("No space left on device", "os error 28", "os error 122")):
+        return True
+    if any(s in str(error) for s in ERRNO_LESS_WRITE_FAILURES) and folder:
         import shutil
 
         try:
@@ -49,6 +60,18 @@ def disk_full(error: BaseException, folder: object = None) -> bool:
         except OSError:
             return False
     return False
+
+
+@contextmanager
+def writing(path: object):
+    """Around a write by a library that may lose the errno (numpy, faiss, torch, safetensors): where it failed
+    because `path`'s disk is full, `disk_full_error(path)` instead, which the CLIs report in one line."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 -- whatever the library raises; re-raised unless the disk is full
+        if disk_full(error, Path(path).parent):
+            raise disk_full_error(path) from None
+        raise
 
 
 def disk_full_error(where: object) -> OSError:

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 
 from rerankforge.data_prep.collection import Document
-from rerankforge.data_prep.errors import ConfigError, DataError, preview
+from rerankforge.data_prep.errors import ConfigError, DataError, preview, writing
 from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
 from rerankforge.data_prep.outputs import check_output_folder
 from rerankforge.data_prep.runs import readable_by_all
@@ -77,8 +77,10 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
         _write_jsonl(staging / "documents.jsonl", ({"_id": d, "title": doc.title, "text": doc.text}
                                                    for d, doc in docs.items()))
         _write_jsonl(staging / "chunks.jsonl", (asdict(c) for c in chunks))
-        np.save(staging / "embeddings.npy", embeddings)
-        faiss.write_index(index, str(staging / "faiss.index"))
+        with writing(staging / "embeddings.npy"):
+            np.save(staging / "embeddings.npy", embeddings)
+        with writing(staging / "faiss.index"):
+            faiss.write_index(index, str(staging / "faiss.index"))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         for file in staging.iterdir():
             readable_by_all(file)

@@ -64,3 +64,51 @@ def test_training_onto_a_full_disk_says_so_and_leaves_no_half_checkpoint(tmp_pat
         assert code == 1 and "Traceback" not in err, err[-3000:]
         assert len(errors) == 1 and errors[0].startswith("error: no space left on device writing "), errors
         assert not list(out.rglob(".tmp-*")), sorted(p.name for p in out.rglob("*"))
+
+
+def _one_disk_full_line(err: str) -> list[str]:
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err and len(errors) == 1, err[-3000:]
+    assert errors[0].startswith("error: no space left on device"), errors
+    return errors
+
+
+def test_safetensors_onto_a_full_disk_is_one_line_too(tmp_path, capsys):
+    """safetensors raises its own SafetensorError (neither OSError nor RuntimeError) where the disk is full."""
+    import torch
+    from safetensors.torch import save_file
+
+    from rerankforge.data_prep.errors import writing
+
+    with small_tmpfs(tmp_path / "disk", "64k") as disk:
+        def save():
+            with writing(disk / "model.safetensors"):
+                save_file({"w": torch.zeros(256, 1024)}, str(disk / "model.safetensors"))
+            return 0
+
+        assert report_errors(save, on_interrupt="stopped") == 1
+        _one_disk_full_line(capsys.readouterr().err)
+
+
+def test_the_embedding_cache_and_the_index_onto_a_full_disk_say_so(tmp_path, scifact_slice, tiny_bi_encoder,
+                                                                  capsys):
+    """numpy's short write ("OSError: 9664 requested and 992 written", no errno) and faiss' failed write: one line,
+    exit 1, no temporary file; an earlier file on the same disk untouched."""
+    from rerankforge.cli.main import main as rerankforge
+
+    with small_tmpfs(tmp_path / "disk", "256k") as disk:
+        earlier = disk / "earlier.bin"
+        earlier.write_bytes(b"x" * 4096)
+        (disk / "filler").write_bytes(b"\0" * (256 * 1024 - 4096 - 24 * 1024))  # about 20 kB stay free
+        code = rerankforge(["mine", "--data", str(scifact_slice), "--split", "train", "--retriever", "dense",
+                            "--model", tiny_bi_encoder, "--cache_dir", str(disk / "cache"), "--num_negatives", "4",
+                            "--output", str(disk / "mined.jsonl"), "--no_show_progress"])
+        assert code == 1
+        _one_disk_full_line(capsys.readouterr().err)
+        code = rerankforge(["index", "--docs", str(scifact_slice / "corpus.jsonl"), "--out", str(disk / "index"),
+                            "--model", tiny_bi_encoder, "--chunk_tokens", "64"])
+        assert code == 1
+        _one_disk_full_line(capsys.readouterr().err)
+        left = sorted(p.relative_to(disk).as_posix() for p in disk.rglob("*") if p.is_file())
+        assert not [name for name in left if ".tmp" in name or "/." in name or name.startswith(".")], left
+        assert earlier.read_bytes() == b"x" * 4096

@@ -163,7 +163,8 @@ def save_checkpoint(accelerator, output_dir: Path, state: TrainState) -> None:
             best = output_dir / BEST / BEST_WEIGHTS
             if best.is_file():  # the kept-best weights belong to the state: a resume must not see newer ones
                 shutil.copyfile(best, tmp / BEST_WEIGHTS)
-    except (OSError, RuntimeError) as error:  # a full disk: no half-written checkpoint left behind
+    except Exception as error:  # a full disk (safetensors raises neither OSError nor RuntimeError): no half-written
+        # checkpoint left behind
         shutil.rmtree(tmp, ignore_errors=True)
         if disk_full(error, root):
             raise disk_full_error(tmp) from None

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from accelerate.logging import get_logger
 
-from rerankforge.data_prep.errors import ConfigError
+from rerankforge.data_prep.errors import ConfigError, writing
 from rerankforge.data_prep.hardware import resolve_precision, use_cpu_threads
 from rerankforge.data_prep.runs import atomic_write_text
 
@@ -334,7 +334,12 @@ def _save_best(model, folder: Path) -> None:
     tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f"{BEST_WEIGHTS}.tmp"
-    save_file(tensors, str(tmp))
+    try:
+        with writing(tmp):
+            save_file(tensors, str(tmp))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(folder / BEST_WEIGHTS)
 
 
