@@ -138,6 +138,8 @@ def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,
     if given, go into rerankforge.json (the adapter's too). Returns the files written."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.glob(".staging-*"):  # of a save that was killed: only ever half a model
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".staging-"))
     try:
         folders = [staging]

@@ -306,6 +306,46 @@ def test_kill_and_resume_gives_the_same_model(tmp_path, mined_slice, scifact_sli
         assert torch.allclose(straight[name], resumed[name], atol=1e-5), name
 
 
+def test_killed_after_its_last_checkpoint_the_rerun_records_each_evaluation_once(tmp_path, mined_slice,
+                                                                                  scifact_slice, tiny_bi_encoder,
+                                                                                  tiny_bert, monkeypatch):
+    """Found by benchmarks/kill_anywhere.py: a run killed after the checkpoint of its last step (which holds that
+    step's dev evaluation) evaluated it again on the rerun, and metrics.json listed the final row twice; a
+    half-deleted older checkpoint and a killed save's staging folder stayed; the logged loss after a resume
+    averaged only the batches since it."""
+    from rerankforge.train import loop
+    from rerankforge.train.config import load_config
+
+    args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
+                                  "--max_steps", "6", "--fit_combination", "false")
+    straight = loop.train(load_config(args(tmp_path / "straight")))
+    real_save = loop.save_checkpoint
+
+    def save_then_die(accelerator, output_dir, state):
+        real_save(accelerator, output_dir, state)
+        if state.step == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(load_config(args(tmp_path / "killed")))
+    killed = tmp_path / "killed"
+    # what a kill at other moments leaves: an older checkpoint half-deleted, a final save's staging folder
+    (killed / "checkpoints" / "step-3").mkdir()
+    (killed / "checkpoints" / "step-3" / "optimizer.bin").write_bytes(b"half")
+    (killed / ".staging-x1").mkdir()
+    (killed / ".staging-x1" / "config.json").write_text("{}")
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    resumed = loop.train(load_config(args(killed)))
+    dev_steps = lambda m: [h["step"] for h in m["history"] if "dev/nDCG@10" in h]  # noqa: E731
+    assert dev_steps(resumed) == dev_steps(straight) == [3, 6]
+    assert resumed["best_step"] == straight["best_step"]
+    losses = lambda m: [h["train/loss"] for h in m["history"] if "train/loss" in h]  # noqa: E731
+    assert losses(resumed) == pytest.approx(losses(straight), abs=1e-6)  # the loss window resumes too
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step-6"]
+    assert not list(killed.glob(".staging-*"))
+
+
 def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
                                                           tiny_bert, monkeypatch):
     """Best weights kept after the last checkpoint (the run then died) must not leak into the resumed run:
@@ -801,3 +841,28 @@ def test_small_data_under_a_time_budget_is_evaluated_by_the_clock(tmp_path, mine
     assert plan.small_data and (config.eval_steps, config.eval_minutes) == (0, 0.2)
     assert "dev evaluation every 0.2 minutes of the 2-minute budget" in plan.notes[0]
     assert "trials of 0.666667 minutes" in plan.notes[1]
+
+
+def test_a_resumed_run_logs_the_loss_a_straight_run_logs(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
+                                                         tiny_bert, monkeypatch):
+    """Killed mid-window (a checkpoint at step 3, losses logged every 4 updates), the rerun's step-4 loss is the
+    mean over steps 1-4, as without the kill (it was the mean over step 4 alone)."""
+    from rerankforge.train import loop
+    from rerankforge.train.config import load_config
+
+    args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
+                                  "--max_steps", "4", "--log_steps", "4", "--fit_combination", "false")
+    straight = loop.train(load_config(args(tmp_path / "straight")))
+    real_save = loop.save_checkpoint
+
+    def save_then_die(accelerator, output_dir, state):
+        real_save(accelerator, output_dir, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(load_config(args(tmp_path / "killed")))
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    resumed = loop.train(load_config(args(tmp_path / "killed")))
+    losses = lambda m: [h["train/loss"] for h in m["history"] if "train/loss" in h]  # noqa: E731
+    assert len(losses(straight)) == 1 and losses(resumed) == pytest.approx(losses(straight), abs=1e-6)

@@ -12,6 +12,7 @@ refused too."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import warnings
@@ -44,6 +45,8 @@ class TrainState:
     evals_without_gain: int = 0
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0  # wall time of the updates so far, across resumptions (what max_minutes counts)
+    window_loss: float = 0.0  # the summed loss of the batches since the last logged row, and their count: a
+    window_batches: int = 0  # resumed run logs the same mean loss as one never stopped
 
     @classmethod
     def read(cls, path: Path) -> TrainState:
@@ -54,6 +57,8 @@ class TrainState:
         names = [f.name for f in fields(cls)]
         if isinstance(saved, dict):
             saved.setdefault("seconds", 0.0)  # checkpoints written before time budgets
+            saved.setdefault("window_loss", 0.0)  # ... and before the logged loss window was kept
+            saved.setdefault("window_batches", 0)
         if not isinstance(saved, dict) or sorted(saved) != sorted(names):
             got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
             raise DataError(f"{path}: expected a JSON object with keys {', '.join(names)}; got {got}")
@@ -76,6 +81,9 @@ STATE_VALUES = {  # what each TrainState field may hold in train_state.json
     "best_step": (lambda v: v is None or _is_count(v), "a whole number >= 0 or null"),
     "best_ndcg": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
     "seconds": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0"),
+    "window_loss": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                    "a finite number"),
+    "window_batches": COUNT,
     "history": (lambda v: isinstance(v, list) and all(isinstance(h, dict) for h in v), "a list of objects"),
 }
 
@@ -171,10 +179,15 @@ def save_checkpoint(accelerator, output_dir: Path, state: TrainState) -> None:
         raise
     if accelerator.is_main_process:
         tmp.rename(final)
-        for old in root.glob("step-*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
+        prune_checkpoints(final)
     accelerator.wait_for_everyone()
+
+
+def prune_checkpoints(kept: Path) -> None:
+    """Remove every checkpoint but `kept`, the latest: the older ones, and one a kill left half-deleted."""
+    for old in kept.parent.glob("step-*"):
+        if old != kept:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def resume(accelerator, checkpoint: Path, output_dir: Path) -> None:

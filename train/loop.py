@@ -22,7 +22,8 @@ from rerankforge.data_prep.errors import ConfigError, writing
 from rerankforge.data_prep.hardware import resolve_precision, use_cpu_threads
 from rerankforge.data_prep.runs import atomic_write_text
 
-from .checkpoints import BEST, BEST_WEIGHTS, TrainState, latest_checkpoint, read_checkpoint, resume, save_checkpoint
+from .checkpoints import (BEST, BEST_WEIGHTS, TrainState, latest_checkpoint, prune_checkpoints, read_checkpoint,
+                          resume, save_checkpoint)
 from .config import TrainConfig, check_model_fields, to_dict
 from .groups import (Collator, LengthGroupedBatches, TokenizedGroups, build_groups, check_enough_queries, read_mined,
                      split_dev)
@@ -110,6 +111,8 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     # 3. Resume from the last complete checkpoint, if any (its training state was read in step 1).
     if checkpoint is not None:
         resume(accelerator, checkpoint, output_dir)
+        if main:  # a run killed while it removed older checkpoints left some of one behind
+            prune_checkpoints(checkpoint)
         logger.info(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
         if budget is not None:  # the budget may have changed since: plan the rest at the speed so far
             schedule.plan(budget.planned_updates(state.step, state.seconds))
@@ -124,14 +127,16 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
 
     # 4. The loop.
     progress = _progress(total_steps, state.step, disable=not main)
-    window = {"loss": 0.0, "batches": 0, "pairs": 0, "tokens": 0, "started": time.perf_counter()}
+    window = {"pairs": 0, "tokens": 0, "started": time.perf_counter()}  # the loss window is the state's
     model.train()
     stop = state.step >= min(total_steps, schedule.updates) or (budget is not None and budget.exhausted(state.seconds))
     dev_scores = None  # of the latest dev evaluation
     clock = time.perf_counter()  # the updates' time, for the budget: state.seconds grows by it
     period = 60.0 * config.eval_minutes if config.eval_minutes else None  # dev evaluations by the clock
     next_eval = period * (math.floor(state.seconds / period) + 1) if period else math.inf
-    evaluated = -1  # the step of the latest dev evaluation
+    # the step of the latest dev evaluation: a run resumed from a checkpoint saved after it has it in its history
+    # (evaluating again would add the same row twice)
+    evaluated = max((h["step"] for h in state.history if "dev/nDCG@10" in h), default=-1)
     while not stop:
         sampler.epoch = state.epoch
         batches = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
@@ -146,8 +151,8 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
                 scheduler.step()
                 optimizer.zero_grad()
             state.batch_in_epoch += 1
-            window["loss"] += loss.item()
-            window["batches"] += 1
+            state.window_loss += loss.item()
+            state.window_batches += 1
             window["pairs"] += batch["inputs"]["input_ids"].shape[0]
             window["tokens"] += int(batch["inputs"]["attention_mask"].sum())
             if not accelerator.sync_gradients:
@@ -161,7 +166,7 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
                 progress.total = schedule.updates
 
             if state.step % config.log_steps == 0 or state.step == total_steps:
-                logs = _window_logs(window, scheduler, accelerator.num_processes)
+                logs = _window_logs(window, state, scheduler, accelerator.num_processes)
                 progress.set_postfix(loss=f"{logs['train/loss']:.4f}", lr=f"{logs['train/lr']:.2e}",
                                      pairs_s=f"{logs['train/pairs_per_s']:.1f}")
                 accelerator.log(logs, step=state.step)
@@ -353,12 +358,13 @@ def _restore_best(model, folder: Path) -> None:
             params[name].copy_(value)
 
 
-def _window_logs(window: dict, scheduler, processes: int) -> dict:
+def _window_logs(window: dict, state: TrainState, scheduler, processes: int) -> dict:
     seconds = max(time.perf_counter() - window["started"], 1e-9)
-    logs = {"train/loss": window["loss"] / max(window["batches"], 1), "train/lr": scheduler.get_last_lr()[0],
+    logs = {"train/loss": state.window_loss / max(state.window_batches, 1), "train/lr": scheduler.get_last_lr()[0],
             "train/pairs_per_s": window["pairs"] * processes / seconds,
             "train/tokens_per_s": window["tokens"] * processes / seconds}
-    window.update(loss=0.0, batches=0, pairs=0, tokens=0, started=time.perf_counter())
+    window.update(pairs=0, tokens=0, started=time.perf_counter())
+    state.window_loss, state.window_batches = 0.0, 0
     return logs
 
 
