@@ -306,6 +306,22 @@ def test_kill_and_resume_gives_the_same_model(tmp_path, mined_slice, scifact_sli
         assert torch.allclose(straight[name], resumed[name], atol=1e-5), name
 
 
+def _killed_after_saving(monkeypatch, loop, config, at_step: int | None = None):
+    """Train with `config` until the checkpoint of `at_step` (None: the first) is saved, then die as a kill would;
+    returns the real `save_checkpoint`, for the rerun."""
+    real_save = loop.save_checkpoint
+
+    def save_then_die(accelerator, output_dir, state):
+        real_save(accelerator, output_dir, state)
+        if at_step is None or state.step == at_step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(config)
+    return real_save
+
+
 def test_killed_after_its_last_checkpoint_the_rerun_records_each_evaluation_once(tmp_path, mined_slice,
                                                                                   scifact_slice, tiny_bi_encoder,
                                                                                   tiny_bert, monkeypatch):
@@ -319,16 +335,7 @@ def test_killed_after_its_last_checkpoint_the_rerun_records_each_evaluation_once
     args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
                                   "--max_steps", "6", "--fit_combination", "false")
     straight = loop.train(load_config(args(tmp_path / "straight")))
-    real_save = loop.save_checkpoint
-
-    def save_then_die(accelerator, output_dir, state):
-        real_save(accelerator, output_dir, state)
-        if state.step == 6:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        loop.train(load_config(args(tmp_path / "killed")))
+    real_save = _killed_after_saving(monkeypatch, loop, load_config(args(tmp_path / "killed")), at_step=6)
     killed = tmp_path / "killed"
     # what a kill at other moments leaves: an older checkpoint half-deleted, a final save's staging folder
     (killed / "checkpoints" / "step-3").mkdir()
@@ -853,15 +860,7 @@ def test_a_resumed_run_logs_the_loss_a_straight_run_logs(tmp_path, mined_slice, 
     args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
                                   "--max_steps", "4", "--log_steps", "4", "--fit_combination", "false")
     straight = loop.train(load_config(args(tmp_path / "straight")))
-    real_save = loop.save_checkpoint
-
-    def save_then_die(accelerator, output_dir, state):
-        real_save(accelerator, output_dir, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        loop.train(load_config(args(tmp_path / "killed")))
+    real_save = _killed_after_saving(monkeypatch, loop, load_config(args(tmp_path / "killed")))
     monkeypatch.setattr(loop, "save_checkpoint", real_save)
     resumed = loop.train(load_config(args(tmp_path / "killed")))
     losses = lambda m: [h["train/loss"] for h in m["history"] if "train/loss" in h]  # noqa: E731
