@@ -39,18 +39,19 @@ TORCH_WRITE_FAILURES = ("file write failed", "PytorchStreamWriter failed", "enfo
 """What torch says where a write ran out of space: its C++ writer loses the errno."""
 ERRNO_LESS_WRITE_FAILURES = (*TORCH_WRITE_FAILURES,
                              "requested and",  # numpy's short write: "OSError: 9664 requested and 992 written"
-                             "No space left on device", "os error 28",  # safetensors' (a SafetensorError,
-                             # neither OSError nor RuntimeError) and faiss' wrapped errno
                              "ret == (size)", "ret == (n)", "fwrite")  # faiss' FileIOWriter
-"""What libraries that lose the errno say where a write ran out of space."""
+"""What libraries that lose the errno say where a write failed; a full disk where the folder has no room left."""
+NO_SPACE_MESSAGES = ("No space left on device", "os error 28", "os error 122")
+"""A full disk in the message of an error that is not an OSError (safetensors' SafetensorError, faiss' wrapping)."""
 
 
 def disk_full(error: BaseException, folder: object = None) -> bool:
     """True when `error` is a write that ran out of disk space (or quota): an OSError with ENOSPC/EDQUOT, or
-    torch's failed write where `folder`'s file system has (almost) no room left."""
+    any error whose message says so, or a write that lost its errno (torch, numpy, faiss) where `folder`'s file
+    system has (almost) no room left."""
     if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return True
-    if any(s in str(error) for s in ("No space left on device", "os error 28", "os error 122")):
+    if any(s in str(error) for s in NO_SPACE_MESSAGES):
         return True
     if any(s in str(error) for s in ERRNO_LESS_WRITE_FAILURES) and folder:
         import shutil

@@ -26,15 +26,14 @@ UNMATCHED = "unmatched"
 """The metrics label of every request no route matches (one label, however many paths are tried)."""
 
 
-TEI_ERROR_TYPES = {400: "Validation", 401: "Validation", 404: "Validation", 405: "Validation", 408: "Validation",
-                   413: "Validation", 415: "Validation", 422: "Validation", 429: "Overloaded", 500: "Backend",
-                   502: "Backend", 503: "Unhealthy"}
-"""TEI's `error_type` (router/src/lib.rs `ErrorType`) of each status this server answers: TEI's clients read it."""
+TEI_ERROR_TYPES = {429: "Overloaded", 503: "Unhealthy"}
+"""TEI's `error_type` (router/src/lib.rs `ErrorType`) where it is not the rule (`Validation` below 500, `Backend`
+from 500): TEI's clients read it."""
 
 
 def error_body(status: int, kind: str, message: str, **extra: Any) -> dict[str, Any]:
     """The one shape of every error: {"error": KIND, "message": TEXT, "error_type": TEI's class, ...}."""
-    error_type = {"empty": "Empty", "overloaded": "Overloaded"}.get(kind) or TEI_ERROR_TYPES.get(
+    error_type = "Empty" if kind == "empty" else TEI_ERROR_TYPES.get(
         status, "Backend" if status >= 500 else "Validation")
     return {"error": kind, "message": message, "error_type": error_type, **extra}
 
