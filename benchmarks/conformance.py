@@ -13,45 +13,15 @@ Cohere's spec is not kept in the repo (tests/specs/README.md): set RERANKFORGE_C
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conformance import PEERS, conform  # noqa: E402
+from serve_load import serving  # noqa: E402  (this folder: on the path, after tests/)
 
 KEY = "conformance-benchmark-key"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def serve(reranker: str, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "RF_CONFORMANCE_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-c", "from rerankforge.cli.main import main; raise SystemExit(main())", "serve",
-               "--reranker", reranker, "--host", "127.0.0.1", "--port", str(port), "--api_key_env",
-               "RF_CONFORMANCE_KEY"]
-    server = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"rerankforge serve exited with {server.returncode}; its log: {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    server.kill()
-    raise SystemExit(f"rerankforge serve did not get ready in 120 s; its log: {log}")
 
 
 def main() -> int:
@@ -60,13 +30,11 @@ def main() -> int:
     parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--max_examples", type=int, default=300, help="schemathesis' examples per operation.")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--log", default="conformance-server.log", help="Where the server's log goes.")
     args = parser.parse_args()
 
-    port = free_port()
-    server = serve(args.reranker, port, Path(args.log))
     failed = False
-    try:
+    with serving(["--reranker", args.reranker, "--api_key_env", "RF_CONFORMANCE_KEY"],
+                 env={"RF_CONFORMANCE_KEY": KEY, "HF_HUB_OFFLINE": "1"}) as url:
         print("| peer | spec | seed | cases | failures | seconds |")
         print("|---|---|---|---|---|---|")
         for name in args.peers:
@@ -77,17 +45,13 @@ def main() -> int:
                 continue
             for seed in args.seeds:
                 started = time.perf_counter()
-                outcome = conform(name, f"http://127.0.0.1:{port}", api_key=KEY, max_examples=args.max_examples,
-                                  seed=seed, spec_path=spec)
+                outcome = conform(name, url, api_key=KEY, max_examples=args.max_examples, seed=seed, spec_path=spec)
                 found = ", ".join(f"{f['code']} {f['title']} x{f.get('count', 1)}" for f in outcome.failures)
                 print(f"| {outcome.peer} | {spec.name} | {seed} | {outcome.cases} | {len(outcome.failures)}"
                       f"{' (' + found + ')' if found else ''} | {time.perf_counter() - started:.0f} |", flush=True)
                 if not outcome.passed:
                     failed = True
                     print(outcome.output[-8000:], file=sys.stderr)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return 1 if failed else 0
 
 

@@ -116,22 +116,25 @@ def request_bodies(args) -> list[dict]:
             for q in (queries * (total // len(queries) + 1))[:max(total, args.overload_clients * 2)]]
 
 
-class server:
-    """`rerankforge serve` in its own process on a free loopback port, until the block ends."""
+def server(args, max_batch_requests: int, max_queue_pairs: int) -> "serving":
+    return serving(["--reranker", args.reranker, "--batch_size", str(args.batch_size), "--max_batch_requests",
+                    str(max_batch_requests), "--max_queue_pairs", str(max_queue_pairs), "--precision", args.precision,
+                    "--backend", args.backend])
 
-    def __init__(self, args, max_batch_requests: int, max_queue_pairs: int):
+
+class serving:
+    """`rerankforge serve ARGS` in its own process on a free loopback port, until the block ends (its URL)."""
+
+    def __init__(self, serve_args: list[str], env: dict[str, str] | None = None):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.command = [sys.executable, "-m", "rerankforge.cli.main", "serve", "--reranker", args.reranker,
-                        "--port", str(self.port), "--batch_size", str(args.batch_size),
-                        "--max_batch_requests", str(max_batch_requests), "--max_queue_pairs", str(max_queue_pairs),
-                        "--precision", args.precision, "--backend", args.backend]
+        self.command = [sys.executable, "-m", "rerankforge.cli.main", "serve", "--port", str(self.port), *serve_args]
+        self.env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
 
     def __enter__(self) -> str:
         self.log = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         url = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 300
         while time.time() < deadline:
