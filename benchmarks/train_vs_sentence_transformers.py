@@ -43,7 +43,10 @@ def train_rerankforge(config) -> float:
     return time.perf_counter() - started
 
 
-def train_sentence_transformers(config, rows: list[dict], out: Path, match: bool) -> tuple[float, int]:
+def train_sentence_transformers(config, rows: list[dict], out: Path, match: bool, device: str = "cpu",
+                                callbacks: tuple = ()) -> tuple[float, int]:
+    """CrossEncoderTrainer on the same groups as pairs; with `match`, rerankforge's max length and the precision
+    it resolves to on `device`. Returns (wall seconds, max length used); the model is saved in out/final."""
     from datasets import Dataset
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
@@ -54,25 +57,26 @@ def train_sentence_transformers(config, rows: list[dict], out: Path, match: bool
     dataset = Dataset.from_dict({"query": [p[0] for p in pairs], "passage": [p[1] for p in pairs],
                                  "label": [p[2] for p in pairs]})
     started = time.perf_counter()
-    model = CrossEncoder(resolve_model(config.model), num_labels=1, device="cpu",
+    model = CrossEncoder(resolve_model(config.model), num_labels=1, device=device,
                          max_length=config.max_length if match else None)
     args = CrossEncoderTrainingArguments(
         output_dir=str(out), per_device_train_batch_size=config.batch_size * (1 + config.num_negatives),
         learning_rate=2e-5, warmup_ratio=config.warmup_ratio, max_steps=config.max_steps, seed=config.seed,
-        bf16=match and _precision(config) == "bf16", use_cpu=True, logging_steps=10, save_strategy="no",
+        bf16=match and _precision(config, device) == "bf16", fp16=match and _precision(config, device) == "fp16",
+        use_cpu=device == "cpu", logging_steps=10, save_strategy="no",
         report_to="none", dataloader_drop_last=False)
     loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(config.num_negatives)))
-    CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss).train()
+    CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=list(callbacks)).train()
     seconds = time.perf_counter() - started
     model.save_pretrained(str(out / "final"))
     return seconds, model.max_seq_length
 
 
-def _precision(config) -> str:
-    """What rerankforge trains in on this CPU (`auto` resolves to bf16 only where it is native)."""
+def _precision(config, device: str = "cpu") -> str:
+    """What rerankforge trains in on `device` (`auto`: bf16 only where it is native; fp16 on a GPU without it)."""
     from rerankforge.data_prep.hardware import resolve_precision
 
-    return resolve_precision(config.mixed_precision, "cpu").name
+    return resolve_precision(config.mixed_precision, device).name
 
 
 def test_ndcg(folder: str, collection, run, depth: int, max_length: int | None, precision: str) -> float:
