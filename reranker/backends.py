@@ -127,8 +127,24 @@ class TorchBackend:
             self.model.train(was_training)
 
     def __call__(self, batch: Mapping) -> np.ndarray:
+        return self.collect([self.launch(batch)])
+
+    def launch(self, batch: Mapping):
+        """Start scoring `batch`; its logits stay where they are computed, unwaited for. On a GPU the inputs go
+        from pinned memory without blocking, so the host packs the next batch while this one runs, and the one
+        wait is `collect`'s."""
         device = next(self.model.parameters()).device
-        return self.model(**{k: v.to(device) for k, v in batch.items()}).logits.view(-1).float().cpu().numpy()
+        if device.type == "cuda":
+            inputs = {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+        else:
+            inputs = {k: v.to(device) for k, v in batch.items()}
+        return self.model(**inputs).logits.view(-1).float()
+
+    def collect(self, launched: list) -> np.ndarray:
+        """The launched batches' logits, in launch order, as one host array."""
+        import torch
+
+        return torch.cat(launched).cpu().numpy()
 
     def __str__(self) -> str:
         return f"torch, {self.precision}"
@@ -168,6 +184,11 @@ class OnnxBackend:
     def __call__(self, batch: Mapping) -> np.ndarray:
         feed = {k: _as_int64(batch[k]) for k in self.inputs}
         return self.session.run([LOGITS], feed)[0].reshape(-1).astype(np.float32, copy=False)
+
+    launch = __call__  # ONNX Runtime's run returns when the batch is scored: nothing to defer
+
+    def collect(self, launched: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(launched)
 
     def smoke_test(self, vocab_size: int | None) -> None:
         """One two-row batch holding the highest token id the tokenizer can give: a file from a model with a

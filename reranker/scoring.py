@@ -108,9 +108,12 @@ class Reranker:
         """Raw logits (higher = more relevant), one per pair, in input order."""
         scores = np.empty(len(pairs), dtype=np.float32)
         encoded = self.encoder.encode(pairs)
-        with self.backend.scoring():
-            for chunk in pack([len(e.input_ids) for e in encoded], self.max_batch_tokens, self.batch_size):
-                scores[chunk] = self.backend(self.encoder.collate([encoded[i] for i in chunk]))
+        chunks = list(pack([len(e.input_ids) for e in encoded], self.max_batch_tokens, self.batch_size))
+        if not chunks:
+            return scores
+        with self.backend.scoring():  # every batch launched, then one wait (a GPU works while the host packs)
+            launched = [self.backend.launch(self.encoder.collate([encoded[i] for i in chunk])) for chunk in chunks]
+            scores[np.concatenate(chunks)] = self.backend.collect(launched)
         return scores
 
     def probability(self, scores) -> np.ndarray:
