@@ -53,7 +53,7 @@ def make_loss(name: str, model):
 def train(config, groups, loss_name: str, steps: int, output: Path) -> tuple[float, int]:
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
-    from rerankforge.data_prep.models import resolve_model
+    from rerankforge.core.models import resolve_model
 
     started = time.perf_counter()
     model = CrossEncoder(resolve_model(config.model), num_labels=1, device="cpu", max_length=config.max_length)
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--dev-depth", type=int, default=50, help="first-stage candidates reranked per dev query")
     args = parser.parse_args()
 
-    from rerankforge.data_prep.hardware import use_cpu_threads
+    from rerankforge.core.hardware import use_cpu_threads
     from rerankforge.train.config import load_config
     from rerankforge.train.groups import build_groups, read_mined, split_dev
 

@@ -138,7 +138,7 @@ def main() -> None:
               f"{row['fusion_weight']:>5.2f} {row['pairs_per_s']:>8.1f} "
               f"{row['pairs_per_s'] / teacher['pairs_per_s']:>7.2f}x")
     if args.json:
-        from rerankforge.data_prep.runs import atomic_write_text
+        from rerankforge.core.files import atomic_write_text
 
         atomic_write_text(args.json, json.dumps([{k: v for k, v in r.items() if k != "reranker"} for r in rows],
                                                 indent=2) + "\n")

@@ -166,7 +166,7 @@ def pack(folder: Path, args) -> None:
     from safetensors.torch import load_file, save_file
 
     from rerankforge import mine_negatives
-    from rerankforge.data_prep.models import DEFAULT_BI_ENCODER, resolve_model
+    from rerankforge.core.models import DEFAULT_BI_ENCODER, resolve_model
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
     from rerankforge.data_prep.runs import write_trec
     from rerankforge.data_prep.sources import load_collection, resolve_dataset_dir
@@ -223,7 +223,7 @@ def device_name() -> str:
 def full_setup(work: Path, args) -> Setup:
     """SciFact and all-MiniLM-L6-v2: the recipe's mined train file and the dense test run, computed here."""
     from rerankforge import mine_negatives
-    from rerankforge.data_prep.models import DEFAULT_BI_ENCODER, resolve_model
+    from rerankforge.core.models import DEFAULT_BI_ENCODER, resolve_model
 
     model = resolve_model(DEFAULT_BI_ENCODER)
     mined = work / "mined.train.jsonl"

@@ -44,9 +44,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from rerankforge.configs import recipe
+    from rerankforge.core.models import DEFAULT_BI_ENCODER
     from rerankforge.data_prep.mined_files import rows, write_rows
     from rerankforge.data_prep.mining import MiningConfig, mine_negatives
-    from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
     from rerankforge.data_prep.sources import load_collection
     from rerankforge.eval.cli import candidate_signals, retrieve

@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from rerankforge.data_prep.embeddings import Encoder, EncoderSettings
+from rerankforge.core.models import DEFAULT_BI_ENCODER, resolve_model
 from rerankforge.data_prep.dense import DenseRetriever
+from rerankforge.data_prep.embeddings import Encoder, EncoderSettings
 from rerankforge.data_prep.mining import MiningConfig, mine_negatives
-from rerankforge.data_prep.models import DEFAULT_BI_ENCODER, resolve_model
 from rerankforge.data_prep.sources import load_collection
 
 NUM_NEGATIVES, MAX_RANK, MARGIN, MAX_LENGTH, BATCH = 8, 100, 0.05, 256, 64

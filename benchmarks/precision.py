@@ -90,7 +90,7 @@ def main() -> None:
 
     import torch
 
-    from rerankforge.data_prep.hardware import CPU_CAPABILITY_ENV, cpu_capability, use_cpu_threads
+    from rerankforge.core.hardware import CPU_CAPABILITY_ENV, cpu_capability, use_cpu_threads
 
     threads = use_cpu_threads()
     variants = ["auto", "no"] + (["bf16"] if args.explicit_bf16 else [])

@@ -57,7 +57,7 @@ def main() -> None:
 
     import torch
 
-    from rerankforge.data_prep.hardware import cpu_capability, use_cpu_threads
+    from rerankforge.core.hardware import cpu_capability, use_cpu_threads
 
     threads = use_cpu_threads()
     seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}

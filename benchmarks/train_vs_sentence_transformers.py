@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rerankforge.data_prep.models import DEFAULT_BI_ENCODER, resolve_model
+from rerankforge.core.models import DEFAULT_BI_ENCODER, resolve_model
 from rerankforge.data_prep.runs import read_trec
 from rerankforge.data_prep.sources import load_collection
 from rerankforge.eval.metrics import mean, per_query
@@ -74,7 +74,7 @@ def train_sentence_transformers(config, rows: list[dict], out: Path, match: bool
 
 def _precision(config, device: str = "cpu") -> str:
     """What rerankforge trains in on `device` (`auto`: bf16 only where it is native; fp16 on a GPU without it)."""
-    from rerankforge.data_prep.hardware import resolve_precision
+    from rerankforge.core.hardware import resolve_precision
 
     return resolve_precision(config.mixed_precision, device).name
 

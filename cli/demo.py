@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rerankforge.configs import recipe
-from rerankforge.data_prep.cli import add_command, format_summary
-from rerankforge.data_prep.errors import ConfigError
-from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
-from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
+from rerankforge.core.commands import add_command
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
+from rerankforge.core.models import DEFAULT_BI_ENCODER
+from rerankforge.data_prep.cli import format_summary
 from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 from rerankforge.train.warm_start import WARM_START_CONFIG
 
@@ -65,10 +66,10 @@ def add_demo_parser(subparsers) -> None:
 
 
 def run_demo(args: DemoArgs) -> int:
+    from rerankforge.core.files import atomic_write_text
     from rerankforge.data_prep.mined_files import rows, summary_path, write_rows
     from rerankforge.data_prep.mining import MiningConfig, mine_negatives
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
-    from rerankforge.data_prep.runs import atomic_write_text
     from rerankforge.data_prep.sources import load_collection
     from rerankforge.eval.cli import candidate_signals, retrieve
     from rerankforge.eval.report import EvalSettings, evaluate, retriever_signals

@@ -11,7 +11,7 @@ import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from rerankforge.data_prep.cli import add_command
+from rerankforge.core.commands import add_command
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def _torch() -> dict[str, str]:
         import torch
     except ImportError:
         return {"torch": "not installed"}
-    from rerankforge.data_prep.errors import ConfigError
-    from rerankforge.data_prep.hardware import choose_cpu_threads, cpu_capability, resolve_precision
+    from rerankforge.core.errors import ConfigError
+    from rerankforge.core.hardware import choose_cpu_threads, cpu_capability, resolve_precision
 
     lines = {"torch": torch.__version__ + (f" (CUDA {torch.version.cuda})" if torch.version.cuda else "")}
     try:

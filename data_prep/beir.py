@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from .blank_text import blank_notes, drop_judgments, is_blank, usable_document
+from rerankforge.core.errors import DataError, located, preview
+from rerankforge.core.text import is_blank
+from .blank_text import blank_notes, drop_judgments, usable_document
 from .collection import Collection, Document, Qrels
-from .errors import DataError, located, preview
 from .runs import is_token
 
 logger = logging.getLogger(__name__)

@@ -16,22 +16,12 @@ them), so a user sees what the data lost rather than finding out from a metric.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from rerankforge.core.errors import preview
+from rerankforge.core.text import is_blank
 from .collection import Document, Qrels
-from .errors import preview
-
-INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp"}
-"""Unicode categories that carry no content: controls, format characters (zero-width space, joiners, BOM),
-and separators."""
-
-
-def is_blank(text: str) -> bool:
-    """True when `text` holds nothing but whitespace, zero-width or other invisible characters."""
-    return all(ch.isspace() or unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in text)
-
 
 def usable_document(title: str, text: str) -> Document | None:
     """The document as the collection keeps it: blank parts emptied, None when nothing is left."""

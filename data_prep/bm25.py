@@ -17,10 +17,10 @@ import numpy as np
 import Stemmer
 from bm25s.tokenization import Tokenized
 
+from rerankforge.core.errors import ConfigError, DataError, preview
+from rerankforge.core.progress import progress_enabled
+from rerankforge.core.rankings import Hit, Run
 from .collection import Document
-from .errors import ConfigError, DataError, preview
-from .progress import progress_enabled
-from .runs import Hit, Run
 
 BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 FIELD_MODES = ("flat", "multifield")

@@ -11,10 +11,10 @@ from typing import Literal
 
 import numpy as np
 
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.rankings import Run
 from .collection import Document
 from .embeddings import Encoder
-from .errors import ConfigError
-from .runs import Run
 
 IndexType = Literal["flat", "hnsw", "ivf"]
 INDEX_TYPES = ("flat", "hnsw", "ivf")

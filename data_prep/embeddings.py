@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import cache_root
-from .errors import writing
+from rerankforge.core.cache import cache_root
+from rerankforge.core.errors import writing
+from rerankforge.core.models import resolve_model
 from .fingerprints import folder_fingerprint
-from .models import resolve_model
 
 SHARD_SIZE = 2048
 
@@ -167,6 +167,6 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
 
 
 def _progress(total: int, description: str, enabled: bool):
-    from .progress import progress_bar
+    from rerankforge.core.progress import progress_bar
 
     return progress_bar(total=total, desc=description, unit="text", disable=not enabled, dynamic_ncols=True)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, DataError, preview
+from rerankforge.core.errors import ConfigError, DataError, preview
+from rerankforge.core.rankings import Hit, Run
 from .retrieval import Retriever
-from .runs import Hit, Run
 
 FUSION_METHODS = ("rrf", "score")
 NORMALIZATIONS = ("minmax", "zscore")

@@ -23,10 +23,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ConfigError
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.files import readable_by_all
+from rerankforge.core.outputs import check_output_file
 from .mining import MinedExample
-from .outputs import check_output_file
-from .runs import readable_by_all
 
 FORMATS = ("n-tuple", "triplet", "labeled-pair")
 LAYOUTS = ("rerankforge", "sentence-transformers")

@@ -14,8 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from rerankforge.core.errors import ConfigError
 from .collection import Collection
-from .errors import ConfigError
 from .retrieval import Retriever
 
 RECALL_DEPTHS = (10, 50, 100)

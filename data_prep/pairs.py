@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rerankforge.core.errors import DataError, located
+from rerankforge.core.text import is_blank
 from .beir import check_id, iter_lines, read_jsonl
-from .blank_text import is_blank
 from .collection import Collection, Document
-from .errors import DataError, located
 
 QUERY_COLUMNS = ("query", "anchor", "question")
 POSITIVE_COLUMNS = ("positive", "positives", "answer", "document", "pos")
@@ -177,7 +177,7 @@ def load_pairs_hf(dataset_or_name: Any, split: str = "train", config: str | None
     negatives, neg). A cell may hold one string or a list of strings."""
     import datasets  # heavy import, only paid by callers that use Hugging Face data
 
-    from .progress import sync_libraries
+    from rerankforge.core.progress import sync_libraries
 
     sync_libraries()  # --no_progress reaches datasets' bars too
 

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .errors import ConfigError
-from .llm import read_prompt
-from .outputs import check_output_folder
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.llm import read_prompt
+from rerankforge.core.outputs import check_output_folder
 
 FILTERS = ("empty", "too_short", "too_long", "copied", "duplicate")
 OURS = {"corpus.jsonl", "queries.jsonl", "qrels", "generation.summary.json", ".generated.jsonl"}
@@ -113,7 +113,7 @@ def query_filter(query: str, passage: str, seen: set[str], args: GenerateQueries
 
 
 def build_generator(args: GenerateQueriesArgs):
-    from .llm import LocalCausalLM, OpenAIChat
+    from rerankforge.core.llm import LocalCausalLM, OpenAIChat
 
     if args.generator == "openai":
         import os
@@ -129,9 +129,9 @@ def build_generator(args: GenerateQueriesArgs):
 
 def generate_queries(args: GenerateQueriesArgs, show_progress: bool = True) -> dict:
     """Write the synthetic collection into `args.output`; returns its summary."""
+    from rerankforge.core.files import atomic_write_text
+    from rerankforge.core.progress import progress_bar
     from .beir import load_corpus
-    from .progress import progress_bar
-    from .runs import atomic_write_text
     from .sources import resolve_dataset_dir
 
     out = check_output_folder(args.output, "--output")
@@ -210,7 +210,7 @@ def _read_log(path: Path, settings: dict) -> dict[str, str]:
 def _write_collection(out: Path, corpus: dict, kept: list[tuple[str, str, str]]) -> None:
     """The synthetic collection, each file written atomically: the whole corpus (negatives are mined from it),
     the kept queries, and their source passages as the train split's qrels."""
-    from .runs import atomic_write_text
+    from rerankforge.core.files import atomic_write_text
 
     atomic_write_text(out / "corpus.jsonl", "".join(
         json.dumps({"_id": doc_id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n"

@@ -6,10 +6,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.models import DEFAULT_BI_ENCODER
+from rerankforge.core.rankings import Run
 from .collection import Document
-from .errors import ConfigError
-from .models import DEFAULT_BI_ENCODER
-from .runs import Run
 
 logger = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from rerankforge.core.cache import cache_root
+from rerankforge.core.errors import DataError
+from rerankforge.core.offline import offline_mode
+from rerankforge.core.progress import progress_bar
 from .beir import load_beir
-from .cache import cache_root
 from .collection import Collection
-from .errors import DataError
-from .progress import progress_bar
-from .offline import offline_mode
 from .pairs import load_pairs_csv, load_pairs_hf, load_pairs_jsonl
 
 logger = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ import math
 import os
 from pathlib import Path
 
-from .blank_text import is_blank
-from .errors import DataError, located, preview
+from rerankforge.core.errors import DataError, located, preview
+from rerankforge.core.text import is_blank
 
 logger = logging.getLogger(__name__)
 

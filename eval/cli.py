@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rerankforge.data_prep.cli import add_command
-from rerankforge.data_prep.errors import DataError, located, preview
-from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
+from rerankforge.core.commands import add_command
+from rerankforge.core.errors import DataError, located, preview
+from rerankforge.core.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
 from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 
 from .report import REPORT_METRICS
@@ -71,7 +71,7 @@ def run_eval(args: EvalArgs) -> int:
 
 def evaluate_to_report(args: EvalArgs):
     """What `eval` does, printing nothing: the Report, and the report folder written when --output is given."""
-    from rerankforge.data_prep.outputs import check_output_folder
+    from rerankforge.core.outputs import check_output_folder
     from rerankforge.data_prep.sources import load_collection
 
     from .report import EvalSettings, evaluate, retriever_signals

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
+from rerankforge.core.errors import DataError, preview
 from rerankforge.data_prep.collection import Qrels
-from rerankforge.data_prep.errors import DataError, preview
-from rerankforge.data_prep.runs import Run
+from rerankforge.core.rankings import Run
 
 FAMILIES = {"nDCG": "ndcg_cut", "MRR": "recip_rank", "MAP": "map_cut", "R": "recall", "P": "P", "Hit": "success"}
 """Our metric families -> pytrec_eval measures (MRR@N is recip_rank over the run cut at N)."""

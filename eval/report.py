@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rerankforge.core.errors import DataError
 from rerankforge.data_prep.collection import Collection
-from rerankforge.data_prep.errors import DataError
-from rerankforge.data_prep.runs import Run
+from rerankforge.core.rankings import Run
 from rerankforge.reranker.calibration import SIGMOID, expected_calibration_error, min_relevance_table
 from rerankforge.reranker.combiner import RETRIEVER_SIGNALS, Combiner
 from rerankforge.reranker.scoring import Reranker

@@ -11,7 +11,8 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
-from rerankforge.data_prep.runs import atomic_write_text, write_trec
+from rerankforge.core.files import atomic_write_text
+from rerankforge.data_prep.runs import write_trec
 
 from .report import Report, first_relevant_rank
 

@@ -26,8 +26,8 @@ from typing import Iterator, Literal, Mapping
 
 import numpy as np
 
-from rerankforge.data_prep.errors import ConfigError, ModelNotFoundError
-from rerankforge.data_prep.hardware import Precision
+from rerankforge.core.errors import ConfigError, ModelNotFoundError
+from rerankforge.core.hardware import Precision
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 ScoringBackend = Literal["torch", "onnx", "onnx-int8"]  # the `backend` option of eval and serve
@@ -50,9 +50,9 @@ def int8_format() -> str:
     anywhere, slower."""
     import platform
 
-    from rerankforge.data_prep.hardware import _cpu_features
+    from rerankforge.core.hardware import cpu_features
 
-    features = _cpu_features()
+    features = cpu_features()
     if features.get("avx512_vnni") or features.get("amx_int8"):
         return "avx512_vnni"
     if features.get("avx512_bw") or features.get("avx512_f"):
@@ -229,7 +229,7 @@ def open_session(path: Path, threads: int | None = None):
         raise ModelNotFoundError(f"{path}: no such file; export it first: rerankforge export --model "
                                  f"{path.parent.parent} --backend "
                                  f"{'onnx' if path.name == ONNX_FILE else 'onnx-int8'}")
-    from rerankforge.data_prep.hardware import choose_cpu_threads
+    from rerankforge.core.hardware import choose_cpu_threads
 
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -23,7 +23,7 @@ import unicodedata
 import weakref
 from dataclasses import dataclass
 
-from rerankforge.data_prep.blank_text import INVISIBLE_CATEGORIES
+from rerankforge.core.text import INVISIBLE_CATEGORIES
 
 CHARS_PER_TOKEN_BOUND = 32
 """Characters one token spans at most in ordinary text (English averages about 4, CJK about 1). A text

@@ -17,7 +17,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rerankforge.data_prep.errors import DataError
+from rerankforge.core.errors import DataError
 
 SIGNALS = ("reranker", "dense", "bm25", "first_stage")
 RETRIEVER_SIGNALS = ("dense", "bm25")

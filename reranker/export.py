@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from rerankforge.data_prep.errors import ConfigError, RerankforgeError
+from rerankforge.core.errors import ConfigError, RerankforgeError
 
 from .backends import (FINGERPRINT_KEY, LOGITS, ONNX_DIR, ONNX_FILE, OnnxBackend, int8_file, int8_format,
                        model_inputs, require_onnx, weights_fingerprint)
@@ -330,7 +330,7 @@ class staging:
 def keep(staged: Path, target: Path) -> None:
     """Move a checked file into place: one rename, so `target` is the old file or the new one, never half of
     either."""
-    from rerankforge.data_prep.runs import readable_by_all
+    from rerankforge.core.files import readable_by_all
 
     target.parent.mkdir(parents=True, exist_ok=True)
     readable_by_all(staged)

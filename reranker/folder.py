@@ -29,8 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rerankforge.data_prep.errors import DataError, ModelNotFoundError
-from rerankforge.data_prep.runs import atomic_write_text, readable_by_all
+from rerankforge.core.errors import DataError, ModelNotFoundError
+from rerankforge.core.files import atomic_write_text, readable_by_all
 
 from .calibration import SIGMOID, Calibration
 from .combiner import Combiner, check_weights
@@ -189,7 +189,7 @@ def _set_adapter_base(adapter: Path, base_model: str) -> None:
     """Point the adapter at its base model's Hub id (a packaged or cached copy of a Hub model included), so the
     adapter is portable; a base that exists only on this machine stays as the user named it, and `rerankforge
     push` leaves such an adapter out (train/hub.py)."""
-    from rerankforge.data_prep.models import hub_id_of
+    from rerankforge.core.models import hub_id_of
 
     config_file = adapter / ADAPTER_CONFIG
     config = json.loads(config_file.read_text())
@@ -200,7 +200,7 @@ def _set_adapter_base(adapter: Path, base_model: str) -> None:
 def local_adapter_base(folder: str | Path) -> str | None:
     """The base model of `folder`'s LoRA adapter where that base exists only on this machine (not a Hub id, so the
     adapter cannot be published); None where there is no adapter or its base is a Hub id."""
-    from rerankforge.data_prep.models import hub_id_of
+    from rerankforge.core.models import hub_id_of
 
     config_file = Path(folder) / ADAPTER_DIR / ADAPTER_CONFIG
     if not config_file.is_file():
@@ -248,7 +248,7 @@ def load_adapter_merged(folder: Path, dtype=None):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from rerankforge.data_prep.models import resolve_model
+    from rerankforge.core.models import resolve_model
 
     config = json.loads((folder / ADAPTER_CONFIG).read_text())
     base_ref = config.get("base_model_name_or_path")

@@ -15,7 +15,7 @@ import json
 import struct
 from pathlib import Path
 
-from rerankforge.data_prep.errors import ModelNotFoundError
+from rerankforge.core.errors import ModelNotFoundError
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
                    "tokenizer.model")

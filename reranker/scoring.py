@@ -12,15 +12,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rerankforge.data_prep.errors import ModelNotFoundError, RerankforgeError
-from rerankforge.data_prep.hardware import resolve_precision
-from rerankforge.data_prep.runs import Run
+from rerankforge.core.errors import ModelNotFoundError, RerankforgeError
+from rerankforge.core.hardware import resolve_precision
+from rerankforge.core.rankings import Run
 
 from .backends import TorchBackend, check_backend, load_onnx_backend
 from .calibration import SIGMOID, Calibration
+from .combiner import Combiner
 from .folder import ADAPTER_CONFIG, load_adapter_merged, read_settings
 from .folder_check import check_folder_files, check_tokenizer_fits, usable_positions, weights_error
-from .combiner import Combiner
 from .packing import DEFAULT_MAX_BATCH_TOKENS, PairEncoder, pack
 
 
@@ -67,7 +67,7 @@ class Reranker:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from rerankforge.data_prep.models import resolve_model
+        from rerankforge.core.models import resolve_model
 
         check_backend(backend)
         folder = Path(resolve_model(ref))
@@ -130,7 +130,7 @@ class Reranker:
         first = next((qid for qid, docs in candidates.items() if docs), None)
         if first is not None:
             self.score([(queries[first], doc_text(d)) for d in candidates[first][:self.batch_size]])
-        from rerankforge.data_prep.progress import progress_bar
+        from rerankforge.core.progress import progress_bar
 
         scores, seconds = {}, {}
         for qid, doc_ids in progress_bar(candidates.items(), desc=f"reranking ({self.name})", unit="query",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rerankforge.data_prep.errors import RerankforgeError
+from rerankforge.core.errors import RerankforgeError
 
 
 class Overloaded(RerankforgeError):

@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rerankforge.data_prep.config_files import load_typed_config
-from rerankforge.data_prep.errors import ConfigError
-from rerankforge.data_prep.hardware import PRECISION_HELP, ScoringPrecision
+from rerankforge.core.config_files import load_typed_config
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.hardware import PRECISION_HELP, ScoringPrecision
 from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 
 from .generators import GeneratorConfig

@@ -26,7 +26,7 @@ from typing import ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from rerankforge.data_prep.errors import ConfigError
+from rerankforge.core.errors import ConfigError
 
 from .middleware import error_body
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
+from rerankforge.core.errors import ConfigError, DataError, located
 from rerankforge.data_prep.beir import check_id
 from rerankforge.data_prep.collection import Document
-from rerankforge.data_prep.errors import ConfigError, DataError, located
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 

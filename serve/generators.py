@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rerankforge.data_prep.errors import ConfigError
-from rerankforge.data_prep.llm import GeneratorError, LocalCausalLM, OpenAIChat  # noqa: F401 (serve's names)
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.llm import GeneratorError, LocalCausalLM, OpenAIChat  # noqa: F401 (serve's names)
 
 
 @dataclass

@@ -24,11 +24,11 @@ from typing import Literal
 
 import numpy as np
 
+from rerankforge.core.errors import ConfigError, DataError, preview, writing
+from rerankforge.core.files import readable_by_all
+from rerankforge.core.models import DEFAULT_BI_ENCODER
+from rerankforge.core.outputs import check_output_folder
 from rerankforge.data_prep.collection import Document
-from rerankforge.data_prep.errors import ConfigError, DataError, preview, writing
-from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
-from rerankforge.data_prep.outputs import check_output_folder
-from rerankforge.data_prep.runs import readable_by_all
 
 from .documents import Chunk, ChunkingConfig, chunk_documents, load_documents
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
 
-from rerankforge.data_prep.errors import ConfigError, DataError
+from rerankforge.core.errors import ConfigError, DataError
 from rerankforge.reranker.calibration import relevance
 from rerankforge.reranker.combiner import RETRIEVER_SIGNALS, Combiner
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from rerankforge.data_prep.cli import add_command, report_errors
-from rerankforge.data_prep.hardware import use_cpu_threads
+from rerankforge.core.commands import add_command, report_errors
+from rerankforge.core.hardware import use_cpu_threads
 
 from .connections import ConnectionLimits, fit_descriptor_limit, uvicorn_config
 from .documents import ChunkingConfig

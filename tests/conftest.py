@@ -21,8 +21,8 @@ def _datasets_root() -> Path:
     root = Path(os.environ.get("RERANKFORGE_DATA") or REPO.parent / "shared" / "datasets")
     if (root / "scifact" / "corpus.jsonl").is_file():
         return root
-    from rerankforge.data_prep.errors import DataError
-    from rerankforge.data_prep.offline import OFFLINE_VARIABLES
+    from rerankforge.core.errors import DataError
+    from rerankforge.core.offline import OFFLINE_VARIABLES
     from rerankforge.data_prep.sources import resolve_dataset_dir
 
     try:

@@ -16,9 +16,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from rerankforge.data_prep.errors import ModelNotFoundError  # noqa: E402
-from rerankforge.reranker.scoring import Reranker  # noqa: E402
+from rerankforge.core.errors import ModelNotFoundError  # noqa: E402
 from rerankforge.reranker import backends  # noqa: E402
+from rerankforge.reranker.scoring import Reranker  # noqa: E402
 from rerankforge.reranker.export import (STAGING_PREFIX, ExportRefused, Verdict, export_backend,  # noqa: E402
                                          spearman)
 
@@ -212,8 +212,8 @@ def test_a_killed_export_leaves_no_model_and_the_next_one_cleans_up(tmp_path, ti
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from rerankforge.reranker.scoring import Reranker
         from rerankforge.reranker.export import export_backend
+        from rerankforge.reranker.scoring import Reranker
 
         def judge(backend):  # the candidate is staged: say so, then wait to be killed
             Path({str(marker)!r}).write_text("x")
@@ -310,18 +310,18 @@ def test_an_export_with_a_smaller_vocabulary_or_two_labels_is_refused(tmp_path, 
 
 
 def test_int8_format_follows_the_cpu(monkeypatch):
-    from rerankforge.data_prep import hardware
+    from rerankforge.core import hardware
 
     for features, fmt in (({"avx2": True, "avx512_f": True, "avx512_bw": True, "avx512_vnni": True}, "avx512_vnni"),
                           ({"avx2": True, "avx512_f": True, "avx512_bw": True}, "avx512"),
                           ({"avx2": True}, "avx2")):
-        monkeypatch.setattr(hardware, "_cpu_features", lambda features=features: features)
+        monkeypatch.setattr(hardware, "cpu_features", lambda features=features: features)
         assert backends.int8_format() == fmt
         assert backends.backend_file("m", "onnx-int8") == Path("m/onnx") / f"model_qint8_{fmt}.onnx"
 
 
 def test_unknown_backend_is_a_config_error(tiny_reranker):
-    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="backend: expected one of torch, onnx, onnx-int8, got 'tensorrt'"):
         Reranker.load(tiny_reranker, backend="tensorrt")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from rerankforge.core.errors import DataError
 from rerankforge.data_prep.beir import load_beir
-from rerankforge.data_prep.blank_text import drop_judgments, is_blank, usable_document
+from rerankforge.core.text import is_blank
+from rerankforge.data_prep.blank_text import drop_judgments, usable_document
 from rerankforge.data_prep.collection import Document
-from rerankforge.data_prep.errors import DataError
 from rerankforge.data_prep.training_files import read_training_rows
 
 BLANKS = ["", " ", "\n\t ", "\u200b\u200b", "\ufeff", " \u00a0\u2003", "\x00\x01"]

@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import pytrec_eval
 
+from rerankforge.core.errors import ConfigError, DataError
 from rerankforge.data_prep.bm25 import BM25Retriever
 from rerankforge.data_prep.collection import Document
-from rerankforge.data_prep.errors import ConfigError, DataError
 from rerankforge.data_prep.hybrid import HybridRetriever, reciprocal_rank_fusion, score_fusion
-from rerankforge.data_prep.runs import Run
+from rerankforge.core.rankings import Run
 
 # After lowercasing, stopwords and Porter stemming the documents are:
 #   d1 [cat, run]   d2 [dog, run, run]   d3 [bird, sing]   d4 [cat, cat, food, cat]  (title "Cats" counts)

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from rerankforge.data_prep.errors import DataError
+from rerankforge.core.errors import DataError
 from rerankforge.reranker.calibration import (SIGMOID, Calibration, expected_calibration_error, fit_platt,
                                               precision_recall_at)
 from test_serve import index_dir  # noqa: F401  (the fixture: a SearchIndex over the SciFact slice)

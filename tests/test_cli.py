@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rerankforge.data_prep.cli import mine_negatives_main
 from rerankforge.cli.main import main as rerankforge
+from rerankforge.data_prep.cli import mine_negatives_main
 
 
 def _judged_pairs(folder: Path, split: str) -> int:
@@ -154,7 +154,7 @@ def test_every_command_help_renders(command, capsys):
 def test_help_texts_keep_percent_signs(capsys):
     from dataclasses import dataclass, field
 
-    from rerankforge.data_prep.cli import dataclass_parser
+    from rerankforge.core.commands import dataclass_parser
 
     @dataclass
     class Options:
@@ -179,7 +179,7 @@ def test_ids_with_whitespace_stop_retrieve_before_a_run_is_written(scifact_slice
 
 
 def test_run_writer_refuses_ids_no_reader_could_split(tmp_path):
-    from rerankforge.data_prep.errors import DataError
+    from rerankforge.core.errors import DataError
     from rerankforge.data_prep.runs import read_trec, write_trec
 
     with pytest.raises(DataError, match="one token without whitespace, got 'doc 2'"):

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from rerankforge.data_prep.errors import DataError
+from rerankforge.core.errors import DataError
 from rerankforge.reranker.combiner import Combiner, standardise
 from rerankforge.reranker.folder import RerankerSettings, read_settings, write_settings
 from rerankforge.train.combining import fit_combination

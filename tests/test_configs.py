@@ -35,8 +35,8 @@ def test_the_configs_ship_with_the_package():
     import fnmatch
 
     tomllib = pytest.importorskip("tomllib")
-    from rerankforge.configs import recipe
     from rerankforge.cli.demo import DEMO_CONFIG
+    from rerankforge.configs import recipe
 
     assert DEMO_CONFIG == recipe("demo_scifact.yaml") and DEMO_CONFIG.is_file()
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
@@ -53,7 +53,7 @@ def test_the_configs_ship_with_the_package():
 
 def test_an_unquoted_no_is_the_fp32_precision(tmp_path):
     """YAML reads `mixed_precision: no` (accelerate's spelling) as false; it means fp32, not an error."""
-    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.core.errors import ConfigError
     from rerankforge.train.config import load_config
 
     (tmp_path / "mined.jsonl").write_text("")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rerankforge.core.errors import ConfigError, ModelNotFoundError
+from rerankforge.core.models import resolve_model
 from rerankforge.data_prep import embeddings as embeddings_module
 from rerankforge.data_prep.collection import Document
 from rerankforge.data_prep.dense import DenseRetriever, build_index
 from rerankforge.data_prep.embeddings import Encoder, EncoderSettings
-from rerankforge.data_prep.errors import ConfigError, ModelNotFoundError
-from rerankforge.data_prep.models import resolve_model
 
 CORPUS = {
     "d1": Document("Aspirin", "Aspirin reduces the risk of heart attack."),

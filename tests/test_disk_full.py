@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rerankforge.data_prep.cli import report_errors
-from rerankforge.data_prep.errors import disk_full, disk_full_error
+from rerankforge.core.commands import report_errors
+from rerankforge.core.errors import disk_full, disk_full_error
 
 from test_train import _tiny_args
 
@@ -78,7 +78,7 @@ def test_safetensors_onto_a_full_disk_is_one_line_too(tmp_path, capsys):
     import torch
     from safetensors.torch import save_file
 
-    from rerankforge.data_prep.errors import writing
+    from rerankforge.core.errors import writing
 
     with small_tmpfs(tmp_path / "disk", "64k") as disk:
         def save():

@@ -12,7 +12,7 @@ import pytest
 import yaml
 import torch
 
-from rerankforge.data_prep.errors import ConfigError
+from rerankforge.core.errors import ConfigError
 from rerankforge.train import losses
 from rerankforge.train.config import TrainConfig, load_config
 from rerankforge.train.hub import files_to_upload

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerankforge.data_prep.hardware import Precision
 from rerankforge.cli.main import main as rerankforge
+from rerankforge.core.hardware import Precision
 from rerankforge.reranker.combiner import Combiner
 
 
@@ -140,7 +140,7 @@ def test_hit_rate_tokens_and_regressions_by_hand(tmp_path):
 
 
 def test_metric_names_are_checked():
-    from rerankforge.data_prep.errors import DataError
+    from rerankforge.core.errors import DataError
     from rerankforge.eval.metrics import mean, parse_metric, per_query
 
     assert parse_metric("Hit@3") == ("Hit", 3)

@@ -10,9 +10,9 @@ import warnings
 import pytest
 import torch
 
-from rerankforge.data_prep import hardware
-from rerankforge.data_prep.errors import ConfigError
-from rerankforge.data_prep.hardware import EmulatedPrecisionWarning, choose_cpu_threads, resolve_precision
+from rerankforge.core import hardware
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.hardware import EmulatedPrecisionWarning, choose_cpu_threads, resolve_precision
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def _fresh(monkeypatch):
 
 def cpu(monkeypatch, features: dict, dispatch: str = "AVX2") -> None:
     """A CPU with these cpuinfo features, on which torch dispatches to `dispatch` kernels."""
-    monkeypatch.setattr(hardware, "_cpu_features", lambda: features)
+    monkeypatch.setattr(hardware, "cpu_features", lambda: features)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: dispatch)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rerankforge.data_prep.errors import DataError
+from rerankforge.core.errors import DataError
 from rerankforge.serve.documents import load_documents
 
 

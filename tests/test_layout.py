@@ -12,13 +12,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ALLOWED = {  # folder -> the other folders it may import (README, "Layout")
-    "data_prep": set(),
-    "reranker": {"data_prep"},
-    "eval": {"data_prep", "reranker"},
-    "train": {"data_prep", "reranker", "eval"},
-    "serve": {"data_prep", "reranker"},
-    "cli": {"data_prep", "reranker", "eval", "train", "serve"},
-    "api": {"data_prep", "reranker", "eval", "train", "serve", "cli"},
+    "core": set(),  # the ground floor: plumbing, importing no stage
+    "data_prep": {"core"},
+    "reranker": {"core"},
+    "eval": {"core", "data_prep", "reranker"},
+    "train": {"core", "data_prep", "reranker", "eval"},
+    "serve": {"core", "data_prep", "reranker"},
+    "cli": {"core", "data_prep", "reranker", "eval", "train", "serve"},
+    "api": {"core", "data_prep", "reranker", "eval", "train", "serve", "cli"},
     "configs": set(),
 }
 PACKAGE = {"api": "rerankforge"}  # the root package: the public API and `python -m rerankforge`; others: rerankforge.<folder>
@@ -94,10 +95,10 @@ def test_the_checker_reads_lazy_relative_and_from_package_imports(tmp_path):
     (tmp_path / "cli").mkdir()
     (tmp_path / "cli" / "main.py").write_text("from rerankforge.train.cli import train_main\n")
     assert forbidden_imports(tmp_path) == [
-        "serve/a.py:2: serve imports eval (it may import data_prep, reranker)",
-        "serve/c.py:2: serve imports eval (it may import data_prep, reranker)",
-        "serve/sub/b.py:2: serve imports eval (it may import data_prep, reranker)",
-        "serve/sub/b.py:3: serve imports train (it may import data_prep, reranker)",
+        "serve/a.py:2: serve imports eval (it may import core, data_prep, reranker)",
+        "serve/c.py:2: serve imports eval (it may import core, data_prep, reranker)",
+        "serve/sub/b.py:2: serve imports eval (it may import core, data_prep, reranker)",
+        "serve/sub/b.py:3: serve imports train (it may import core, data_prep, reranker)",
     ]
 
 
@@ -127,9 +128,9 @@ def test_a_regular_install_holds_the_public_api_and_every_stage(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("rerankforge-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"rerankforge/__init__.py", "rerankforge/__main__.py", "rerankforge/train/loop.py",
-            "rerankforge/configs/demo_scifact.yaml"} <= names
+            "rerankforge/core/errors.py", "rerankforge/configs/demo_scifact.yaml"} <= names
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    probe = ("import rerankforge, rerankforge.train.config as c; "
+    probe = ("import rerankforge, rerankforge.core.commands, rerankforge.train.config as c; "
              "print(rerankforge.__file__, c.__file__, rerankforge.Reranker.__module__)")
     shown = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True,
                            env={**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}).stdout.split()

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from rerankforge.core.errors import DataError
+from rerankforge.core.offline import OFFLINE_VARIABLES
 from rerankforge.data_prep import sources
 from rerankforge.data_prep.beir import load_beir
 from rerankforge.data_prep.collection import Document
-from rerankforge.data_prep.errors import DataError
-from rerankforge.data_prep.offline import OFFLINE_VARIABLES
 from rerankforge.data_prep.pairs import load_pairs_csv, load_pairs_hf, load_pairs_jsonl
 from rerankforge.data_prep.sources import load_collection, resolve_dataset_dir
 

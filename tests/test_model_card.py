@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rerankforge.data_prep.errors import DataError
-from rerankforge.data_prep.models import hub_id_of
+from rerankforge.core.errors import DataError
+from rerankforge.core.models import hub_id_of
 from rerankforge.train.config import TrainConfig, to_dict
 from rerankforge.train.provenance import card_license, dataset_hub_ids, hub_license
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from rerankforge.data_prep.errors import DataError
+from rerankforge.core.errors import DataError
 from rerankforge.reranker.folder import SETTINGS, RerankerSettings, read_settings, write_settings
 
 

@@ -252,7 +252,7 @@ def test_search_gives_the_same_ndcg_as_eval(tmp_path, index_dir, scifact_slice, 
     """Acceptance 2 in small: the pipeline over an unchunked index ranks as `rerankforge eval` does -- the
     reranker alone over the dense first stage, and a served ranking that combines it with the dense and BM25
     scores over the hybrid first stage (`retriever: auto` picks hybrid for it)."""
-    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.core.errors import ConfigError
     from rerankforge.data_prep.sources import load_collection
     from rerankforge.eval.metrics import mean, per_query
     from rerankforge.reranker.folder import RerankerSettings, write_settings
@@ -402,7 +402,7 @@ def test_local_causal_lm_generates_from_the_chat_prompt(tmp_path, tiny_bert):
 
 
 def test_generator_configs_and_failures(reranker, index_dir):
-    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.core.errors import ConfigError
     from rerankforge.serve.app import create_app
     from rerankforge.serve.config import ServeConfig
     from rerankforge.serve.generators import GeneratorConfig, OpenAIChat, build_generator

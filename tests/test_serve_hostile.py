@@ -328,7 +328,7 @@ def test_metrics_label_by_route_template(service):
 
 @pytest.mark.parametrize("value", [None, "", "  "])
 def test_a_configured_key_that_is_missing_stops_the_start(reranker, monkeypatch, capsys, value):
-    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.core.errors import ConfigError
     from rerankforge.serve.app import create_app
     from rerankforge.serve.config import ServeConfig
 
@@ -344,7 +344,7 @@ def test_a_configured_key_that_is_missing_stops_the_start(reranker, monkeypatch,
 
 def test_a_key_pasted_with_a_newline_still_opens_and_one_a_header_cannot_carry_stops_the_start(reranker,
                                                                                                   monkeypatch):
-    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.core.errors import ConfigError
     from rerankforge.serve.app import create_app
     from rerankforge.serve.config import ServeConfig
 
@@ -388,7 +388,7 @@ def test_auth_comes_before_the_body_and_guards_the_docs(reranker, monkeypatch):
 # 6. a request that can never fit: 413 with the limit, not 503 forever -------------------------------------
 
 def test_limits_are_checked_against_each_other():
-    from rerankforge.data_prep.errors import ConfigError
+    from rerankforge.core.errors import ConfigError
     from rerankforge.serve.config import ServeConfig, check_serve_config
 
     with pytest.raises(ConfigError, match="max_documents must be at most max_queue_pairs=40, got 1000"):

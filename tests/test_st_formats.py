@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rerankforge.data_prep.errors import DataError
+from rerankforge.core.errors import DataError
 from rerankforge.data_prep.mined_files import rows, sentence_transformers_rows, write_rows
 from rerankforge.data_prep.training_files import text_query_id
 from rerankforge.train.groups import read_mined

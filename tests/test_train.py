@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rerankforge.data_prep.errors import ConfigError, DataError
+from rerankforge.core.errors import ConfigError, DataError
 from rerankforge.reranker.combiner import Combiner
 from rerankforge.train import losses
 from rerankforge.train.config import TrainConfig, load_config
@@ -565,8 +565,8 @@ def test_resume_refuses_checkpoint_files_that_would_run_code(tmp_path, mined_sli
 
 def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
     """Scores of the in-memory LoRA model before saving == the saved adapter's == the merged model's."""
-    from rerankforge.reranker.scoring import Reranker
     from rerankforge.reranker.folder import RerankerSettings, save_reranker
+    from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.model import load_model
 
     config = TrainConfig(train_file="x", model=tiny_bert, lora=True, lora_r=4)
@@ -588,8 +588,8 @@ def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
 
 def test_trained_model_carries_its_dev_fitted_served_ranking(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
                                                              tiny_bert, capsys):
-    from rerankforge.reranker.scoring import Reranker
     from rerankforge.cli.main import main as rerankforge
+    from rerankforge.reranker.scoring import Reranker
 
     out = tmp_path / "fw"
     assert rerankforge(["train", *_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
+from rerankforge.core.errors import ConfigError
 from rerankforge.data_prep.collection import Document
-from rerankforge.data_prep.errors import ConfigError
 from rerankforge.data_prep.pseudo_queries import pseudo_queries
 
 from rerankforge.cli.main import main as rerankforge

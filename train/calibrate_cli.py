@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rerankforge.data_prep.cli import add_command
-from rerankforge.data_prep.errors import DataError
-from rerankforge.data_prep.hardware import use_cpu_threads
+from rerankforge.core.commands import add_command
+from rerankforge.core.errors import DataError
+from rerankforge.core.hardware import use_cpu_threads
 from rerankforge.reranker.folder import ADAPTER_DIR, read_settings, write_settings
 from rerankforge.reranker.scoring import Reranker
 

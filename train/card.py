@@ -11,9 +11,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from rerankforge.data_prep.errors import ConfigError, DataError
-from rerankforge.data_prep.models import hub_id_of
-from rerankforge.data_prep.runs import atomic_write_text
+from rerankforge.core.errors import ConfigError, DataError
+from rerankforge.core.files import atomic_write_text
+from rerankforge.core.models import hub_id_of
 from rerankforge.reranker.folder import (ADAPTER_CONFIG, ADAPTER_DIR, SETTINGS, local_adapter_base,
                                          write_sentence_transformers_config)
 

@@ -20,8 +20,8 @@ import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from rerankforge.data_prep.errors import DataError, disk_full, disk_full_error
-from rerankforge.data_prep.runs import atomic_write_text
+from rerankforge.core.errors import DataError, disk_full, disk_full_error
+from rerankforge.core.files import atomic_write_text
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "train_state.json"

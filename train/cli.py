@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from rerankforge.data_prep.cli import add_command, report_errors
+from rerankforge.core.commands import add_command, report_errors
 
 TRAIN_HELP = ("Fine-tune a cross-encoder reranker: --config configs/NAME.yaml, any key overridable as --key value "
               "(`rerankforge train --help` lists them).")

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from rerankforge.data_prep.config_files import load_typed_config
-from rerankforge.data_prep.errors import ConfigError
-from rerankforge.data_prep.outputs import check_output_folder
+from rerankforge.core.config_files import load_typed_config
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.outputs import check_output_folder
 
 LOSSES = ("listwise", "bce", "ranknet", "margin", "margin_mse", "listwise_kl")
 DISTILLATION_LOSSES = ("margin_mse", "listwise_kl")

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rerankforge.core.errors import DataError, preview
 from rerankforge.data_prep.collection import Collection
-from rerankforge.data_prep.errors import DataError, preview
-from rerankforge.data_prep.runs import Run
+from rerankforge.core.rankings import Run
 from rerankforge.data_prep.training_files import TEXT_ID_PREFIX, text_query_id
 from rerankforge.eval.metrics import mean, per_query
 from rerankforge.reranker.calibration import (SIGMOID, Calibration, expected_calibration_error, fit_platt,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from rerankforge.data_prep.errors import ConfigError, DataError
+from rerankforge.core.errors import ConfigError, DataError
 
 from .config import TrainConfig
 

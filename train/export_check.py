@@ -19,12 +19,12 @@ from typing import Literal
 
 import numpy as np
 
-from rerankforge.data_prep.cli import add_command
-from rerankforge.data_prep.errors import ConfigError
-from rerankforge.data_prep.hardware import use_cpu_threads
-from rerankforge.reranker.scoring import Reranker
+from rerankforge.core.commands import add_command
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.hardware import use_cpu_threads
 from rerankforge.reranker.backends import require_onnx
 from rerankforge.reranker.export import Verdict, export_backend, spearman
+from rerankforge.reranker.scoring import Reranker
 
 from .dev_eval import DevSet
 from .dev_split import DevSplitArgs, dev_split

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from rerankforge.data_prep.errors import ConfigError, DataError
+from rerankforge.core.errors import ConfigError, DataError
 from rerankforge.data_prep.training_files import read_training_rows
 from rerankforge.reranker.packing import PairEncoder
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rerankforge.data_prep.errors import ConfigError, OperationError
+from rerankforge.core.errors import ConfigError, OperationError
 from rerankforge.reranker.folder import ADAPTER_DIR, local_adapter_base
 
 # Never uploaded: resumable training state, tracker logs and leftovers of interrupted saves.

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rerankforge.data_prep.errors import ConfigError, OperationError
+from rerankforge.core.errors import ConfigError, OperationError
 
 YES, NO = ("yes", "Yes", "YES"), ("no", "No", "NO")
 
@@ -50,7 +50,7 @@ class CausalLMJudge:
                  device: str | None = None):
         import torch
 
-        from rerankforge.data_prep.llm import load_causal_lm
+        from rerankforge.core.llm import load_causal_lm
 
         self.tokenizer, self.model = load_causal_lm(ref, "teacher")
         if self.tokenizer.pad_token is None:

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from accelerate.logging import get_logger
 
-from rerankforge.data_prep.errors import ConfigError, writing
-from rerankforge.data_prep.hardware import resolve_precision, use_cpu_threads
-from rerankforge.data_prep.runs import atomic_write_text
+from rerankforge.core.errors import ConfigError, writing
+from rerankforge.core.files import atomic_write_text
+from rerankforge.core.hardware import resolve_precision, use_cpu_threads
 
 from .checkpoints import (BEST, BEST_WEIGHTS, TrainState, latest_checkpoint, prune_checkpoints, read_checkpoint,
                           resume, save_checkpoint)
@@ -248,7 +248,7 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
 def check_inputs(config: TrainConfig) -> tuple[str, str | None, list[str], list, str | None]:
     """Everything that can be wrong with the input, found before a model loads: (model folder, teacher folder,
     dev query ids, training groups, a note on the teacher)."""
-    from rerankforge.data_prep.models import resolve_model
+    from rerankforge.core.models import resolve_model
 
     model_folder = resolve_model(config.model)
     check_model_fields(config, model_folder)
@@ -427,7 +427,7 @@ def _fmt(metrics: dict[str, float]) -> str:
 
 
 def _progress(total: int, done: int, disable: bool):
-    from rerankforge.data_prep.progress import progress_bar
+    from rerankforge.core.progress import progress_bar
 
     return progress_bar(total=total, initial=done, desc="training", unit="step", disable=disable, dynamic_ncols=True)
 
@@ -436,7 +436,7 @@ def _require_wandb() -> None:
     try:
         import wandb  # noqa: F401
     except ImportError:
-        from rerankforge.data_prep.errors import ConfigError
+        from rerankforge.core.errors import ConfigError
 
         raise ConfigError("report_to: wandb needs the wandb package: pip install 'rerankforge[wandb]'") from None
 

@@ -4,7 +4,7 @@ Saving it is the reranker folder's business (rerankforge.reranker.folder.save_re
 
 from __future__ import annotations
 
-from rerankforge.data_prep.errors import ConfigError
+from rerankforge.core.errors import ConfigError
 from rerankforge.reranker.folder import new_head_expected
 
 from .config import TrainConfig

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from rerankforge.data_prep.cli import add_command
-from rerankforge.data_prep.errors import ConfigError, DataError
-from rerankforge.data_prep.hardware import use_cpu_threads
-from rerankforge.data_prep.llm import read_prompt
-from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
+from rerankforge.core.commands import add_command
+from rerankforge.core.errors import ConfigError, DataError
+from rerankforge.core.hardware import use_cpu_threads
+from rerankforge.core.llm import read_prompt
+from rerankforge.core.models import DEFAULT_BI_ENCODER
 
 from .judges import JudgePrompt
 
@@ -75,8 +75,8 @@ def add_score_teacher_parser(subparsers) -> None:
 
 
 def run_score_teacher(args: ScoreTeacherArgs) -> int:
+    from rerankforge.core.progress import progress_bar
     from rerankforge.data_prep.mined_files import write_rows
-    from rerankforge.data_prep.progress import progress_bar
 
     from .groups import read_mined
 
@@ -157,7 +157,7 @@ def cache_path(output: Path) -> Path:
 
 
 def _check_output(args: ScoreTeacherArgs) -> Path:
-    from rerankforge.data_prep.outputs import check_output_file
+    from rerankforge.core.outputs import check_output_file
 
     output = Path(args.output)
     if output.suffix != ".jsonl":

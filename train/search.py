@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rerankforge.data_prep.runs import atomic_write_text
+from rerankforge.core.files import atomic_write_text
 
 from .config import TrainConfig
 
@@ -74,7 +74,7 @@ def plan_dev_choices(config: TrainConfig) -> tuple[TrainConfig, DevChoices]:
     plan.small_data = has_dev and queries < config.small_data_queries
     if config.learning_rate_search is not None:
         if not has_dev:
-            from rerankforge.data_prep.errors import ConfigError
+            from rerankforge.core.errors import ConfigError
 
             raise ConfigError("learning_rate_search chooses on the dev split; expected dev_queries > 0, got none")
         plan.learning_rates = sorted(set(config.learning_rate_search))

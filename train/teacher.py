@@ -13,9 +13,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from rerankforge.data_prep.errors import ConfigError, ModelNotFoundError
+from rerankforge.core.errors import ConfigError, ModelNotFoundError
+from rerankforge.core.files import atomic_write_text
 from rerankforge.data_prep.fingerprints import files_fingerprint
-from rerankforge.data_prep.runs import atomic_write_text
 
 from .config import TrainConfig
 from .groups import Group, read_mined, split_dev
@@ -26,7 +26,7 @@ CHUNK = 1024  # pairs per call to the scorer: progress to show, memory bounded
 
 def resolve_teacher(ref: str) -> str:
     """The teacher's folder; a missing one is named as the `teacher` key."""
-    from rerankforge.data_prep.models import resolve_model
+    from rerankforge.core.models import resolve_model
 
     try:
         return resolve_model(ref)
@@ -92,7 +92,7 @@ def score_pairs(pairs: list[tuple[str, str]], teacher_folder: str, config: Train
                 show_progress: bool = True) -> list[float]:
     """The teacher's raw scores of `pairs`, each distinct pair scored once, cut to the student's max_length
     (the teacher judges what the student will see)."""
-    from rerankforge.data_prep.progress import progress_bar
+    from rerankforge.core.progress import progress_bar
     from rerankforge.reranker.scoring import Reranker
 
     teacher = Reranker.load(teacher_folder, max_length=config.max_length, batch_size=config.eval_batch_size,

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rerankforge.configs import recipe
-from rerankforge.data_prep.cli import add_command
-from rerankforge.data_prep.errors import ConfigError
-from rerankforge.data_prep.models import DEFAULT_BI_ENCODER
+from rerankforge.core.commands import add_command
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.models import DEFAULT_BI_ENCODER
 from rerankforge.data_prep.pseudo_queries import QUERY_SOURCE_HELP, QuerySource
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def warm_start(args: WarmStartArgs, dense=None) -> str:
         logger.info(f"pseudo-queries: {groups_file} (made earlier with the same settings)")
     else:
         _make_groups(collection, args, config.num_negatives, groups_file, dense)
-        from rerankforge.data_prep.runs import atomic_write_text
+        from rerankforge.core.files import atomic_write_text
 
         atomic_write_text(settings_file, json.dumps(settings, indent=2) + "\n")
     train(config)
@@ -111,11 +111,11 @@ def warm_start(args: WarmStartArgs, dense=None) -> str:
 
 
 def _make_groups(collection, args: WarmStartArgs, num_negatives: int, path: Path, dense) -> None:
+    from rerankforge.core.files import atomic_write_text
     from rerankforge.data_prep.collection import Collection
     from rerankforge.data_prep.mined_files import rows, summary_path, write_rows
     from rerankforge.data_prep.mining import MiningConfig, mine_negatives
     from rerankforge.data_prep.pseudo_queries import pseudo_queries
-    from rerankforge.data_prep.runs import atomic_write_text
 
     started = time.perf_counter()
     queries = pseudo_queries(collection.corpus, args.num_queries, args.query_source, args.seed)

@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from .cli import accept_none, dataclass_parser
+from .commands import accept_none, dataclass_parser
 from .errors import ConfigError
 
 T = TypeVar("T")

@@ -81,7 +81,7 @@ def cpu_capability() -> str:
             raise ConfigError(f"{CPU_CAPABILITY_ENV}: expected one of {', '.join(KNOWN_CPU_CAPABILITIES)}; "
                               f"got {override!r}")
         return name
-    features = _cpu_features()
+    features = cpu_features()
     if features.get("amx_bf16"):
         return "AMX"
     if features.get("avx512_bf16"):
@@ -91,7 +91,7 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def _cpu_features() -> dict:
+def cpu_features() -> dict:
     import torch
 
     get = getattr(torch.cpu, "get_capabilities", None)  # torch >= 2.10; older ones have the private probe
