@@ -1,10 +1,14 @@
-"""Files written whole or not at all: a temp file in the same folder, then a rename."""
+"""Files written whole or not at all: written under a temporary name in the same folder, then renamed."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from .errors import writing
 
 
 def readable_by_all(path: str | os.PathLike) -> None:
@@ -14,16 +18,31 @@ def readable_by_all(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file through a temp file in the same folder + rename: never half-written."""
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", temp_name: str | None = None) -> Iterator[Path]:
+    """A temporary path beside `path` for the block to write; when the block ends without error it becomes
+    `path` (with a plain file's permissions), else it is removed: `path` is never half-written, and a full disk
+    is reported as one (`writing`). `suffix` is the temporary name's ending (some writers choose the format by
+    it); `temp_name` fixes the name instead, for writers that rerun after a kill and should overwrite their own
+    leftover rather than leave one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if temp_name is None:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        os.close(fd)
+        tmp = Path(name)
+    else:
+        tmp = path.parent / temp_name
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with writing(path):
+            yield tmp
         readable_by_all(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file whole or not at all (`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rerankforge.core.cache import cache_root
-from rerankforge.core.errors import writing
+from rerankforge.core.files import atomic_path
 from rerankforge.core.models import resolve_model
 from .fingerprints import folder_fingerprint
 
@@ -156,14 +155,8 @@ class Encoder:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with writing(path), os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.save(f, array)
 
 
 def _progress(total: int, description: str, enabled: bool):

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
 from rerankforge.core.errors import ConfigError
-from rerankforge.core.files import readable_by_all
+from rerankforge.core.files import atomic_path
 from rerankforge.core.outputs import check_output_file
 from .mining import MinedExample
 
@@ -125,24 +124,15 @@ def _by_query(examples: list[MinedExample]) -> list[list[MinedExample]]:
 def write_rows(path: str | os.PathLike, records: Iterator[dict]) -> int:
     """Write rows atomically (temp file + rename) as JSONL or parquet; returns the row count."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
-            os.close(fd)
-            count = _write_parquet(tmp, list(records))
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                count = 0
-                for record in records:
-                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    count += 1
-        readable_by_all(tmp)
-        os.replace(tmp, path)
-        return count
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            return _write_parquet(str(tmp), list(records))
+        count = 0
+        with tmp.open("w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+    return count
 
 
 def _write_parquet(path: str, records: list[dict]) -> int:

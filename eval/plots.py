@@ -4,9 +4,9 @@ vs the top-n handed to an LLM, and the per-query gain histogram."""
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
 from pathlib import Path
+
+from rerankforge.core.files import atomic_path
 
 from .report import Report
 
@@ -116,14 +116,9 @@ def _save(fig, path: Path) -> None:
     """Save through a temp file + rename (never a half-written PNG), then free the figure."""
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout(rect=(0, 0, 1, 0.96) if fig.get_suptitle() else (0, 0, 1, 1))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:  # matplotlib picks the format by the name's ending
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
     finally:
-        Path(tmp).unlink(missing_ok=True)
         plt.close(fig)

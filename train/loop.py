@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from accelerate.logging import get_logger
 
-from rerankforge.core.errors import ConfigError, writing
-from rerankforge.core.files import atomic_write_text
+from rerankforge.core.errors import ConfigError
+from rerankforge.core.files import atomic_path, atomic_write_text
 from rerankforge.core.hardware import resolve_precision, use_cpu_threads
 
 from .checkpoints import (BEST, BEST_WEIGHTS, TrainState, latest_checkpoint, prune_checkpoints, read_checkpoint,
@@ -337,15 +337,9 @@ def _save_best(model, folder: Path) -> None:
     from safetensors.torch import save_file
 
     tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{BEST_WEIGHTS}.tmp"
-    try:
-        with writing(tmp):
-            save_file(tensors, str(tmp))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(folder / BEST_WEIGHTS)
+    # A fixed temporary name: a run resumed after a kill overwrites the killed one's half-written file.
+    with atomic_path(folder / BEST_WEIGHTS, temp_name=f"{BEST_WEIGHTS}.tmp") as tmp:
+        save_file(tensors, str(tmp))
 
 
 def _restore_best(model, folder: Path) -> None:
