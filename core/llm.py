@@ -51,36 +51,53 @@ def load_causal_lm(ref: str, option: str = "generator_model"):
 
 
 class OpenAIChat:
-    """POST {base_url}/chat/completions, the API that vLLM, Ollama, TGI, llama.cpp's server and OpenAI share."""
+    """POST {base_url}/chat/completions, the API that vLLM, Ollama, TGI, llama.cpp's server and OpenAI share:
+    serve's generator, generate-queries' writer and score-teacher's judge all call it. `role` names it in
+    errors, which are `error` (an OperationError) and never hold the key, should the upstream echo it."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, max_new_tokens: int = 256,
-                 temperature: float = 0.0, timeout: float = 60.0):
+                 temperature: float = 0.0, timeout: float = 60.0, role: str = "generator",
+                 error: type[OperationError] = GeneratorError):
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"base_url: expected an http(s) URL of an OpenAI-compatible API, got {base_url!r}")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key = model, api_key
         self.max_new_tokens, self.temperature, self.timeout = max_new_tokens, temperature, timeout
+        self.role, self.error = role, error
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.name = f"openai:{model}"
 
     def generate(self, messages: list[dict[str, str]]) -> str:
+        """The answer's text."""
+        choice = self.choice(messages, max_tokens=self.max_new_tokens, temperature=self.temperature)
+        try:
+            return choice["message"]["content"]
+        except (KeyError, TypeError):
+            raise self._failed(f"expected an OpenAI chat completion, got the choice {str(choice)[:300]}") from None
+
+    def choice(self, messages: list[dict[str, str]], client=None, **options) -> dict:
+        """The completion's first choice; `options` go into the request body (max_tokens, logprobs, ...), and
+        `client` is an httpx.Client to reuse (with this object's `headers`) for many requests."""
         import httpx
 
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body = {"model": self.model, "messages": messages, "max_tokens": self.max_new_tokens,
-                "temperature": self.temperature}
+        body = {"model": self.model, "messages": messages, **options}
         try:
-            response = httpx.post(self.url, json=body, headers=headers, timeout=self.timeout)
+            if client is None:
+                response = httpx.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
+            else:
+                response = client.post(self.url, json=body)
         except httpx.HTTPError as error:
             raise self._failed(f"request failed ({type(error).__name__}: {error})") from None
         if response.status_code != 200:
-            raise self._failed(f"HTTP {response.status_code}: {response.text[:300]}")
+            raise self._failed(f"answered HTTP {response.status_code}: {response.text[:300]}")
         try:
-            return response.json()["choices"][0]["message"]["content"]
+            return response.json()["choices"][0]
         except (ValueError, KeyError, IndexError, TypeError):
             raise self._failed(f"expected an OpenAI chat completion, got {response.text[:300]}") from None
 
-    def _failed(self, what: str) -> GeneratorError:
-        """The error for the server log (clients never see it), without our key should the upstream echo it."""
-        message = f"generator {self.url}: {what}"
-        return GeneratorError(message.replace(self.api_key, "***") if self.api_key else message)
+    def _failed(self, what: str) -> OperationError:
+        message = f"{self.role} {self.url}: {what}"
+        return self.error(message.replace(self.api_key, "***") if self.api_key else message)
 
 
 class LocalCausalLM:

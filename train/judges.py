@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rerankforge.core.errors import ConfigError, OperationError
+from rerankforge.core.llm import OpenAIChat
 
 YES, NO = ("yes", "Yes", "YES"), ("no", "No", "NO")
 
@@ -99,43 +100,29 @@ class CausalLMJudge:
 
 
 class OpenAIJudge:
+    """An OpenAI-compatible endpoint as the judge: log P(yes) - log P(no) of a one-token answer, from its logprobs."""
+
     def __init__(self, base_url: str, model: str, prompt: JudgePrompt, api_key_env: str | None = None,
                  timeout: float = 120.0, concurrency: int = 4, max_chars: int = 4000):
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url: expected an http(s) URL of an OpenAI-compatible API, got {base_url!r}")
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.prompt, self.timeout, self.concurrency = model, prompt, timeout, concurrency
-        self.max_chars = max_chars
         key = os.environ.get(api_key_env) if api_key_env else None
         if api_key_env and not key:
             raise ConfigError(f"api_key_env: the environment variable {api_key_env} is unset or empty")
-        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.chat = OpenAIChat(base_url, model, key, timeout=timeout, role="teacher:", error=JudgeError)
+        self.prompt, self.concurrency, self.max_chars = prompt, concurrency, max_chars
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         from concurrent.futures import ThreadPoolExecutor
 
         import httpx
 
-        with httpx.Client(timeout=self.timeout, headers=self.headers) as client:
+        with httpx.Client(timeout=self.chat.timeout, headers=self.chat.headers) as client:
             with ThreadPoolExecutor(self.concurrency) as pool:
                 return list(pool.map(lambda pair: self._one(client, *pair), pairs))
 
     def _one(self, client, query: str, passage: str) -> float:
-        import httpx
-
-        body = {"model": self.model, "messages": self.prompt.messages(query, passage[:self.max_chars]),
-                "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": 20}
-        try:
-            response = client.post(self.url, json=body)
-        except httpx.HTTPError as error:
-            raise JudgeError(f"teacher: {self.url} failed: {error}") from None
-        if response.status_code != 200:
-            raise JudgeError(f"teacher: {self.url} answered HTTP {response.status_code}: {response.text[:300]}")
-        try:
-            choice = response.json()["choices"][0]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise JudgeError(f"teacher: {self.url} answered without choices: {response.text[:300]}") from None
-        return yes_no_score(choice, self.url)
+        choice = self.chat.choice(self.prompt.messages(query, passage[:self.max_chars]), client=client, max_tokens=1,
+                                  temperature=0, logprobs=True, top_logprobs=20)
+        return yes_no_score(choice, self.chat.url)
 
 
 def yes_no_score(choice: dict, where: str) -> float:
