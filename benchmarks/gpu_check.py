@@ -115,10 +115,18 @@ def main() -> None:
                  pack_setup(Path(args.from_pack), work, args) if args.from_pack else full_setup(work, args))
         setup.precisions = tuple(args.precisions.split(","))
         started = time.perf_counter()
+
+        def stage(name: str) -> None:
+            print(f"== {name} ({time.perf_counter() - started:.0f} s in)", flush=True)
+
+        stage("training")
         rows, model = training(setup, work)
         workload = scoring_workload(setup)
+        stage("scoring")
         rows += scoring(setup, model, workload)
+        stage("serving")
         rows += serving_figures(setup, model, workload)
+        stage("encoding")
         rows += encoding(setup)
         result = {"machine": machine(setup.device), "dry_run": args.dry_run, "seconds": time.perf_counter() - started,
                   "rows": rows}

@@ -54,7 +54,7 @@ def main() -> None:
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.config import load_config
     from rerankforge.train.groups import read_mined, split_dev
-    from rerankforge.train.search import train_choosing_on_dev
+    from rerankforge.train.dev_choices import train_choosing_on_dev
     from rerankforge.train.warm_start import WarmStartArgs, warm_start
 
     model = args.model or DEFAULT_BI_ENCODER

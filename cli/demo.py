@@ -77,7 +77,7 @@ def run_demo(args: DemoArgs) -> int:
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.config import load_config
     from rerankforge.train.export_check import ExportArgs, run_export
-    from rerankforge.train.search import train_choosing_on_dev
+    from rerankforge.train.dev_choices import train_choosing_on_dev
     from rerankforge.train.warm_start import WarmStartArgs, warm_start
 
     started = time.perf_counter()

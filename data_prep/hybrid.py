@@ -8,16 +8,13 @@ and a weighted sum of per-query normalized scores. The pure functions are shared
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import numpy as np
 
 from rerankforge.core.errors import ConfigError, DataError, preview
-from rerankforge.core.rankings import Hit, Run
-from .retrieval import Retriever
+from rerankforge.core.rankings import Hit, Retriever, Run
+from rerankforge.core.scores import NORMALIZATIONS, Normalizer
 
 FUSION_METHODS = ("rrf", "score")
-NORMALIZATIONS = ("minmax", "zscore")
 
 
 def _check_weights(weights: Sequence[float] | None, n_runs: int) -> list[float]:
@@ -67,44 +64,6 @@ def reciprocal_rank_fusion(runs: list[Run], k: int = 60, weights: Sequence[float
     return {
         qid: _ranked(_rrf_scores([run.get(qid, []) for run in runs], k, weights)) for qid in _query_ids(runs)
     }
-
-
-@dataclass(frozen=True)
-class Normalizer:
-    """One query's normalization of one component's list.
-
-    Built from that list alone, so `apply` maps a raw score to the same scale whether the doc came
-    from the list or from `score_pairs`. `floor` is what a doc missing from the list gets: the lowest
-    normalized value in the list (0.0 for min-max), so absence never beats being ranked last."""
-
-    method: str
-    center: float
-    scale: float
-    floor: float
-    empty: bool = False
-
-    @classmethod
-    def fit(cls, scores: Sequence[float], method: str) -> Normalizer:
-        if not scores:  # the component found nothing (e.g. a stopword-only query for BM25): no say
-            return cls(method, 0.0, 0.0, 0.0, empty=True)
-        values = np.asarray(scores, dtype=np.float64)
-        if method == "minmax":
-            low, spread = float(values.min()), float(values.max() - values.min())
-            return cls(method, low, spread, 0.0)
-        mean, std = float(values.mean()), float(values.std())
-        return cls(method, mean, std, (float(values.min()) - mean) / std if std > 0 else 0.0)
-
-    def apply(self, score: float) -> float:
-        """Normalized score, never below `floor` (a pair outside the list ranks with the missing docs)."""
-        if self.empty:
-            return self.floor
-        if self.scale > 0:
-            value = (score - self.center) / self.scale
-        elif self.method == "minmax":  # all list scores equal: the list is the top, outsiders the floor
-            value = 1.0 if score >= self.center else 0.0
-        else:
-            value = 0.0
-        return max(value, self.floor)
 
 
 def _score_fusion_scores(

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from rerankforge.core.errors import ConfigError
+from rerankforge.core.rankings import Retriever
 from .collection import Collection
-from .retrieval import Retriever
 
 RECALL_DEPTHS = (10, 50, 100)
 

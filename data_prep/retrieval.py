@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from rerankforge.core.errors import ConfigError
 from rerankforge.core.models import DEFAULT_BI_ENCODER
-from rerankforge.core.rankings import Run
+from rerankforge.core.rankings import Retriever
 from .collection import Document
 
 logger = logging.getLogger(__name__)
-
-
-class Retriever(Protocol):
-    """A first stage built over one corpus.
-
-    `search` returns each query's top-k (best first). `score_pairs` gives the first-stage score of
-    given (query, doc) pairs on the same scale as `search` -- mining needs the positive's score for
-    false-negative filtering even when the positive was not retrieved."""
-
-    name: str
-
-    def search(self, queries: dict[str, str], k: int) -> Run: ...
-
-    def score_pairs(
-        self, queries: dict[str, str], doc_ids: dict[str, list[str]]
-    ) -> dict[str, dict[str, float]]: ...
 
 
 @dataclass

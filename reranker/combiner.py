@@ -13,11 +13,11 @@ One signal of weight 1 ranks by that signal's raw values (the reranker alone is 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rerankforge.core.errors import DataError
+from rerankforge.core.scores import standardise
 
 SIGNALS = ("reranker", "dense", "bm25", "first_stage")
 RETRIEVER_SIGNALS = ("dense", "bm25")
@@ -85,20 +85,6 @@ class Combiner:
                 for i, value in enumerate(standardise([signals[name].get(d) for d in candidates])):
                     combined[i] += weight * value
         return sorted(zip(candidates, combined), key=lambda hit: -hit[1])
-
-
-def standardise(values: Sequence[float | None]) -> list[float]:
-    """z-scores over the values present; a missing value (None) gets the lowest z-score. A constant (or
-    single) list standardises to zeros: the signal cannot tell these candidates apart."""
-    present = [v for v in values if v is not None]
-    if len(present) < 2:
-        return [0.0] * len(values)
-    mu, sd = statistics.fmean(present), statistics.pstdev(present)
-    if sd == 0:
-        return [0.0] * len(values)
-    z = [None if v is None else (v - mu) / sd for v in values]
-    floor = min(x for x in z if x is not None)
-    return [floor if x is None else x for x in z]
 
 
 def check_weights(weights: object, where: str) -> None:

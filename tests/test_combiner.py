@@ -6,7 +6,8 @@ import re
 import pytest
 
 from rerankforge.core.errors import DataError
-from rerankforge.reranker.combiner import Combiner, standardise
+from rerankforge.core.scores import standardise
+from rerankforge.reranker.combiner import Combiner
 from rerankforge.reranker.folder import RerankerSettings, read_settings, write_settings
 from rerankforge.train.combining import fit_combination
 
@@ -119,3 +120,12 @@ def test_the_first_stage_as_it_ranks_is_kept_unless_dev_shows_a_weighting_of_its
     fit = fit_combination(candidates, signals, qrels, "toy dev split", first_stage="hybrid")
     assert fit.leans_on_first_stage and "dense" in fit.combiner.signals and "first_stage" not in fit.combiner.signals
     assert fit.evidence["p_value_first_stage_weighting"] < 0.05
+
+
+def test_equal_scores_standardise_to_zeros_however_they_round():
+    """numpy's std of [0.1] * 3 is 1.4e-17, not 0: equal scores must not spread to z = -1 (served ranking and
+    the hybrid first stage's z-score fusion share this normaliser)."""
+    from rerankforge.core.scores import Normalizer
+
+    assert standardise([0.1, 0.1, 0.1, None]) == [0.0, 0.0, 0.0, 0.0]
+    assert Normalizer.fit([0.1] * 7, "zscore").apply(0.1) == 0.0

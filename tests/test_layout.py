@@ -72,6 +72,77 @@ def test_each_stage_imports_only_the_stages_below_it():
     assert not problems, "imports against the layout (README, Layout):\n" + "\n".join(problems)
 
 
+def module_imports(repo: Path) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (lazy ones too), read with `ast` like `imported_folders`."""
+    paths = {}
+    for folder in ALLOWED:
+        for path in (repo / folder).rglob("*.py"):
+            parts = [_package(folder), *path.relative_to(repo / folder).with_suffix("").parts]
+            paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            found = []
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([node.module] if node.module else []))
+                found = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            for module in found:
+                while module and module not in paths:
+                    module = module.rpartition(".")[0]
+                if module and module not in (name, "rerankforge"):  # the root package's names load lazily
+                    targets.add(module)
+        graph[name] = targets
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The circles of `graph`: each set of modules that reach one another (strongly connected), sorted."""
+    order, reach, stack, cycles = {}, {}, [], []
+
+    def visit(module: str) -> None:
+        order[module] = reach[module] = len(order)
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if target not in order:
+                visit(target)
+                reach[module] = min(reach[module], reach[target])
+            elif target in stack:
+                reach[module] = min(reach[module], order[target])
+        if reach[module] == order[module]:
+            members = stack[stack.index(module):]
+            del stack[stack.index(module):]
+            if len(members) > 1:
+                cycles.append(sorted(members))
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return sorted(cycles)
+
+
+def test_no_module_imports_itself_round_a_circle():
+    """Lazy imports count: a circle broken only by a function-level import still ties the modules together."""
+    cycles = import_cycles(module_imports(REPO))
+    assert not cycles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_circle_finder_finds_a_lazy_circle(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "a.py").write_text("from .b import x\n")
+    (tmp_path / "train" / "b.py").write_text("def f():\n    from rerankforge.train.c import y\n")
+    (tmp_path / "train" / "c.py").write_text("import rerankforge.train.a\n")
+    (tmp_path / "train" / "d.py").write_text("from . import a\n")
+    assert import_cycles(module_imports(tmp_path)) == [
+        ["rerankforge.train.a", "rerankforge.train.b", "rerankforge.train.c"]]
+
+
 def test_only_entry_points_import_the_cli():
     """The umbrella CLI sits on top: no stage imports it; the `rerankforge` script and `python -m rerankforge`
     (api/__main__.py) run it."""

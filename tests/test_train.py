@@ -688,7 +688,7 @@ def test_wandb_settings_come_from_config_then_environment_then_defaults(tmp_path
 # ---------------------------------------------------------------- choices made on dev (small data)
 
 def test_small_data_plans_the_learning_rate_and_the_updates_on_dev(mined_slice):
-    from rerankforge.train.search import plan_dev_choices
+    from rerankforge.train.dev_choices import plan_dev_choices
 
     base = ["--train_file", str(mined_slice), "--dev_queries", "8", "--learning_rate", "1e-4", "--max_steps", "30",
             "--eval_steps", "0"]
@@ -840,7 +840,7 @@ def test_a_fixed_dev_split_holds_out_exactly_those_queries(tmp_path, mined_slice
 
 def test_small_data_under_a_time_budget_is_evaluated_by_the_clock(tmp_path, mined_slice, scifact_slice,
                                                                   tiny_bi_encoder, tiny_bert):
-    from rerankforge.train.search import plan_dev_choices
+    from rerankforge.train.dev_choices import plan_dev_choices
 
     args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, tmp_path / "small",
                       "--small_data_queries", "300", "--max_minutes", "2", "--num_epochs", "50")

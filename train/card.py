@@ -18,7 +18,6 @@ from rerankforge.reranker.folder import (ADAPTER_CONFIG, ADAPTER_DIR, SETTINGS, 
                                          write_sentence_transformers_config)
 
 from .config import DISTILLATION_LOSSES, TrainConfig
-from .search import describe as describe_dev_choices
 from .provenance import (KNOWN_DATASETS, base_model_license, card_license, data_license, dataset_hub_ids,
                          dataset_key)
 
@@ -352,3 +351,26 @@ def _read_json(path: Path) -> dict:
 
 def _num(value) -> str:
     return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def describe_dev_choices(record: dict) -> list[str]:
+    """Sentences for the model card: what was chosen on dev and on what evidence."""
+    lines = []
+    if record.get("small_data"):
+        updates = record["updates"]
+        lines.append(f"Small data ({record['train_queries']} training queries): the number of updates was chosen on "
+                     f"dev, evaluating every {updates['eval_steps']} of at most {updates['max_steps']} updates with "
+                     f"early stopping after {updates['early_stopping_patience']} evaluations without gain"
+                     f"{' and the best evaluation kept' if updates['keep_best'] else ''}.")
+    if "learning_rate" in record:
+        search = record["learning_rate"]
+        figures = ", ".join(f"{lr}: {v:.4f}" for lr, v in search["dev_nDCG@10"].items())
+        lines.append(f"Learning rate {search['learning_rate']:g}, chosen on dev among "
+                     f"{rates_text(search['candidates'])} by trials of {search['trial_steps']} updates each "
+                     f"(dev nDCG@10 {figures}).")
+    return lines
+
+
+def rates_text(rates: list[float]) -> str:
+    """Learning rates as the card and the logs write them: 1e-05, 2e-05."""
+    return ", ".join(f"{lr:g}" for lr in rates)

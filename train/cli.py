@@ -21,7 +21,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         from .config import load_config
-        from .search import train_choosing_on_dev
+        from .dev_choices import train_choosing_on_dev
 
         config = load_config(argv)
         metrics = train_choosing_on_dev(config)
@@ -91,7 +91,7 @@ def train_with(config: str | None = None, **options) -> dict:
     from rerankforge.configs import recipe
 
     from .config import load_config
-    from .search import train_choosing_on_dev
+    from .dev_choices import train_choosing_on_dev
 
     argv = ["--config", config if Path(config).exists() else str(recipe(config))] if config is not None else []
     for key, value in options.items():

@@ -17,7 +17,8 @@ import numpy as np
 
 from rerankforge.eval.metrics import per_query
 from rerankforge.eval.significance import compare
-from rerankforge.reranker.combiner import Combiner, standardise
+from rerankforge.core.scores import standardise
+from rerankforge.reranker.combiner import Combiner
 
 GRID_STEPS = 20
 ALPHA = 0.05

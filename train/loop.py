@@ -37,7 +37,7 @@ logger = get_logger(__name__)  # logs from the main process only; the command li
 
 def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     """Train, save the reranker into `config.output_dir`, and return the final metrics (`rerankforge train` runs
-    it through train/search.py, which may choose the learning rate on dev first: `chosen_on_dev` says what and
+    it through train/dev_choices.py, which may choose the learning rate on dev first: `chosen_on_dev` says what and
     why, for metrics.json and the card)."""
     from accelerate import Accelerator, PartialState
     from accelerate.state import AcceleratorState

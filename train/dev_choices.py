@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rerankforge.core.files import atomic_write_text
 
+from .card import rates_text
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def plan_dev_choices(config: TrainConfig) -> tuple[TrainConfig, DevChoices]:
         plan.search_steps = config.search_steps or max(1, steps // 3)
         trial = (f"{config.max_minutes / 3:g} minutes (at most {plan.search_steps} updates)" if config.max_minutes
                  else f"{plan.search_steps} updates")
-        plan.notes.append(f"learning rate: chosen on dev among {_rates(plan.learning_rates)} by trials of {trial} "
+        plan.notes.append(f"learning rate: chosen on dev among {rates_text(plan.learning_rates)} by trials of {trial} "
                           f"each, before the run")
     if plan.small_data:
         every = max(1, steps // SMALL_DATA_EVALUATIONS)
@@ -150,7 +151,7 @@ def _search_learning_rate(config: TrainConfig, plan: DevChoices) -> tuple[TrainC
             _log(f"learning rate {lr:g}: dev nDCG@10 {results[lr]:.4f} after {plan.search_steps} updates")
     best = min(results, key=lambda lr: (-results[lr], lr)) if results else None
     best = _from_main_process(best)
-    _log(f"learning rate chosen on dev: {best:g} (candidates {_rates(plan.learning_rates)})")
+    _log(f"learning rate chosen on dev: {best:g} (candidates {rates_text(plan.learning_rates)})")
     chosen = {"learning_rate": best, "dev_nDCG@10": {f"{lr:g}": round(v, 4) for lr, v in results.items()}}
     return _at_rate(config, best), chosen
 
@@ -189,25 +190,3 @@ def _record(plan: DevChoices, chosen: dict | None, config: TrainConfig) -> dict:
         record["updates"] = {"eval_steps": config.eval_steps, "keep_best": config.keep_best,
                              "early_stopping_patience": config.early_stopping_patience, "max_steps": plan.run_steps}
     return record
-
-
-def describe(record: dict) -> list[str]:
-    """Sentences for the model card: what was chosen on dev and on what evidence."""
-    lines = []
-    if record.get("small_data"):
-        updates = record["updates"]
-        lines.append(f"Small data ({record['train_queries']} training queries): the number of updates was chosen on "
-                     f"dev, evaluating every {updates['eval_steps']} of at most {updates['max_steps']} updates with "
-                     f"early stopping after {updates['early_stopping_patience']} evaluations without gain"
-                     f"{' and the best evaluation kept' if updates['keep_best'] else ''}.")
-    if "learning_rate" in record:
-        search = record["learning_rate"]
-        figures = ", ".join(f"{lr}: {v:.4f}" for lr, v in search["dev_nDCG@10"].items())
-        lines.append(f"Learning rate {search['learning_rate']:g}, chosen on dev among "
-                     f"{_rates(search['candidates'])} by trials of {search['trial_steps']} updates each "
-                     f"(dev nDCG@10 {figures}).")
-    return lines
-
-
-def _rates(rates: list[float]) -> str:
-    return ", ".join(f"{lr:g}" for lr in rates)
