@@ -359,7 +359,7 @@ def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, 
     the checkpoint carries the kept-best weights that go with its best dev score."""
     from safetensors.torch import load_file, save_file
 
-    from rerankforge.train import loop
+    from rerankforge.train import checkpoints, loop
     from rerankforge.train.config import load_config
     from rerankforge.train.dev_eval import DevSet
 
@@ -381,8 +381,8 @@ def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, 
     with pytest.raises(KeyboardInterrupt):
         loop.train(load_config(args(tmp_path / "killed")))
     killed = tmp_path / "killed"
-    kept = killed / loop.BEST / loop.BEST_WEIGHTS
-    in_checkpoint = killed / "checkpoints" / "step-6" / loop.BEST_WEIGHTS
+    kept = killed / checkpoints.BEST / checkpoints.BEST_WEIGHTS
+    in_checkpoint = killed / "checkpoints" / "step-6" / checkpoints.BEST_WEIGHTS
     assert in_checkpoint.read_bytes() == kept.read_bytes()
     # As if a later evaluation had kept other weights before the process died.
     save_file({name: torch.zeros_like(t) for name, t in load_file(kept).items()}, str(kept))

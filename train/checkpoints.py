@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from rerankforge.core.errors import DataError, disk_full, disk_full_error
-from rerankforge.core.files import atomic_write_text
+from rerankforge.core.files import atomic_path, atomic_write_text
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "train_state.json"
@@ -202,3 +202,25 @@ def resume(accelerator, checkpoint: Path, output_dir: Path) -> None:
         if saved.is_file():
             best.mkdir(parents=True)
             shutil.copyfile(saved, best / BEST_WEIGHTS)
+
+
+def save_best(model, folder: Path) -> None:
+    """The trainable weights at the best dev score (for LoRA: adapters + head), written atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    # A fixed temporary name: a run resumed after a kill overwrites the killed one's half-written file.
+    with atomic_path(folder / BEST_WEIGHTS, temp_name=f"{BEST_WEIGHTS}.tmp") as tmp:
+        save_file(tensors, str(tmp))
+
+
+def restore_best(model, folder: Path) -> None:
+    """Put the weights `save_best` kept back into `model`."""
+    import torch
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / BEST_WEIGHTS))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value)

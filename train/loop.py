@@ -3,28 +3,27 @@
 Reads top to bottom: check the config, load data (distilling: with the teacher's scores) and model,
 prepare, resume if a checkpoint exists, then step -- forward over each group, loss, backward, clip,
 update -- with periodic logging, dev evaluation (keep-best, early stopping) and atomic checkpoints;
-finally save the reranker, its config, metrics and model card."""
+finally (finish.py) save the reranker, its config, metrics and model card."""
 
 from __future__ import annotations
 
 import gc
-import json
 import math
 import os
-import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate.logging import get_logger
 
 from rerankforge.core.errors import ConfigError
-from rerankforge.core.files import atomic_path, atomic_write_text
 from rerankforge.core.hardware import resolve_precision, use_cpu_threads
 
-from .checkpoints import (BEST, BEST_WEIGHTS, TrainState, latest_checkpoint, prune_checkpoints, read_checkpoint,
-                          resume, save_checkpoint)
+from .checkpoints import (BEST, TrainState, latest_checkpoint, prune_checkpoints, read_checkpoint, resume,
+                          save_best, save_checkpoint)
 from .config import TrainConfig, check_model_fields, to_dict
+from .finish import finish_run
 from .groups import (Collator, LengthGroupedBatches, TokenizedGroups, build_groups, check_enough_queries, read_mined,
                      split_dev)
 from .losses import compute_loss
@@ -39,13 +38,119 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     """Train, save the reranker into `config.output_dir`, and return the final metrics (`rerankforge train` runs
     it through train/dev_choices.py, which may choose the learning rate on dev first: `chosen_on_dev` says what and
     why, for metrics.json and the card)."""
-    from accelerate import Accelerator, PartialState
-    from accelerate.state import AcceleratorState
+    run = prepare(config)  # 1-3: the input checked, the model, data, optimizer and schedule, resumed if possible
+    accelerator, main, state, dev, reranker = run.accelerator, run.main, run.state, run.dev, run.reranker
+    model, optimizer, scheduler, loader, sampler = run.model, run.optimizer, run.scheduler, run.loader, run.sampler
+    schedule, budget, total_steps, output_dir = run.schedule, run.budget, run.total_steps, run.output_dir
+
+    # 4. The loop.
+    progress = _progress(total_steps, state.step, disable=not main)
+    window = {"pairs": 0, "tokens": 0, "started": time.perf_counter()}  # the loss window is the state's
+    model.train()
+    stop = state.step >= min(total_steps, schedule.updates) or (budget is not None and budget.exhausted(state.seconds))
+    dev_scores = None  # of the latest dev evaluation
+    clock = time.perf_counter()  # the updates' time, for the budget: state.seconds grows by it
+    period = 60.0 * config.eval_minutes if config.eval_minutes else None  # dev evaluations by the clock
+    next_eval = period * (math.floor(state.seconds / period) + 1) if period else math.inf
+    # the step of the latest dev evaluation: a run resumed from a checkpoint saved after it has it in its history
+    # (evaluating again would add the same row twice)
+    evaluated = max((h["step"] for h in state.history if "dev/nDCG@10" in h), default=-1)
+    while not stop:
+        sampler.epoch = state.epoch
+        batches = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
+        for batch in batches:
+            loss = _update(accelerator, model, optimizer, scheduler, batch, config)
+            _count(state, window, loss, batch)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            progress.update(1)
+            state.seconds += time.perf_counter() - clock
+            if budget is not None:  # re-plan at the speed so far (the schedule's plan is saved with the scheduler)
+                state.seconds = _agreed(accelerator, state.seconds)
+                schedule.plan(budget.planned_updates(state.step, state.seconds))
+                progress.total = schedule.updates
+
+            if state.step % config.log_steps == 0 or state.step == total_steps:
+                _log_window(accelerator, window, state, scheduler, progress)
+            paused = time.perf_counter()  # evaluation and checkpoints don't count against throughput
+            if (config.eval_steps and state.step % config.eval_steps == 0) or state.seconds >= next_eval:
+                stop_now, dev_scores = _evaluate(accelerator, dev, reranker, state, config, output_dir)
+                stop, evaluated = stop_now or stop, state.step
+                if period:
+                    next_eval = period * (math.floor(state.seconds / period) + 1)
+            if config.save_steps and state.step % config.save_steps == 0:
+                save_checkpoint(accelerator, output_dir, state)
+            window["started"] += time.perf_counter() - paused
+            clock = time.perf_counter()
+            if state.step >= schedule.updates or stop or (budget is not None and budget.exhausted(state.seconds)):
+                if budget is not None and config.save_steps and state.step % config.save_steps:
+                    save_checkpoint(accelerator, output_dir, state)  # a rerun with more minutes goes on from here
+                stop = True
+                break
+        else:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+    progress.close()
+
+    # 5. Final evaluation, then the output folder (finish.py): best (or last) weights, what is fitted on dev, card.
+    if evaluated != state.step:
+        _, dev_scores = _evaluate(accelerator, dev, reranker, state, config, output_dir)
+    accelerator.wait_for_everyone()
+    metrics = {}
+    if main:
+        metrics = {**_final_metrics(state, config, run.updates_per_epoch),
+                   "stopped_by": _stopped_by(state, config, budget, schedule, total_steps),
+                   "precision": run.precision.name,  # what `mixed_precision` resolved to on this machine
+                   **({"chosen_on_dev": chosen_on_dev} if chosen_on_dev else {})}
+        finish_run(config, state, accelerator.unwrap_model(model), run.tokenizer, dev, reranker, dev_scores, metrics)
+    # Drop the prepared (DDP) model before end_training destroys the process group. Were its gradient reducer the
+    # group's last holder, freeing it (under the GIL: PyTorch's Reducer binding) would join gloo's worker threads,
+    # one of which may still be releasing the last collective's tensors and so waiting for the GIL: a process
+    # that never exits (seen in ~1 of 10 two-process CPU runs, always on the rank with nothing left to do).
+    model = optimizer = scheduler = loader = batches = reranker = None  # noqa: F841
+    run.release()
+    accelerator.free_memory()
+    gc.collect()  # the wrapper sits in reference cycles; collect it now, while the group is still registered
+    accelerator.end_training()
+    return metrics
+
+
+@dataclass
+class PreparedRun:
+    """What the loop works with, as `prepare` leaves it: accelerate-prepared model, optimizer, scheduler and
+    loader; the training state (resumed or new); the dev split (main process only) and the schedule."""
+
+    accelerator: object
+    main: bool
+    state: TrainState
+    dev: object
+    reranker: object  # scores the dev split with the model being trained
+    model: object
+    tokenizer: object
+    optimizer: object
+    scheduler: object
+    loader: object
+    sampler: LengthGroupedBatches
+    schedule: Schedule
+    budget: TimeBudget | None
+    total_steps: int
+    updates_per_epoch: int
+    output_dir: Path
+    precision: object
+
+    def release(self) -> None:
+        """Drop the prepared (DDP) objects (see `train`'s end)."""
+        self.model = self.optimizer = self.scheduler = self.loader = self.reranker = None
+
+
+def prepare(config: TrainConfig) -> PreparedRun:
+    """Steps 1-3 of a run: the input checked before a model loads, then model, data, optimizer and schedule on
+    accelerate, resumed from the last complete checkpoint if there is one."""
     from accelerate.utils import set_seed
     from torch.optim.lr_scheduler import LambdaLR
     from torch.utils.data import DataLoader
 
-    from rerankforge.reranker.folder import RerankerSettings, save_reranker
     from rerankforge.reranker.packing import PairEncoder
     from rerankforge.reranker.scoring import Reranker
 
@@ -58,19 +163,8 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     checkpoint = latest_checkpoint(output_dir)
     state = read_checkpoint(checkpoint) if checkpoint is not None else TrainState()
 
-    AcceleratorState._reset_state()  # an earlier run in this process (a notebook, a benchmark) may differ in precision
-    cpu = _cpu_ranks()
-    device = PartialState(cpu=cpu).device
-    if config.mixed_precision == "fp16" and device.type == "cpu":  # accelerate would train in fp32, silently
-        raise ConfigError("mixed_precision: fp16 trains on GPUs only (accelerate has no fp16 autocast on the CPU); "
-                          "expected auto, no or bf16 here")
-    precision = resolve_precision(config.mixed_precision, device)
-    accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=config.gradient_accumulation_steps,
-                              mixed_precision=precision.accelerate,
-                              log_with="wandb" if config.report_to == "wandb" else None, project_dir=str(output_dir))
+    accelerator, precision = _accelerator(config)
     main = accelerator.is_main_process
-    logger.info(f"precision: {precision}")
-    _use_the_cpu_cores(accelerator)
     set_seed(config.seed)
     dev = DevSet.build(config, dev_ids, show_progress=main) if dev_ids and main else None
     if teacher_folder is not None:  # the main process scores (or finds the cache), then the others read the cache
@@ -110,12 +204,7 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
 
     # 3. Resume from the last complete checkpoint, if any (its training state was read in step 1).
     if checkpoint is not None:
-        resume(accelerator, checkpoint, output_dir)
-        if main:  # a run killed while it removed older checkpoints left some of one behind
-            prune_checkpoints(checkpoint)
-        logger.info(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
-        if budget is not None:  # the budget may have changed since: plan the rest at the speed so far
-            schedule.plan(budget.planned_updates(state.step, state.seconds))
+        _resume(accelerator, checkpoint, output_dir, state, total_steps, schedule, budget)
     if config.report_to == "wandb":
         _init_wandb(accelerator, config)
     reranker = Reranker(accelerator.unwrap_model(model), tokenizer, config.max_length, config.eval_batch_size,
@@ -125,124 +214,39 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
         state.history.append({"step": 0, **{f"dev/first_stage_{k}": v for k, v in baseline.items()}})
         logger.info(f"dev ({len(dev.queries)} queries) first stage: {_fmt(baseline)}")
 
-    # 4. The loop.
-    progress = _progress(total_steps, state.step, disable=not main)
-    window = {"pairs": 0, "tokens": 0, "started": time.perf_counter()}  # the loss window is the state's
-    model.train()
-    stop = state.step >= min(total_steps, schedule.updates) or (budget is not None and budget.exhausted(state.seconds))
-    dev_scores = None  # of the latest dev evaluation
-    clock = time.perf_counter()  # the updates' time, for the budget: state.seconds grows by it
-    period = 60.0 * config.eval_minutes if config.eval_minutes else None  # dev evaluations by the clock
-    next_eval = period * (math.floor(state.seconds / period) + 1) if period else math.inf
-    # the step of the latest dev evaluation: a run resumed from a checkpoint saved after it has it in its history
-    # (evaluating again would add the same row twice)
-    evaluated = max((h["step"] for h in state.history if "dev/nDCG@10" in h), default=-1)
-    while not stop:
-        sampler.epoch = state.epoch
-        batches = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
-        for batch in batches:
-            with accelerator.accumulate(model):
-                logits = model(**batch["inputs"]).logits.view(-1, batch["group_size"])
-                loss = compute_loss(config, logits, batch["mask"], batch.get("teacher"))
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            state.batch_in_epoch += 1
-            state.window_loss += loss.item()
-            state.window_batches += 1
-            window["pairs"] += batch["inputs"]["input_ids"].shape[0]
-            window["tokens"] += int(batch["inputs"]["attention_mask"].sum())
-            if not accelerator.sync_gradients:
-                continue
-            state.step += 1
-            progress.update(1)
-            state.seconds += time.perf_counter() - clock
-            if budget is not None:  # re-plan at the speed so far (the schedule's plan is saved with the scheduler)
-                state.seconds = _agreed(accelerator, state.seconds)
-                schedule.plan(budget.planned_updates(state.step, state.seconds))
-                progress.total = schedule.updates
+    return PreparedRun(accelerator, main, state, dev, reranker, model, tokenizer, optimizer, scheduler, loader,
+                       sampler, schedule, budget, total_steps, updates_per_epoch, output_dir, precision)
 
-            if state.step % config.log_steps == 0 or state.step == total_steps:
-                logs = _window_logs(window, state, scheduler, accelerator.num_processes)
-                progress.set_postfix(loss=f"{logs['train/loss']:.4f}", lr=f"{logs['train/lr']:.2e}",
-                                     pairs_s=f"{logs['train/pairs_per_s']:.1f}")
-                accelerator.log(logs, step=state.step)
-                state.history.append({"step": state.step, **logs})
-            paused = time.perf_counter()  # evaluation and checkpoints don't count against throughput
-            if (config.eval_steps and state.step % config.eval_steps == 0) or state.seconds >= next_eval:
-                stop_now, dev_scores = _evaluate(accelerator, dev, reranker, state, config, output_dir)
-                stop, evaluated = stop_now or stop, state.step
-                if period:
-                    next_eval = period * (math.floor(state.seconds / period) + 1)
-            if config.save_steps and state.step % config.save_steps == 0:
-                save_checkpoint(accelerator, output_dir, state)
-            window["started"] += time.perf_counter() - paused
-            clock = time.perf_counter()
-            if state.step >= schedule.updates or stop or (budget is not None and budget.exhausted(state.seconds)):
-                if budget is not None and config.save_steps and state.step % config.save_steps:
-                    save_checkpoint(accelerator, output_dir, state)  # a rerun with more minutes goes on from here
-                stop = True
-                break
-        else:
-            state.epoch += 1
-            state.batch_in_epoch = 0
-    progress.close()
 
-    # 5. Final evaluation, then the output folder: best (or last) weights, config, metrics, card.
-    if evaluated != state.step:
-        _, dev_scores = _evaluate(accelerator, dev, reranker, state, config, output_dir)
-    accelerator.wait_for_everyone()
-    metrics = {}
-    if main:
-        unwrapped = accelerator.unwrap_model(model)
-        best = output_dir / BEST
-        if config.keep_best and (best / BEST_WEIGHTS).is_file():
-            _restore_best(unwrapped, best)
-        metrics = _final_metrics(state, config, updates_per_epoch)
-        metrics["stopped_by"] = _stopped_by(state, config, budget, schedule, total_steps)
-        metrics["precision"] = precision.name  # what `mixed_precision` resolved to on this machine
-        if chosen_on_dev:
-            metrics["chosen_on_dev"] = chosen_on_dev
-        settings = RerankerSettings(max_length=config.max_length)
-        if dev is not None and (config.fit_combination or config.calibrate):
-            # The last evaluation (at this step) scored the weights being saved unless older best ones came back.
-            kept_last = not (config.keep_best and state.best_step not in (None, state.step))
-            saved_scores = dev_scores if kept_last and dev_scores is not None else dev.score(reranker)
-        if dev is not None and config.calibrate:
-            try:
-                calibration, metrics["calibration"] = dev.calibrate(saved_scores)
-            except ValueError as error:  # e.g. no judged-relevant document among a tiny dev split's candidates
-                logger.warning(f"calibration: not fitted ({error}); relevance scores stay the plain sigmoid")
-            else:
-                settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
-                settings.calibration_fitted_on = metrics["calibration"]["fitted_on"]
-                logger.info(f"calibration fitted on dev: {_calibration_line(metrics['calibration'])}")
-        if dev is not None and config.fit_combination:
-            fit = dev.fit_combination(saved_scores, f"dev split of {config.data}/{config.split}")
-            settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
-            settings.fusion_first_stage = fit.combiner.first_stage
-            metrics["combination"] = fit.evidence
-            logger.info(fit.message)
-        tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
-        save_reranker(unwrapped, tokenizer, output_dir, config.model, settings)
-        atomic_write_text(output_dir / "train_config.json", json.dumps(to_dict(config), indent=2) + "\n")
-        atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        from .card import write_model_card
+def _accelerator(config: TrainConfig):
+    """accelerate's Accelerator for this machine (CPU ranks, the precision `mixed_precision` resolves to here),
+    and that precision."""
+    from accelerate import Accelerator, PartialState
+    from accelerate.state import AcceleratorState
 
-        write_model_card(output_dir, config, metrics)
-        shutil.rmtree(best, ignore_errors=True)
-    # Drop the prepared (DDP) model before end_training destroys the process group. Were its gradient reducer the
-    # group's last holder, freeing it (under the GIL: PyTorch's Reducer binding) would join gloo's worker threads,
-    # one of which may still be releasing the last collective's tensors and so waiting for the GIL: a process
-    # that never exits (seen in ~1 of 10 two-process CPU runs, always on the rank with nothing left to do).
-    model = optimizer = scheduler = loader = batches = None  # noqa: F841
-    accelerator.free_memory()
-    gc.collect()  # the wrapper sits in reference cycles; collect it now, while the group is still registered
-    accelerator.end_training()
-    return metrics
+    AcceleratorState._reset_state()  # an earlier run in this process (a notebook, a benchmark) may differ in precision
+    cpu = _cpu_ranks()
+    device = PartialState(cpu=cpu).device
+    if config.mixed_precision == "fp16" and device.type == "cpu":  # accelerate would train in fp32, silently
+        raise ConfigError("mixed_precision: fp16 trains on GPUs only (accelerate has no fp16 autocast on the CPU); "
+                          "expected auto, no or bf16 here")
+    precision = resolve_precision(config.mixed_precision, device)
+    accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=config.gradient_accumulation_steps,
+                              mixed_precision=precision.accelerate, log_with="wandb" if config.report_to == "wandb"
+                              else None, project_dir=str(Path(config.output_dir)))
+    logger.info(f"precision: {precision}")
+    _use_the_cpu_cores(accelerator)
+    return accelerator, precision
+
+
+def _resume(accelerator, checkpoint: Path, output_dir: Path, state: TrainState, total_steps: int, schedule: Schedule,
+            budget: TimeBudget | None) -> None:
+    resume(accelerator, checkpoint, output_dir)
+    if accelerator.is_main_process:  # a run killed while it removed older checkpoints left some of one behind
+        prune_checkpoints(checkpoint)
+    logger.info(f"resumed from {checkpoint} (step {state.step}/{total_steps})")
+    if budget is not None:  # the budget may have changed since: plan the rest at the speed so far
+        schedule.plan(budget.planned_updates(state.step, state.seconds))
 
 
 def check_inputs(config: TrainConfig) -> tuple[str, str | None, list[str], list, str | None]:
@@ -316,7 +320,7 @@ def _evaluate(accelerator, dev, reranker, state: TrainState, config: TrainConfig
         if improved:
             state.best_ndcg, state.best_step, state.evals_without_gain = metrics["nDCG@10"], state.step, 0
             if config.keep_best:
-                _save_best(reranker.model, output_dir / BEST)
+                save_best(reranker.model, output_dir / BEST)
         elif not waiting:
             state.evals_without_gain += 1
             patience = config.early_stopping_patience
@@ -332,24 +336,36 @@ def _dev_first_stage(state: TrainState) -> dict:
     return next((h for h in state.history if "dev/first_stage_nDCG@10" in h), {})
 
 
-def _save_best(model, folder: Path) -> None:
-    """The trainable weights at the best dev score (for LoRA: adapters + head), written atomically."""
-    from safetensors.torch import save_file
+def _update(accelerator, model, optimizer, scheduler, batch: dict, config: TrainConfig):
+    """One batch forward and backward; on the last of `gradient_accumulation_steps` batches, clipped and applied.
+    Returns the batch's loss."""
+    with accelerator.accumulate(model):
+        logits = model(**batch["inputs"]).logits.view(-1, batch["group_size"])
+        loss = compute_loss(config, logits, batch["mask"], batch.get("teacher"))
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+    return loss
 
-    tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    # A fixed temporary name: a run resumed after a kill overwrites the killed one's half-written file.
-    with atomic_path(folder / BEST_WEIGHTS, temp_name=f"{BEST_WEIGHTS}.tmp") as tmp:
-        save_file(tensors, str(tmp))
+
+def _count(state: TrainState, window: dict, loss, batch: dict) -> None:
+    """The batch done, its loss in the state's window and its pairs and tokens in the throughput window."""
+    state.batch_in_epoch += 1
+    state.window_loss += loss.item()
+    state.window_batches += 1
+    window["pairs"] += batch["inputs"]["input_ids"].shape[0]
+    window["tokens"] += int(batch["inputs"]["attention_mask"].sum())
 
 
-def _restore_best(model, folder: Path) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(folder / BEST_WEIGHTS))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in tensors.items():
-            params[name].copy_(value)
+def _log_window(accelerator, window: dict, state: TrainState, scheduler, progress) -> None:
+    logs = _window_logs(window, state, scheduler, accelerator.num_processes)
+    progress.set_postfix(loss=f"{logs['train/loss']:.4f}", lr=f"{logs['train/lr']:.2e}",
+                         pairs_s=f"{logs['train/pairs_per_s']:.1f}")
+    accelerator.log(logs, step=state.step)
+    state.history.append({"step": state.step, **logs})
 
 
 def _window_logs(window: dict, state: TrainState, scheduler, processes: int) -> dict:
@@ -406,14 +422,6 @@ def _median(values: list[float]) -> float | None:
     import statistics
 
     return statistics.median(values) if values else None
-
-
-def _calibration_line(report: dict) -> str:
-    at = report["min_relevance"].get("0.5", {})
-    return (f"probability = sigmoid({report['scale']:.3f} x score + {report['bias']:.3f}); expected calibration "
-            f"error {report['ece_sigmoid']:.3f} (plain sigmoid) -> {report['ece_calibrated']:.3f} (in-sample); "
-            f"min_relevance 0.5 keeps precision {at.get('precision', float('nan')):.2f}, "
-            f"recall {at.get('recall', float('nan')):.2f}")
 
 
 def _fmt(metrics: dict[str, float]) -> str:
