@@ -49,8 +49,8 @@ class RequestLog:
     metrics under its route's template, and turns an unexpected exception into a 500 that names only the
     id; the traceback goes to the log under that id."""
 
-    def __init__(self, app, metrics, router):
-        self.app, self.metrics, self.router = app, metrics, router
+    def __init__(self, app, metrics, routes: list):
+        self.app, self.metrics, self.routes = app, metrics, routes  # the routers' own routes, whose templates label
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -81,7 +81,7 @@ class RequestLog:
 
     def _route(self, scope) -> str:
         """The template of the route the request is for (`/v2/rerank`), never the raw path: labels stay few."""
-        for route in self.router.routes:
+        for route in self.routes:
             if route.matches(scope)[0] is not Match.NONE:
                 return route.path
         return UNMATCHED
