@@ -66,17 +66,11 @@ def add_demo_parser(subparsers) -> None:
 
 
 def run_demo(args: DemoArgs) -> int:
-    from rerankforge.core.files import atomic_write_text
-    from rerankforge.data_prep.mined_files import rows, summary_path, write_rows
-    from rerankforge.data_prep.mining import MiningConfig, mine_negatives
+    from rerankforge.data_prep.mining import MiningConfig
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
     from rerankforge.data_prep.sources import load_collection
-    from rerankforge.eval.cli import candidate_signals, retrieve
-    from rerankforge.eval.report import EvalSettings, evaluate, retriever_signals
     from rerankforge.eval.report_files import console_table, write_report
-    from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.config import load_config
-    from rerankforge.train.export_check import ExportArgs, run_export
     from rerankforge.train.dev_choices import train_choosing_on_dev
     from rerankforge.train.warm_start import WarmStartArgs, warm_start
 
@@ -125,10 +119,7 @@ def run_demo(args: DemoArgs) -> int:
     print(f"[{steps - 2}/{steps}] mining {mining.num_negatives} hard negatives per pair from dense ranks {mining.min_rank}-"
           f"{mining.max_rank} of {train_split.name}/train ({train_queries} queries)")
     step = time.perf_counter()
-    result = mine_negatives(train_split, dense, mining)
-    write_rows(mined, rows(result.examples, "n-tuple"))
-    atomic_write_text(summary_path(mined), json.dumps(result.summary, indent=2) + "\n")
-    print(format_summary(result.summary))
+    _mine(train_split, dense, mining, mined)
     timings["mining"] = time.perf_counter() - step
 
     print(f"[{steps - 1}/{steps}] training the reranker on the labels from "
@@ -140,16 +131,7 @@ def run_demo(args: DemoArgs) -> int:
 
     print(f"[{steps}/{steps}] evaluating on {test.name}/test: bm25, dense and hybrid alone; the hybrid top-{args.depth} reranked")
     step = time.perf_counter()
-    settings = EvalSettings(depth=args.depth, ks=tuple(k for k in (5, 10, 20, 50) if k <= args.depth))
-    parts = {"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))}
-    first_stages = retrieve(test, ["bm25", "dense", "hybrid"], parts, settings.max_depth)
-    if args.backend != "torch":
-        run_export(ExportArgs(model=config.output_dir, backend=args.backend))  # refused (exit 2) if it ranks unlike torch
-    reranker = Reranker.load(config.output_dir, precision=args.precision, batch_size=64, backend=args.backend)
-    logger.info(f"test scoring: {reranker.backend}")
-    signals = candidate_signals(parts, retriever_signals([reranker]), test.split_queries(),
-                                {"hybrid": first_stages["hybrid"]}, settings.max_depth)
-    report = evaluate(test, first_stages, [reranker], settings, signals=signals, rerank=["hybrid"])
+    report = _evaluate(args, test, dense, config.output_dir)
     written = write_report(report, out / "report", test)
     timings["evaluation"] = time.perf_counter() - step
 
@@ -162,6 +144,38 @@ def run_demo(args: DemoArgs) -> int:
         for note in split.notes:
             print(f"data ({split.split}): {note}")
     return 0
+
+
+def _mine(train_split, dense, mining, mined: Path) -> None:
+    """The hard negatives of the train split, written with their summary beside them."""
+    from rerankforge.core.files import atomic_write_text
+    from rerankforge.data_prep.mined_files import rows, summary_path, write_rows
+    from rerankforge.data_prep.mining import mine_negatives
+
+    result = mine_negatives(train_split, dense, mining)
+    write_rows(mined, rows(result.examples, "n-tuple"))
+    atomic_write_text(summary_path(mined), json.dumps(result.summary, indent=2) + "\n")
+    print(format_summary(result.summary))
+
+
+def _evaluate(args: DemoArgs, test, dense, reranker_folder: str):
+    """bm25, dense and hybrid on the test split, and the hybrid top-`depth` reranked: the report."""
+    from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
+    from rerankforge.eval.cli import candidate_signals, retrieve
+    from rerankforge.eval.report import EvalSettings, evaluate, retriever_signals
+    from rerankforge.reranker.scoring import Reranker
+    from rerankforge.train.export_check import ExportArgs, run_export
+
+    settings = EvalSettings(depth=args.depth, ks=tuple(k for k in (5, 10, 20, 50) if k <= args.depth))
+    parts = {"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))}
+    first_stages = retrieve(test, ["bm25", "dense", "hybrid"], parts, settings.max_depth)
+    if args.backend != "torch":
+        run_export(ExportArgs(model=reranker_folder, backend=args.backend))  # refused (exit 2) if it ranks unlike torch
+    reranker = Reranker.load(reranker_folder, precision=args.precision, batch_size=64, backend=args.backend)
+    logger.info(f"test scoring: {reranker.backend}")
+    signals = candidate_signals(parts, retriever_signals([reranker]), test.split_queries(),
+                                {"hybrid": first_stages["hybrid"]}, settings.max_depth)
+    return evaluate(test, first_stages, [reranker], settings, signals=signals, rerank=["hybrid"])
 
 
 def _trained(folder: str) -> str:

@@ -90,6 +90,19 @@ def markdown(report: Report, out: Path) -> str:
              f"randomization test (10,000 permutations) and paired t-test on per-query {p}; 95% confidence "
              f"intervals by bootstrap (BCa). `*` p < 0.05, `**` p < 0.01 (randomization test, against the first "
              "stage).", "", "## Metrics", ""]
+    for part in (_metrics_section, _significance_section, _depth_and_budget_sections, _per_query_section,
+                 _cost_section, _calibration_section):
+        lines += part(report)
+    lines += ["## Files", "", "metrics.json (everything above), per_query.csv (every metric per query and "
+              "ranking), runs/*.trec (every ranking, TREC format), plots/*.png.", ""]
+    return "\n".join(lines)
+
+
+def _metrics_section(report: Report) -> list[str]:
+    """Each ranking's metrics with its gain over its first stage; the served rankings; coverage; the ceiling."""
+    s = report.settings
+    p = s.primary
+    lines: list[str] = []
     versus = {(c.a, c.b): c for c in report.comparisons}
     metrics = list(dict.fromkeys((p, *s.metrics)))
     lines.append("| ranking | " + " | ".join(metrics) + f" | {p} 95% CI | gain | rel. gain | p (rand.) | gap closed |")
@@ -127,6 +140,13 @@ def markdown(report: Report, out: Path) -> str:
     for name, values in report.ceiling.items():
         lines.append(f"| {name} | " + " | ".join(f"{values[f'R@{k}']:.4f}" for k in s.ks) + " | " +
                      " | ".join(f"{values[f'{p}@{k}']:.4f}" for k in s.ks) + " |")
+    return lines
+
+def _significance_section(report: Report) -> list[str]:
+    """Every comparison's difference, confidence interval, p-values and wins / ties / losses."""
+    s = report.settings
+    p = s.primary
+    lines: list[str] = []
     lines += ["", "## Significance", "",
               f"| A | B | {p} A | {p} B | B - A | 95% CI | p (randomization) | p (t-test) | wins / ties / losses of B |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -134,6 +154,13 @@ def markdown(report: Report, out: Path) -> str:
         lines.append(f"| {c.a} | {c.b} | {c.mean_a:.4f} | {c.mean_b:.4f} | {c.difference:+.4f} | "
                      f"{c.ci95[0]:+.4f} to {c.ci95[1]:+.4f} | {c.p_randomization:.4f} | {c.p_ttest:.4g} | "
                      f"{c.wins} / {c.ties} / {c.losses} |")
+    return lines
+
+def _depth_and_budget_sections(report: Report) -> list[str]:
+    """The metric against the reranking depth, and the top-n handed to an LLM: hit rate and tokens."""
+    s = report.settings
+    p = s.primary
+    lines: list[str] = []
     lines += ["", f"## Metric vs reranking depth ({p})", "",
               "| ranking | " + " | ".join(f"k={k}" for k in s.ks) + " |", "|---" * (1 + len(s.ks)) + "|"]
     for name, values in report.depth_curve.items():
@@ -148,6 +175,13 @@ def markdown(report: Report, out: Path) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{by_n[n]['hit_rate']:.3f} | {by_n[n]['tokens']:.0f}"
                                                  for n in s.top_ns) + " |")
     lines += [""] + budget_sentences(report) + ["", "![hit rate vs n](plots/hit_rate_vs_top_n.png)", ""]
+    return lines
+
+def _per_query_section(report: Report) -> list[str]:
+    """The worst regressions of each reranked ranking."""
+    s = report.settings
+    p = s.primary
+    lines: list[str] = []
     lines += ["## Per query", "", f"Wins / ties / losses on {p}, reranked vs first stage, are in the "
               "significance table. The worst regressions (rank = where the best-placed relevant document sits; "
               "- = not retrieved):", ""]
@@ -161,6 +195,11 @@ def markdown(report: Report, out: Path) -> str:
         lines.append("")
     if any(not x.is_first_stage for x in report.systems):
         lines += ["![per-query gain](plots/per_query_gain.png)", ""]
+    return lines
+
+def _cost_section(report: Report) -> list[str]:
+    """Latency and throughput of each reranker, where measured."""
+    lines: list[str] = []
     if report.latency:
         lines += ["## Cost", "", "Each query's candidates scored as one request (as a service would), after a "
                   "warm-up batch.", "", "| reranker | backend | precision | depth | queries | p50 ms/query | "
@@ -169,6 +208,11 @@ def markdown(report: Report, out: Path) -> str:
             lines.append(f"| {x.reranker} | {x.backend} | {x.precision} | {x.depth} | {x.queries} | "
                          f"{x.p50_ms:.1f} | {x.p95_ms:.1f} | {x.pairs_per_s:.1f} | {x.device} | {x.batch_size} |")
         lines.append("")
+    return lines
+
+def _calibration_section(report: Report) -> list[str]:
+    """Scores as probabilities: calibration error and what each min_relevance threshold keeps."""
+    lines: list[str] = []
     if report.calibration:
         lines += ["## Scores as probabilities", "", f"Every candidate of the main depth ({report.settings.depth}) of "
                   "the first first stage; expected calibration error over 10 probability bins, and what "
@@ -182,10 +226,7 @@ def markdown(report: Report, out: Path) -> str:
                          f"{calibrated} | " + " | ".join(f"{v['precision']:.2f} / {v['recall']:.2f}"
                                                         for v in c.min_relevance.values()) + " |")
         lines.append("")
-    lines += ["## Files", "", "metrics.json (everything above), per_query.csv (every metric per query and "
-              "ranking), runs/*.trec (every ranking, TREC format), plots/*.png.", ""]
-    return "\n".join(lines)
-
+    return lines
 
 def budget_sentences(report: Report) -> list[str]:
     """The token-budget argument, measured: how few reranked passages reach the first stage's hit rate at

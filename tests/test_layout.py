@@ -207,3 +207,21 @@ def test_a_regular_install_holds_the_public_api_and_every_stage(tmp_path):
                            env={**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}).stdout.split()
     assert [Path(p).is_relative_to(tmp_path / "site") for p in shown[:2]] == [True, True]
     assert shown[2] == "rerankforge.reranker.scoring"
+
+
+MAX_FUNCTION_LINES = 80
+LONG_FUNCTIONS: dict[str, str] = {}
+"""'folder/file.py:function' -> why it may be longer than MAX_FUNCTION_LINES (none may, today)."""
+
+
+def test_no_function_of_the_package_is_longer_than_a_screen():
+    long = []
+    for folder in ALLOWED:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    where = f"{path.relative_to(REPO)}:{node.name}"
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES and where not in LONG_FUNCTIONS:
+                        long.append(f"{where} ({lines} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them, or list why in LONG_FUNCTIONS): {long}"
