@@ -72,14 +72,15 @@ def train(config, groups, loss_name: str, steps: int, output: Path) -> tuple[flo
 def dev_ndcg(config, dev_ids: list[str], folder: Path, depth: int) -> tuple[float, float]:
     """(first stage, reranker alone) nDCG@10 on the dev queries, reranking the first stage's top `depth`."""
     from rerankforge.data_prep.sources import load_collection
-    from rerankforge.eval.cli import first_stage_parts, retrieve
+    from rerankforge.data_prep.first_stage import FirstStage
+    from rerankforge.data_prep.retrieval import RetrieverConfig
     from rerankforge.eval.metrics import mean, per_query
     from rerankforge.reranker.scoring import Reranker
 
     collection = load_collection(config.data, split=config.split)
     queries = {qid: collection.queries[qid] for qid in dev_ids}
-    parts = first_stage_parts(collection, [config.first_stage], config.first_stage_model)
-    run = {q: h for q, h in retrieve(collection, [config.first_stage], parts, depth)[config.first_stage].items()
+    stage = FirstStage.build(collection.corpus, [config.first_stage], RetrieverConfig(model=config.first_stage_model))
+    run = {q: h for q, h in stage.search(collection.split_queries(), [config.first_stage], depth)[config.first_stage].items()
            if q in queries}
     qrels = {qid: collection.qrels[qid] for qid in dev_ids}
     reranked = Reranker.load(str(folder), max_length=config.max_length).rerank(run, queries, collection.doc_text,

@@ -49,7 +49,7 @@ def main() -> None:
     from rerankforge.data_prep.mining import MiningConfig, mine_negatives
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
     from rerankforge.data_prep.sources import load_collection
-    from rerankforge.eval.cli import candidate_signals, retrieve
+    from rerankforge.data_prep.first_stage import FirstStage, candidates_of
     from rerankforge.eval.report import EvalSettings, evaluate, retriever_signals
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.config import load_config
@@ -85,14 +85,15 @@ def main() -> None:
         starts["cold"] = model
 
     settings = EvalSettings(depth=args.depth, ks=(args.depth,))
-    parts = {"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))}
-    first_stages = retrieve(test, ["hybrid"], parts, settings.max_depth)
+    stage = FirstStage({"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))})
+    first_stages = stage.search(test.split_queries(), ["hybrid"], settings.max_depth)
     curve = []
 
     def report(start: str, n: int, folder: str, seconds: float) -> None:
         reranker = Reranker.load(folder, batch_size=64)
-        signals = candidate_signals(parts, retriever_signals([reranker]), test.split_queries(),
-                                    {"hybrid": first_stages["hybrid"]}, settings.max_depth)
+        queries = test.split_queries()
+        signals = stage.signals(queries, candidates_of({"hybrid": first_stages["hybrid"]}, queries, settings.max_depth),
+                                retriever_signals([reranker]))
         result = evaluate(test, first_stages, [reranker], settings, signals=signals, rerank=["hybrid"])
         hybrid = next(s for s in result.systems if s.is_first_stage)
         row = {"start": start, "train_queries": n, "train_minutes": round(seconds / 60, 2),

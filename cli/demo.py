@@ -160,21 +160,22 @@ def _mine(train_split, dense, mining, mined: Path) -> None:
 
 def _evaluate(args: DemoArgs, test, dense, reranker_folder: str):
     """bm25, dense and hybrid on the test split, and the hybrid top-`depth` reranked: the report."""
+    from rerankforge.data_prep.first_stage import FirstStage, candidates_of
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
-    from rerankforge.eval.cli import candidate_signals, retrieve
     from rerankforge.eval.report import EvalSettings, evaluate, retriever_signals
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.export_check import ExportArgs, run_export
 
     settings = EvalSettings(depth=args.depth, ks=tuple(k for k in (5, 10, 20, 50) if k <= args.depth))
-    parts = {"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))}
-    first_stages = retrieve(test, ["bm25", "dense", "hybrid"], parts, settings.max_depth)
+    stage = FirstStage({"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))})
+    queries = test.split_queries()
+    first_stages = stage.search(queries, ["bm25", "dense", "hybrid"], settings.max_depth)
     if args.backend != "torch":
         run_export(ExportArgs(model=reranker_folder, backend=args.backend))  # refused (exit 2) if it ranks unlike torch
     reranker = Reranker.load(reranker_folder, precision=args.precision, batch_size=64, backend=args.backend)
     logger.info(f"test scoring: {reranker.backend}")
-    signals = candidate_signals(parts, retriever_signals([reranker]), test.split_queries(),
-                                {"hybrid": first_stages["hybrid"]}, settings.max_depth)
+    candidates = candidates_of({"hybrid": first_stages["hybrid"]}, queries, settings.max_depth)
+    signals = stage.signals(queries, candidates, retriever_signals([reranker]))
     return evaluate(test, first_stages, [reranker], settings, signals=signals, rerank=["hybrid"])
 
 

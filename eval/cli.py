@@ -72,6 +72,8 @@ def run_eval(args: EvalArgs) -> int:
 def evaluate_to_report(args: EvalArgs):
     """What `eval` does, printing nothing: the Report, and the report folder written when --output is given."""
     from rerankforge.core.outputs import check_output_folder
+    from rerankforge.data_prep.first_stage import FirstStage, candidates_of
+    from rerankforge.data_prep.retrieval import RetrieverConfig
     from rerankforge.data_prep.sources import load_collection
 
     from .report import EvalSettings, evaluate, retriever_signals
@@ -88,46 +90,16 @@ def evaluate_to_report(args: EvalArgs):
     rerankers = [_load_reranker(ref, args) for ref in args.reranker]  # bad paths fail early
     for reranker in rerankers:
         logger.info(f"{reranker.name}: precision {reranker.precision}")
-    parts = first_stage_parts(collection, [*args.retriever, *retriever_signals(rerankers)], args.model)
-    first_stages.update(retrieve(collection, args.retriever, parts, settings.max_depth))
+    stage = FirstStage.build(collection.corpus, [*args.retriever, *retriever_signals(rerankers)],
+                             RetrieverConfig(model=args.model))
+    queries = collection.split_queries()
+    first_stages.update(stage.search(queries, args.retriever, settings.max_depth))
     reranked = {name: run for name, run in first_stages.items() if not args.rerank or name in args.rerank}
-    signals = candidate_signals(parts, retriever_signals(rerankers), collection.split_queries(), reranked,
-                                settings.max_depth)
+    signals = stage.signals(queries, candidates_of(reranked, queries, settings.max_depth), retriever_signals(rerankers))
     report = evaluate(collection, first_stages, rerankers, settings, signals=signals, rerank=args.rerank or None)
     if output is not None:
         write_report(report, output, collection)
     return report
-
-
-def first_stage_parts(collection, kinds: list[str], model: str) -> dict:
-    """The retrievers that `kinds` (bm25, dense, hybrid) are built from, each built once: "dense", "bm25"."""
-    from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
-
-    for kind in kinds:
-        if kind not in ("bm25", "dense", "hybrid"):
-            raise DataError(f"--retriever: expected bm25, dense or hybrid, got {kind!r}")
-    needed = [part for part in ("dense", "bm25") if any(kind in (part, "hybrid") for kind in kinds)]
-    return {part: build_retriever(collection.corpus, RetrieverConfig(retriever=part, model=model)) for part in needed}
-
-
-def retrieve(collection, kinds: list[str], parts: dict, k: int) -> dict:
-    """First stages run here: name -> run of the split's judged queries (hybrid: reciprocal rank fusion of the
-    dense and BM25 parts, as training's dev split and `serve` fuse them)."""
-    from rerankforge.data_prep.hybrid import HybridRetriever
-
-    retrievers = {**parts, **({"hybrid": HybridRetriever([parts["dense"], parts["bm25"]])} if "hybrid" in kinds else {})}
-    return {kind: retrievers[kind].search(collection.split_queries(), k) for kind in kinds}
-
-
-def candidate_signals(parts: dict, kinds: list[str], queries: dict[str, str], first_stages: dict, depth: int) -> dict:
-    """The scores the served rankings combine, of every first stage's top-`depth`: kind -> query id -> {doc id ->
-    score}, from the retrievers themselves (a document one of them did not retrieve still gets its score)."""
-    candidates: dict[str, list[str]] = {}
-    for run in first_stages.values():
-        for qid, hits in run.items():
-            if qid in queries:
-                candidates[qid] = list(dict.fromkeys([*candidates.get(qid, []), *(d for d, _ in hits[:depth])]))
-    return {kind: parts[kind].score_pairs(queries, candidates) for kind in kinds}
 
 
 def _read_runs(paths: list[str], collection):

@@ -75,7 +75,7 @@ def test_the_warm_start_learns_the_first_stage_on_held_out_queries(tmp_path, sci
     reached yet: 40 updates here give 0.83 against the hybrid's 0.92; docs/RESULTS.md has the full-size figures.)"""
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
     from rerankforge.data_prep.sources import load_collection
-    from rerankforge.eval.cli import retrieve
+    from rerankforge.data_prep.first_stage import FirstStage
     from rerankforge.eval.report import EvalSettings, evaluate
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.train.warm_start import GROUPS_FILE, SETTINGS_FILE, WarmStartArgs, warm_start
@@ -92,9 +92,9 @@ def test_the_warm_start_learns_the_first_stage_on_held_out_queries(tmp_path, sci
 
     test = load_collection(str(scifact_slice), split="test")
     dense = build_retriever(test.corpus, RetrieverConfig(retriever="dense", model=minilm_path))
-    parts = {"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))}
+    stage = FirstStage({"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))})
     settings = EvalSettings(depth=10, ks=(10,))
-    first = retrieve(test, ["hybrid"], parts, 10)
+    first = stage.search(test.split_queries(), ["hybrid"], 10)
     from rerankforge.train.config import load_config
     from rerankforge.train.model import load_model
 

@@ -35,21 +35,19 @@ class DevSet:
 
     @classmethod
     def build(cls, config: TrainConfig, query_ids: list[str], show_progress: bool = True) -> "DevSet":
-        from rerankforge.data_prep.hybrid import HybridRetriever
-        from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
+        from rerankforge.data_prep.first_stage import FirstStage
+        from rerankforge.data_prep.retrieval import RetrieverConfig
         from rerankforge.data_prep.sources import load_collection
 
         collection = load_collection(config.data, split=config.split)
         judged = set(collection.judged_query_ids())
         query_ids = _collection_ids(query_ids, collection, judged, config)
         queries = {qid: collection.queries[qid] for qid in query_ids}
-        parts = {kind: build_retriever(collection.corpus, RetrieverConfig(
-                     retriever=kind, model=config.first_stage_model, show_progress=show_progress))
-                 for kind in (("dense", "bm25") if config.first_stage == "hybrid" else (config.first_stage,))}
-        first_stage = HybridRetriever(list(parts.values())) if len(parts) > 1 else next(iter(parts.values()))
-        run = first_stage.search(queries, config.dev_depth)
+        stage = FirstStage.build(collection.corpus, [config.first_stage],
+                                 RetrieverConfig(model=config.first_stage_model, show_progress=show_progress))
+        run = stage.search(queries, [config.first_stage], config.dev_depth)[config.first_stage]
         candidates = {qid: [d for d, _ in hits] for qid, hits in run.items()}
-        signals = {kind: part.score_pairs(queries, candidates) for kind, part in parts.items()}
+        signals = stage.signals(queries, candidates, stage.parts)
         return cls(collection, queries, run, config.dev_depth, signals, config.first_stage)
 
     def qrels(self):

@@ -217,7 +217,8 @@ def _fingerprint(ref: str) -> str:
 
 def _served(args: ScoreTeacherArgs, rows: list[dict], raw: dict, reranker) -> list[dict[str, float]]:
     """Each row's documents ranked by the teacher folder's served ranking: doc id -> combined score."""
-    from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
+    from rerankforge.data_prep.first_stage import PARTS, FirstStage
+    from rerankforge.data_prep.retrieval import RetrieverConfig
 
     combiner = reranker.combiner
     if not combiner.uses_reranker:
@@ -230,8 +231,8 @@ def _served(args: ScoreTeacherArgs, rows: list[dict], raw: dict, reranker) -> li
     if unknown:
         raise DataError(f"{args.input}: {len(unknown)} document ids are not in {args.data} (e.g. {unknown[0]}); "
                         f"is --data the collection the file was mined from?")
-    signals = {kind: build_retriever(corpus, RetrieverConfig(retriever=kind, model=args.first_stage_model))
-               .score_pairs(queries, ids) for kind in ("dense", "bm25") if kind in combiner.signals}
+    kinds = [kind for kind in PARTS if kind in combiner.signals]
+    signals = FirstStage.build(corpus, kinds, RetrieverConfig(model=args.first_stage_model)).signals(queries, ids, kinds)
     out = []
     for i, row in enumerate(rows):
         qid, texts = str(i), [row["positive"], *row["negatives"]]
