@@ -23,11 +23,10 @@ _EXPORTS = {
     "Reranker": "rerankforge.reranker.scoring",
     "Pipeline": "rerankforge.serve.pipeline",
     "SearchIndex": "rerankforge.serve.index",
-    "TrainConfig": "rerankforge.train.config",
+    "TrainConfig": "rerankforge.training.config",
     "load_collection": "rerankforge.data_prep.sources",
 }
 __all__ = sorted([*_EXPORTS, "mine_negatives", "train", "evaluate", "build_index"])
-_PACKAGES = {"train"}  # callable packages: rerankforge.train is the package and the `train` call at once
 
 
 def mine_negatives(data: str, output: str, **options):
@@ -41,6 +40,17 @@ def mine_negatives(data: str, output: str, **options):
     args, retriever, mining = _options("mine_negatives", {"data": data, "output": output, **options},
                                        MineArgs, RetrieverConfig, MiningConfig)
     return mine_to_file(args, retriever, mining)
+
+
+def train(config: str | None = None, **options) -> dict:
+    """`rerankforge train`: fine-tune a cross-encoder and save the reranker folder (`output_dir`); returns the run's
+    metrics (dev first stage vs reranked, best step, throughput). `config`: a YAML recipe (a path, or the name of a
+    shipped one such as "scifact_minilm_full.yaml"); `options` override its keys, e.g. train_file="mined.jsonl",
+    data="scifact", output_dir="reranker", num_epochs=1. One process; for several, use `accelerate launch
+    train/run.py`."""
+    from rerankforge.training.cli import train_with
+
+    return train_with(config, **options)
 
 
 def evaluate(data: str, rerankers: list[str] | str = (), **options):
@@ -79,8 +89,6 @@ def _options(call: str, options: dict, *types) -> list:
 
 
 def __getattr__(name: str):
-    if name in _PACKAGES:
-        return import_module(f"rerankforge.{name}")  # importing it sets the attribute
     if name not in _EXPORTS:
         raise AttributeError(f"module 'rerankforge' has no attribute {name!r}; it exports {', '.join(__all__)}")
     value = getattr(import_module(_EXPORTS[name]), name)

@@ -100,8 +100,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from rerankforge.core.hardware import use_cpu_threads
-    from rerankforge.train.config import load_config
-    from rerankforge.train.groups import build_groups, read_mined, split_dev
+    from rerankforge.training.config import load_config
+    from rerankforge.training.groups import build_groups, read_mined, split_dev
 
     threads = use_cpu_threads()
     config = load_config(["--config", args.config, *(["--train_file", args.train_file] if args.train_file else [])])

@@ -32,7 +32,7 @@ from pathlib import Path
 def train_config(folder: str, train_file: str | None = None):
     """The TrainConfig a reranker folder was trained with (its train_config.json), `train_file` replacing
     the saved path (relative to wherever the run started)."""
-    from rerankforge.train.config import TrainConfig
+    from rerankforge.training.config import TrainConfig
 
     saved = json.loads((Path(folder) / "train_config.json").read_text())
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -46,7 +46,7 @@ def train_config(folder: str, train_file: str | None = None):
 
 
 def dev_ids(config) -> list[str]:
-    from rerankforge.train.groups import read_mined, split_dev
+    from rerankforge.training.groups import read_mined, split_dev
 
     return split_dev(read_mined(config.train_file), config.dev_queries, config.seed)[1]
 
@@ -93,7 +93,7 @@ def main() -> None:
     import torch
 
     from rerankforge.reranker.scoring import DEFAULT_MAX_BATCH_TOKENS, Reranker
-    from rerankforge.train.dev_eval import DevSet
+    from rerankforge.training.dev_eval import DevSet
 
     config = train_config(args.teacher, args.train_file)
     if args.dev_depth:

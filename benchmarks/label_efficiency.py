@@ -52,10 +52,10 @@ def main() -> None:
     from rerankforge.data_prep.first_stage import FirstStage, candidates_of
     from rerankforge.eval.report import EvalSettings, evaluate, retriever_signals
     from rerankforge.reranker.scoring import Reranker
-    from rerankforge.train.config import load_config
-    from rerankforge.train.groups import read_mined, split_dev
-    from rerankforge.train.dev_choices import train_choosing_on_dev
-    from rerankforge.train.warm_start import WarmStartArgs, warm_start
+    from rerankforge.training.config import load_config
+    from rerankforge.training.groups import read_mined, split_dev
+    from rerankforge.training.dev_choices import train_choosing_on_dev
+    from rerankforge.training.warm_start import WarmStartArgs, warm_start
 
     model = args.model or DEFAULT_BI_ENCODER
     out = Path(args.output_dir)

@@ -59,8 +59,8 @@ def demo_value(key: str):
 def seconds_per_step(args, train_file: Path, precision: str, folder: Path) -> tuple[list[float], str]:
     """Seconds of each step after the warm-up, and the precision `precision` resolved to."""
     from rerankforge.configs import recipe
-    from rerankforge.train.config import load_config
-    from rerankforge.train.loop import train
+    from rerankforge.training.config import load_config
+    from rerankforge.training.loop import train
 
     config = load_config([
         "--config", str(recipe("demo_scifact.yaml")), "--train_file", str(train_file), "--data", args.data,

@@ -26,8 +26,8 @@ VARIANTS = {"model's own (0.1 / 0.1)": {}, "attention 0": {"attention_dropout": 
 
 def seconds_per_step(args, overrides: dict[str, str], folder: Path) -> list[float]:
     from rerankforge.configs import recipe
-    from rerankforge.train.config import load_config
-    from rerankforge.train.loop import train
+    from rerankforge.training.config import load_config
+    from rerankforge.training.loop import train
 
     extra = [item for key, value in overrides.items() for item in (f"--{key}", value)]
     config = load_config([

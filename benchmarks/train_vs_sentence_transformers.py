@@ -31,12 +31,12 @@ from rerankforge.data_prep.runs import read_trec
 from rerankforge.data_prep.sources import load_collection
 from rerankforge.eval.metrics import mean, per_query
 from rerankforge.reranker.scoring import Reranker
-from rerankforge.train.config import load_config
-from rerankforge.train.groups import build_groups, read_mined, split_dev
+from rerankforge.training.config import load_config
+from rerankforge.training.groups import build_groups, read_mined, split_dev
 
 
 def train_rerankforge(config) -> float:
-    from rerankforge.train.loop import train
+    from rerankforge.training.loop import train
 
     started = time.perf_counter()
     train(config)

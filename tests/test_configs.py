@@ -22,7 +22,7 @@ def test_every_shipped_config_loads(path, mined_slice):
         config = load_serve_config(["--config", str(path)])
         assert isinstance(config, ServeConfig) and config.reranker
     else:
-        from rerankforge.train.config import TrainConfig, load_config
+        from rerankforge.training.config import TrainConfig, load_config
 
         config = load_config(["--config", str(path), "--train_file", str(mined_slice)])
         assert isinstance(config, TrainConfig) and config.train_file == str(mined_slice)
@@ -54,7 +54,7 @@ def test_the_configs_ship_with_the_package():
 def test_an_unquoted_no_is_the_fp32_precision(tmp_path):
     """YAML reads `mixed_precision: no` (accelerate's spelling) as false; it means fp32, not an error."""
     from rerankforge.core.errors import ConfigError
-    from rerankforge.train.config import load_config
+    from rerankforge.training.config import load_config
 
     (tmp_path / "mined.jsonl").write_text("")
     config_file = tmp_path / "c.yaml"

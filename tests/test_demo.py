@@ -13,7 +13,7 @@ from rerankforge.cli.main import main as rerankforge
 
 def test_demo_runs_the_whole_pipeline(tmp_path, scifact_slice, tiny_bi_encoder, capsys):
     from rerankforge.cli.demo import DEMO_CONFIG
-    from rerankforge.train.warm_start import WARM_START_CONFIG
+    from rerankforge.training.warm_start import WARM_START_CONFIG
 
     config = yaml.safe_load(DEMO_CONFIG.read_text())
     config.update(max_length=64, batch_size=4, num_negatives=3, num_epochs=1, max_steps=4, dev_depth=10,

@@ -53,7 +53,7 @@ def small_tmpfs(folder: Path, size: str):
 
 def test_training_onto_a_full_disk_says_so_and_leaves_no_half_checkpoint(tmp_path, mined_slice, scifact_slice,
                                                                          tiny_bi_encoder, tiny_bert, capsys):
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     with small_tmpfs(tmp_path / "disk", "6m") as disk:
         out = disk / "run"

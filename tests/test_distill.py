@@ -13,10 +13,10 @@ import yaml
 import torch
 
 from rerankforge.core.errors import ConfigError
-from rerankforge.train import losses
-from rerankforge.train.config import TrainConfig, load_config
-from rerankforge.train.hub import files_to_upload
-from rerankforge.train.teacher import CACHE_FILE
+from rerankforge.training import losses
+from rerankforge.training.config import TrainConfig, load_config
+from rerankforge.training.hub import files_to_upload
+from rerankforge.training.teacher import CACHE_FILE
 from conftest import launch_two_processes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def _first_loss(metrics: dict) -> float:
 # ---------------------------------------------------------------- the student
 
 def test_student_keeps_the_teachers_first_layers_and_head(tiny_teacher, mined_slice):
-    from rerankforge.train.model import load_model
+    from rerankforge.training.model import load_model
 
     config = TrainConfig(train_file=str(mined_slice), model=tiny_teacher, student_layers=2)
     student, _ = load_model(config, tiny_teacher)
@@ -71,7 +71,7 @@ def test_student_keeps_the_teachers_first_layers_and_head(tiny_teacher, mined_sl
 def test_student_keeps_chosen_layers_and_reads_back_as_a_plain_smaller_model(tiny_teacher, mined_slice, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    from rerankforge.train.model import load_model
+    from rerankforge.training.model import load_model
 
     config = load_config(["--train_file", str(mined_slice), "--model", tiny_teacher, "--student_layer_ids", "0", "2"])
     assert config.student_layers == 2 and config.student_layer_ids == [0, 2]
@@ -97,8 +97,8 @@ def test_student_keeps_chosen_layers_and_reads_back_as_a_plain_smaller_model(tin
 ])
 def test_bad_student_or_teacher_stops_before_any_model_loads(extra, expected, tiny_teacher, mined_slice, tmp_path,
                                                              capsys, monkeypatch):
-    from rerankforge.train import model as model_module
-    from rerankforge.train.cli import train_main
+    from rerankforge.training import model as model_module
+    from rerankforge.training.cli import train_main
 
     monkeypatch.setattr(model_module, "load_model", lambda *a: pytest.fail("a model loaded"))
     args = ["--train_file", str(mined_slice), "--model", tiny_teacher, "--teacher", tiny_teacher, "--loss",
@@ -158,8 +158,8 @@ def test_label_loss_weight_mixes_the_listwise_label_loss_in(mined_slice):
 
 def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_or_teacher_changes(
         tmp_path, mined_slice, tiny_teacher, monkeypatch):
-    from rerankforge.train import teacher as teacher_module
-    from rerankforge.train.groups import build_groups, read_mined
+    from rerankforge.training import teacher as teacher_module
+    from rerankforge.training.groups import build_groups, read_mined
 
     mined, teacher = tmp_path / "mined.jsonl", tmp_path / "teacher"
     mined.write_text(Path(mined_slice).read_text())
@@ -219,7 +219,7 @@ def test_distilled_student_is_a_crossencoder_folder_with_fewer_layers(tmp_path, 
     identical to the teacher starts at zero loss only if every group met its own teacher scores."""
     from sentence_transformers import CrossEncoder
 
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     out = tmp_path / "student"
     args = _distill_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_teacher, out, "--student_layers", "2",
@@ -247,7 +247,7 @@ def test_dev_queries_the_teacher_trained_on_are_refused(tmp_path, mined_slice, s
                                                         tiny_teacher, capsys):
     """A teacher trained here (train_config.json beside it) with another dev split: some of the student's dev
     queries were its training queries, which would flatter the student's dev scores."""
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     teacher = tmp_path / "teacher"
     shutil.copytree(tiny_teacher, teacher)
@@ -258,8 +258,8 @@ def test_dev_queries_the_teacher_trained_on_are_refused(tmp_path, mined_slice, s
     assert "dev_queries/seed: " in capsys.readouterr().err and not (tmp_path / "out").exists()
     (teacher / "train_config.json").write_text(json.dumps({"train_file": str(mined_slice), "dev_queries": 8,
                                                            "seed": 42}))
-    from rerankforge.train.groups import read_mined, split_dev
-    from rerankforge.train.teacher import check_teacher
+    from rerankforge.training.groups import read_mined, split_dev
+    from rerankforge.training.teacher import check_teacher
 
     config = load_config(args)
     assert check_teacher(config, str(teacher), split_dev(read_mined(mined_slice), 8, 42)[1]) is None

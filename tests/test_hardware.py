@@ -202,7 +202,7 @@ def test_train_resolves_precision_and_threads_on_this_machine(monkeypatch, tmp_p
                                                               tiny_bi_encoder, tiny_bert, capsys):
     """`rerankforge train` (not only `accelerate launch`): `auto` follows the CPU (AMX forced here), and the
     user's OMP_NUM_THREADS=1 is kept rather than raised to the core count."""
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     monkeypatch.setenv("RERANKFORGE_CPU_CAPABILITY", "AMX")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -220,7 +220,7 @@ def test_train_resolves_precision_and_threads_on_this_machine(monkeypatch, tmp_p
 
 def test_fp16_training_on_the_cpu_is_refused_not_silently_fp32(tmp_path, mined_slice, scifact_slice, tiny_bert,
                                                               capsys):
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     assert train_main(["--train_file", str(mined_slice), "--data", str(scifact_slice), "--model", tiny_bert,
                        "--output_dir", str(tmp_path / "out"), "--dev_queries", "0",

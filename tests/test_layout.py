@@ -22,7 +22,10 @@ ALLOWED = {  # folder -> the other folders it may import (README, "Layout")
     "api": {"core", "data_prep", "reranker", "eval", "train", "serve", "cli"},
     "configs": set(),
 }
-PACKAGE = {"api": "rerankforge"}  # the root package: the public API and `python -m rerankforge`; others: rerankforge.<folder>
+PACKAGE = {"api": "rerankforge", "train": "rerankforge.training"}  # others: rerankforge.<folder>
+"""api/ is the root package (the public API, `python -m rerankforge`); train/ is rerankforge.training, so that
+`rerankforge.train` is only the public API's call."""
+FOLDER_OF = {package.rpartition(".")[2]: folder for folder, package in PACKAGE.items() if folder != "api"}
 ANYONE_MAY_IMPORT = {"configs"}  # the shipped recipes: package data with a path helper, no code of a stage
 
 
@@ -46,7 +49,7 @@ def imported_folders(path: Path, package: str) -> list[tuple[int, str]]:
         for module in modules:
             parts = module.split(".")
             if parts[0] == "rerankforge" and len(parts) > 1:
-                found.append((node.lineno, parts[1]))
+                found.append((node.lineno, FOLDER_OF.get(parts[1], parts[1])))
     return found
 
 
@@ -136,11 +139,11 @@ def test_no_module_imports_itself_round_a_circle():
 def test_the_circle_finder_finds_a_lazy_circle(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "a.py").write_text("from .b import x\n")
-    (tmp_path / "train" / "b.py").write_text("def f():\n    from rerankforge.train.c import y\n")
-    (tmp_path / "train" / "c.py").write_text("import rerankforge.train.a\n")
+    (tmp_path / "train" / "b.py").write_text("def f():\n    from rerankforge.training.c import y\n")
+    (tmp_path / "train" / "c.py").write_text("import rerankforge.training.a\n")
     (tmp_path / "train" / "d.py").write_text("from . import a\n")
     assert import_cycles(module_imports(tmp_path)) == [
-        ["rerankforge.train.a", "rerankforge.train.b", "rerankforge.train.c"]]
+        ["rerankforge.training.a", "rerankforge.training.b", "rerankforge.training.c"]]
 
 
 def test_only_entry_points_import_the_cli():
@@ -160,11 +163,11 @@ def test_the_checker_reads_lazy_relative_and_from_package_imports(tmp_path):
     (tmp_path / "serve" / "sub").mkdir(parents=True)
     (tmp_path / "serve" / "a.py").write_text("import os\nfrom rerankforge import eval\n")
     (tmp_path / "serve" / "sub" / "b.py").write_text(
-        "def f():\n    from ...eval.metrics import mean\n    import rerankforge.train.loop\n"
+        "def f():\n    from ...eval.metrics import mean\n    import rerankforge.training.loop\n"
         "    from ..pipeline import Pipeline\n")
     (tmp_path / "serve" / "c.py").write_text("import importlib\nm = importlib.import_module('rerankforge.eval.cli')\n")
     (tmp_path / "cli").mkdir()
-    (tmp_path / "cli" / "main.py").write_text("from rerankforge.train.cli import train_main\n")
+    (tmp_path / "cli" / "main.py").write_text("from rerankforge.training.cli import train_main\n")
     assert forbidden_imports(tmp_path) == [
         "serve/a.py:2: serve imports eval (it may import core, data_prep, reranker)",
         "serve/c.py:2: serve imports eval (it may import core, data_prep, reranker)",
@@ -198,10 +201,10 @@ def test_a_regular_install_holds_the_public_api_and_every_stage(tmp_path):
                     str(tmp_path / "wheel"), str(REPO)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "wheel").glob("rerankforge-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"rerankforge/__init__.py", "rerankforge/__main__.py", "rerankforge/train/loop.py",
+    assert {"rerankforge/__init__.py", "rerankforge/__main__.py", "rerankforge/training/loop.py",
             "rerankforge/core/errors.py", "rerankforge/configs/demo_scifact.yaml"} <= names
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    probe = ("import rerankforge, rerankforge.core.commands, rerankforge.train.config as c; "
+    probe = ("import rerankforge, rerankforge.core.commands, rerankforge.training.config as c; "
              "print(rerankforge.__file__, c.__file__, rerankforge.Reranker.__module__)")
     shown = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True,
                            env={**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}).stdout.split()

@@ -12,7 +12,7 @@ import pytest
 from rerankforge.core.errors import DataError
 from rerankforge.data_prep.mined_files import rows, sentence_transformers_rows, write_rows
 from rerankforge.data_prep.training_files import text_query_id
-from rerankforge.train.groups import read_mined
+from rerankforge.training.groups import read_mined
 
 NUM_NEGATIVES = 4
 FORMATS = ("n-tuple", "triplet", "labeled-pair")
@@ -233,7 +233,7 @@ def _train_args(train_file, data: Path, model: str, out: Path, *extra: str) -> l
 
 def test_train_reads_a_sentence_transformers_file_with_dev_queries_found_by_text(tmp_path, mined, scifact_slice,
                                                                                  tiny_bert):
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     st_file = _write(tmp_path, mined, "n-tuple", output_scores=True)
     out = tmp_path / "out"
@@ -245,7 +245,7 @@ def test_train_reads_a_sentence_transformers_file_with_dev_queries_found_by_text
 def test_train_reads_a_datasets_folder(tmp_path, mined, scifact_slice, tiny_bert):
     import datasets
 
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     labeled = list(sentence_transformers_rows(mined, "labeled-pair", NUM_NEGATIVES))
     datasets.Dataset.from_list(labeled).save_to_disk(str(tmp_path / "labeled"))
@@ -256,8 +256,8 @@ def test_train_reads_a_datasets_folder(tmp_path, mined, scifact_slice, tiny_bert
 
 
 def test_dev_queries_not_in_data_say_how_to_fix_it(tmp_path, mined, scifact_slice, tiny_bert, capsys, monkeypatch):
-    from rerankforge.train import model as model_module
-    from rerankforge.train.cli import train_main
+    from rerankforge.training import model as model_module
+    from rerankforge.training.cli import train_main
 
     renamed = [{"query": f"{e.query} (paraphrased)", "positive": e.positive,
                 **{f"negative_{i}": t for i, t in enumerate(e.negatives, start=1)}}

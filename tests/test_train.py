@@ -11,9 +11,9 @@ import torch
 
 from rerankforge.core.errors import ConfigError, DataError
 from rerankforge.reranker.combiner import Combiner
-from rerankforge.train import losses
-from rerankforge.train.config import TrainConfig, load_config
-from rerankforge.train.groups import LengthGroupedBatches, build_groups, read_mined, split_dev
+from rerankforge.training import losses
+from rerankforge.training.config import TrainConfig, load_config
+from rerankforge.training.groups import LengthGroupedBatches, build_groups, read_mined, split_dev
 from conftest import launch_two_processes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_bad_configs_stop_before_any_model_loads(tmp_path, mined_slice, tiny_ber
     """Unknown LoRA target module: found from the model's config alone, no weights read."""
     import transformers
 
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     def no_load(*args, **kwargs):
         raise AssertionError("a model was loaded before the config was checked")
@@ -74,7 +74,7 @@ def test_bad_configs_stop_before_any_model_loads(tmp_path, mined_slice, tiny_ber
 
 
 def test_lora_target_error_names_the_modules(tiny_bert, mined_slice, capsys):
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     assert train_main(["--train_file", str(mined_slice), "--model", tiny_bert, "--lora", "true",
                        "--lora_target_modules", "qkv_proj"]) == 2
@@ -153,7 +153,7 @@ def test_training_pairs_are_tokenised_as_the_reranker_scores_them(tiny_bert, min
     from transformers import AutoTokenizer
 
     from rerankforge.reranker.packing import PairEncoder
-    from rerankforge.train.groups import Collator, TokenizedGroups
+    from rerankforge.training.groups import Collator, TokenizedGroups
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     config = TrainConfig(train_file=str(mined_slice), num_negatives=3, max_length=128)
@@ -173,8 +173,8 @@ def test_training_pairs_are_tokenised_as_the_reranker_scores_them(tiny_bert, min
 
 def test_too_few_training_queries_is_said_plainly_before_any_model_loads(tmp_path, mined_slice, tiny_bert, capsys,
                                                                          monkeypatch):
-    from rerankforge.train import model as model_module
-    from rerankforge.train.cli import train_main
+    from rerankforge.training import model as model_module
+    from rerankforge.training.cli import train_main
 
     rows = read_mined(mined_slice)
     few = tmp_path / "few.jsonl"
@@ -230,7 +230,7 @@ PAIRS = [("what lowers blood pressure", "Exercise lowers blood pressure in adult
 def test_training_writes_a_crossencoder_folder(encoder, request, tmp_path, mined_slice, scifact_slice,
                                                tiny_bi_encoder, capsys):
     from rerankforge.reranker.scoring import Reranker
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     out = tmp_path / "out"
     model = request.getfixturevalue(encoder)
@@ -257,8 +257,8 @@ def test_training_writes_a_crossencoder_folder(encoder, request, tmp_path, mined
 def test_lora_adapter_and_merged_model_score_like_the_trained_model(tmp_path, mined_slice, scifact_slice,
                                                                     tiny_bi_encoder, tiny_bert):
     from rerankforge.reranker.scoring import Reranker
-    from rerankforge.train.config import load_config
-    from rerankforge.train.loop import train
+    from rerankforge.training.config import load_config
+    from rerankforge.training.loop import train
 
     out = tmp_path / "lora"
     config = load_config(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--max_steps", "4",
@@ -277,8 +277,8 @@ def test_kill_and_resume_gives_the_same_model(tmp_path, mined_slice, scifact_sli
                                               monkeypatch):
     from safetensors.torch import load_file
 
-    from rerankforge.train import loop
-    from rerankforge.train.config import load_config
+    from rerankforge.training import loop
+    from rerankforge.training.config import load_config
 
     args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
                                   "--max_steps", "9", "--num_epochs", "3", "--keep_best", "false")
@@ -329,8 +329,8 @@ def test_killed_after_its_last_checkpoint_the_rerun_records_each_evaluation_once
     step's dev evaluation) evaluated it again on the rerun, and metrics.json listed the final row twice; a
     half-deleted older checkpoint and a killed save's staging folder stayed; the logged loss after a resume
     averaged only the batches since it."""
-    from rerankforge.train import loop
-    from rerankforge.train.config import load_config
+    from rerankforge.training import loop
+    from rerankforge.training.config import load_config
 
     args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
                                   "--max_steps", "6", "--fit_combination", "false")
@@ -359,9 +359,9 @@ def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, 
     the checkpoint carries the kept-best weights that go with its best dev score."""
     from safetensors.torch import load_file, save_file
 
-    from rerankforge.train import checkpoints, loop
-    from rerankforge.train.config import load_config
-    from rerankforge.train.dev_eval import DevSet
+    from rerankforge.training import checkpoints, loop
+    from rerankforge.training.config import load_config
+    from rerankforge.training.dev_eval import DevSet
 
     # Every evaluation scores the same (above the first stage), so the best is always the first one (step 3).
     monkeypatch.setattr(DevSet, "first_stage", lambda self: {"nDCG@10": 0.4, "MRR@10": 0.4})
@@ -403,9 +403,9 @@ def test_keep_best_and_early_stopping_wait_for_a_checkpoint_above_the_first_stag
         monkeypatch):
     """On a small dev split, checkpoints that don't beat the first stage are noise to choose among: they are
     neither kept as the best nor counted towards early stopping."""
-    from rerankforge.train import loop
-    from rerankforge.train.config import load_config
-    from rerankforge.train.dev_eval import DevSet
+    from rerankforge.training import loop
+    from rerankforge.training.config import load_config
+    from rerankforge.training.dev_eval import DevSet
 
     figures = iter({"nDCG@10": v, "MRR@10": v} for v in dev_figures)
     monkeypatch.setattr(DevSet, "first_stage", lambda self: {"nDCG@10": 0.4, "MRR@10": 0.4})
@@ -421,7 +421,7 @@ def test_keep_best_and_early_stopping_wait_for_a_checkpoint_above_the_first_stag
 
 def test_wandb_offline_run_holds_the_metrics(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert,
                                              monkeypatch):
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -450,7 +450,7 @@ def test_hub_dry_run_and_patched_upload(tmp_path, mined_slice, scifact_slice, ti
     import huggingface_hub
 
     from rerankforge.cli.main import main as rerankforge
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     calls = []
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(
@@ -479,7 +479,7 @@ def test_two_process_run_shares_the_data_saves_once_and_keeps_the_schedule(tmp_p
     """Two gloo CPU processes with gradient accumulation: each takes every other batch, only the main process
     saves, and the learning rate follows one process's schedule over as many optimizer steps (a prepared
     scheduler steps once per process on each update, so it must be built that many times longer)."""
-    from rerankforge.train.loop import train
+    from rerankforge.training.loop import train
 
     schedule = ["--batch_size", "2", "--gradient_accumulation_steps", "2", "--warmup_ratio", "0.5",
                 "--eval_steps", "0", "--save_steps", "0"]
@@ -521,7 +521,7 @@ def test_resume_refuses_checkpoint_files_that_would_run_code(tmp_path, mined_sli
     A checkpoint of the old format (the state in custom_checkpoint_0.pkl) is refused with what to do."""
     import shutil
 
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
                                   "--max_steps", "3", "--fit_combination", "false")
@@ -567,7 +567,7 @@ def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
     """Scores of the in-memory LoRA model before saving == the saved adapter's == the merged model's."""
     from rerankforge.reranker.folder import RerankerSettings, save_reranker
     from rerankforge.reranker.scoring import Reranker
-    from rerankforge.train.model import load_model
+    from rerankforge.training.model import load_model
 
     config = TrainConfig(train_file="x", model=tiny_bert, lora=True, lora_r=4)
     model, tokenizer = load_model(config, tiny_bert)
@@ -626,8 +626,8 @@ def test_eval_with_missing_reranker_fails_before_work(scifact_slice, tmp_path, c
 
 
 def test_head_learning_rate_applies_to_the_scoring_head_only(tiny_bert):
-    from rerankforge.train.loop import _param_groups
-    from rerankforge.train.model import load_model
+    from rerankforge.training.loop import _param_groups
+    from rerankforge.training.model import load_model
 
     config = TrainConfig(train_file="x", model=tiny_bert, learning_rate=1e-4, head_learning_rate=1e-2)
     model, _ = load_model(config, tiny_bert)
@@ -643,7 +643,7 @@ def test_head_learning_rate_applies_to_the_scoring_head_only(tiny_bert):
 def test_dropout_overrides_reach_the_modules_and_not_the_saved_config(tiny_bert, tiny_xlmr):
     from transformers import AutoConfig
 
-    from rerankforge.train.model import load_model
+    from rerankforge.training.model import load_model
 
     for folder in (tiny_bert, tiny_xlmr):
         own = AutoConfig.from_pretrained(folder)
@@ -660,14 +660,14 @@ def test_dropout_overrides_reach_the_modules_and_not_the_saved_config(tiny_bert,
 
 
 def test_dropout_override_errors_name_the_key(tiny_bert):
-    from rerankforge.train.model import load_model
+    from rerankforge.training.model import load_model
 
     with pytest.raises(ConfigError, match=r"attention_dropout: expected a probability in \[0, 1\), got 1.5"):
         load_model(TrainConfig(train_file="x", model=tiny_bert, attention_dropout=1.5), tiny_bert)
 
 
 def test_wandb_settings_come_from_config_then_environment_then_defaults(tmp_path):
-    from rerankforge.train.tracking import wandb_settings
+    from rerankforge.training.tracking import wandb_settings
 
     out = str(tmp_path / "run-a")
     bare = wandb_settings(TrainConfig(train_file="x", output_dir=out), {})
@@ -688,7 +688,7 @@ def test_wandb_settings_come_from_config_then_environment_then_defaults(tmp_path
 # ---------------------------------------------------------------- choices made on dev (small data)
 
 def test_small_data_plans_the_learning_rate_and_the_updates_on_dev(mined_slice):
-    from rerankforge.train.dev_choices import plan_dev_choices
+    from rerankforge.training.dev_choices import plan_dev_choices
 
     base = ["--train_file", str(mined_slice), "--dev_queries", "8", "--learning_rate", "1e-4", "--max_steps", "30",
             "--eval_steps", "0"]
@@ -714,7 +714,7 @@ def test_small_data_plans_the_learning_rate_and_the_updates_on_dev(mined_slice):
 
 def test_learning_rate_chosen_on_dev_by_trials_and_reported(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
                                                             tiny_bert, capsys):
-    from rerankforge.train.cli import train_main
+    from rerankforge.training.cli import train_main
 
     out = tmp_path / "out"
     args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out, "--max_steps", "6",
@@ -743,7 +743,7 @@ def test_learning_rate_chosen_on_dev_by_trials_and_reported(tmp_path, mined_slic
 def test_schedule_matches_transformers_and_replans():
     from transformers import get_scheduler
 
-    from rerankforge.train.schedule import Schedule, TimeBudget
+    from rerankforge.training.schedule import Schedule, TimeBudget
 
     for kind, theirs in (("linear", "linear"), ("cosine", "cosine"), ("constant", "constant_with_warmup")):
         for ticks in (1, 2):
@@ -769,7 +769,7 @@ def test_time_budget_stops_within_one_update_and_the_run_resumes(tmp_path, mined
     decay planned over the budget; a rerun with a larger budget goes on from where it stopped."""
     import time as clock
 
-    from rerankforge.train import loop
+    from rerankforge.training import loop
 
     real_loss = loop.compute_loss
 
@@ -803,8 +803,8 @@ def test_a_crossencoder_start_keeps_its_head_and_scores(tmp_path, mined_slice, s
                                                        tiny_reranker, caplog):
     """`model:` a reranker folder: training starts from its scores (no fresh head), and goes on from them."""
     from rerankforge.reranker.scoring import Reranker
-    from rerankforge.train.loop import train
-    from rerankforge.train.model import load_model
+    from rerankforge.training.loop import train
+    from rerankforge.training.model import load_model
 
     out = tmp_path / "from-reranker"
     config = load_config(_tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_reranker, out,
@@ -821,8 +821,8 @@ def test_a_crossencoder_start_keeps_its_head_and_scores(tmp_path, mined_slice, s
 
 def test_a_fixed_dev_split_holds_out_exactly_those_queries(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
                                                            tiny_bert):
-    from rerankforge.train.groups import read_mined, split_dev
-    from rerankforge.train.loop import check_inputs
+    from rerankforge.training.groups import read_mined, split_dev
+    from rerankforge.training.loop import check_inputs
 
     rows = read_mined(mined_slice)
     ids = sorted({str(row["query_id"]) for row in rows})
@@ -840,7 +840,7 @@ def test_a_fixed_dev_split_holds_out_exactly_those_queries(tmp_path, mined_slice
 
 def test_small_data_under_a_time_budget_is_evaluated_by_the_clock(tmp_path, mined_slice, scifact_slice,
                                                                   tiny_bi_encoder, tiny_bert):
-    from rerankforge.train.dev_choices import plan_dev_choices
+    from rerankforge.training.dev_choices import plan_dev_choices
 
     args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, tmp_path / "small",
                       "--small_data_queries", "300", "--max_minutes", "2", "--num_epochs", "50")
@@ -854,8 +854,8 @@ def test_a_resumed_run_logs_the_loss_a_straight_run_logs(tmp_path, mined_slice, 
                                                          tiny_bert, monkeypatch):
     """Killed mid-window (a checkpoint at step 3, losses logged every 4 updates), the rerun's step-4 loss is the
     mean over steps 1-4, as without the kill (it was the mean over step 4 alone)."""
-    from rerankforge.train import loop
-    from rerankforge.train.config import load_config
+    from rerankforge.training import loop
+    from rerankforge.training.config import load_config
 
     args = lambda out: _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, out,  # noqa: E731
                                   "--max_steps", "4", "--log_steps", "4", "--fit_combination", "false")

@@ -52,13 +52,13 @@ def test_bad_warm_start_arguments_are_named(tmp_path, scifact_slice, capsys):
                         "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "--config: training config not found" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--max_rank"):
-        from rerankforge.train.warm_start import WarmStartArgs, warm_start
+        from rerankforge.training.warm_start import WarmStartArgs, warm_start
 
         warm_start(WarmStartArgs(data=str(scifact_slice), output_dir=str(tmp_path), max_rank=1))
 
 
 def _small_config(tmp_path, **changes) -> str:
-    from rerankforge.train.warm_start import WARM_START_CONFIG
+    from rerankforge.training.warm_start import WARM_START_CONFIG
 
     config = yaml.safe_load(WARM_START_CONFIG.read_text())
     config.update(mixed_precision="no", log_steps=5, save_steps=10, **changes)
@@ -78,7 +78,7 @@ def test_the_warm_start_learns_the_first_stage_on_held_out_queries(tmp_path, sci
     from rerankforge.data_prep.first_stage import FirstStage
     from rerankforge.eval.report import EvalSettings, evaluate
     from rerankforge.reranker.scoring import Reranker
-    from rerankforge.train.warm_start import GROUPS_FILE, SETTINGS_FILE, WarmStartArgs, warm_start
+    from rerankforge.training.warm_start import GROUPS_FILE, SETTINGS_FILE, WarmStartArgs, warm_start
 
     out = tmp_path / "warm"
     config = _small_config(tmp_path, max_minutes=None, max_steps=40, batch_size=8, max_length=96, num_negatives=5)
@@ -95,8 +95,8 @@ def test_the_warm_start_learns_the_first_stage_on_held_out_queries(tmp_path, sci
     stage = FirstStage({"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))})
     settings = EvalSettings(depth=10, ks=(10,))
     first = stage.search(test.split_queries(), ["hybrid"], 10)
-    from rerankforge.train.config import load_config
-    from rerankforge.train.model import load_model
+    from rerankforge.training.config import load_config
+    from rerankforge.training.model import load_model
 
     start, tokenizer = load_model(load_config(["--config", config, "--train_file", config]), minilm_path)
     rerankers = [Reranker.load(folder, precision="fp32"), Reranker(start.eval(), tokenizer, 96, 16, name="start")]
