@@ -302,9 +302,9 @@ def training(s: Setup, work: Path) -> tuple[list[dict], str]:
     from transformers import TrainerCallback
 
     import train_vs_sentence_transformers as versus
-    from rerankforge.train.config import load_config
-    from rerankforge.train.groups import read_mined
-    from rerankforge.train.loop import train
+    from rerankforge.training.config import load_config
+    from rerankforge.training.groups import read_mined
+    from rerankforge.training.loop import train
 
     out = work / "rf-trained"
     config = load_config(["--config", str(RECIPE), "--train_file", s.train_file, "--data", s.data, "--model", s.base,
