@@ -865,3 +865,23 @@ def test_a_resumed_run_logs_the_loss_a_straight_run_logs(tmp_path, mined_slice, 
     resumed = loop.train(load_config(args(tmp_path / "killed")))
     losses = lambda m: [h["train/loss"] for h in m["history"] if "train/loss" in h]  # noqa: E731
     assert len(losses(straight)) == 1 and losses(resumed) == pytest.approx(losses(straight), abs=1e-6)
+
+
+def test_every_loss_of_the_registry_computes_a_finite_loss_and_is_described():
+    """config validation, the loop and the card read the one registry (train/losses.py)."""
+    import typing
+
+    import torch
+
+    from rerankforge.training.config import TrainConfig
+    from rerankforge.training.losses import LOSSES, compute_loss
+
+    assert typing.get_args(typing.get_type_hints(TrainConfig)["loss"]) == tuple(LOSSES)
+    scores, teacher = torch.randn(4, 5), torch.randn(4, 5)
+    mask = torch.ones(4, 5, dtype=torch.bool)
+    mask[0, 3:] = False
+    for name, loss in LOSSES.items():
+        config = TrainConfig(train_file="x.jsonl", loss=name)
+        value = compute_loss(config, scores, mask, teacher if loss.distills else None)
+        assert value.ndim == 0 and torch.isfinite(value), name
+        assert loss.description and name in TrainConfig.__dataclass_fields__["loss"].metadata["help"]

@@ -17,18 +17,11 @@ from rerankforge.core.models import hub_id_of
 from rerankforge.reranker.folder import (ADAPTER_CONFIG, ADAPTER_DIR, SETTINGS, local_adapter_base,
                                          write_sentence_transformers_config)
 
-from .config import DISTILLATION_LOSSES, TrainConfig
+from .config import TrainConfig
+from .losses import DISTILLATION_LOSSES, LOSSES
 from .provenance import (KNOWN_DATASETS, base_model_license, card_license, data_license, dataset_hub_ids,
                          dataset_key)
 
-LOSS_NAMES = {
-    "listwise": "listwise softmax cross-entropy (1 positive + n hard negatives per group)",
-    "bce": "pointwise binary cross-entropy",
-    "ranknet": "pairwise RankNet (logistic) loss",
-    "margin": "pairwise margin (hinge) loss",
-    "margin_mse": "margin-MSE distillation (student vs teacher pos - neg score margins)",
-    "listwise_kl": "listwise KL distillation (teacher vs student softmax over each group)",
-}
 HYPERPARAMETERS = ("num_negatives", "max_length", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
                    "batch_size", "gradient_accumulation_steps", "num_epochs", "max_steps", "temperature",
                    "label_smoothing", "mixed_precision", "seed")
@@ -255,7 +248,7 @@ def _body(config, metrics, repo, name, base_name, data, licence, licence_note, r
                                                      + ")" if config.lora else " (all weights)"),
         f"- Data: hard negatives mined from {data} ({config.split} split{_dataset_links(config.data)}) into "
         f"`{Path(config.train_file).name}`",
-        f"- Loss: {LOSS_NAMES[config.loss]}" + (f", mixed with the listwise label loss at weight "
+        f"- Loss: {LOSSES[config.loss].description}" + (f", mixed with the listwise label loss at weight "
                                                  f"{config.label_loss_weight}" if distilled and config.label_loss_weight
                                                  else ""),
         *([_distilled_from(config)] if distilled else []),

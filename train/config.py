@@ -17,8 +17,7 @@ from rerankforge.core.config_files import load_typed_config
 from rerankforge.core.errors import ConfigError
 from rerankforge.core.outputs import check_output_folder
 
-LOSSES = ("listwise", "bce", "ranknet", "margin", "margin_mse", "listwise_kl")
-DISTILLATION_LOSSES = ("margin_mse", "listwise_kl")
+from .losses import DISTILLATION_LOSSES, LOSS_NAMES
 
 
 @dataclass
@@ -89,7 +88,7 @@ class TrainConfig:
         "help": "Recompute activations in the backward pass: less memory, ~30% slower."})
 
     # --- objective
-    loss: Literal["listwise", "bce", "ranknet", "margin", "margin_mse", "listwise_kl"] = field(
+    loss: Literal[LOSS_NAMES] = field(  # the registry in losses.py
         default="listwise", metadata={
             "help": "listwise: softmax cross-entropy over 1 positive + n negatives; bce: pointwise binary "
                     "cross-entropy; ranknet / margin: pairwise; margin_mse (MSE between the student's and the "

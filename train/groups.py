@@ -19,7 +19,8 @@ from rerankforge.core.errors import ConfigError, DataError
 from rerankforge.data_prep.training_files import read_training_rows
 from rerankforge.reranker.packing import PairEncoder
 
-from .config import DISTILLATION_LOSSES, TrainConfig
+from .config import TrainConfig
+from .losses import DISTILLATION_LOSSES
 
 
 @dataclass
