@@ -93,7 +93,7 @@ def main() -> None:
     import torch
 
     from rerankforge.reranker.scoring import DEFAULT_MAX_BATCH_TOKENS, Reranker
-    from rerankforge.training.dev_eval import DevSet
+    from rerankforge.training.dev.dev_eval import DevSet
 
     config = train_config(args.teacher, args.train_file)
     if args.dev_depth:

@@ -54,7 +54,7 @@ def main() -> None:
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.training.config import load_config
     from rerankforge.training.groups import read_mined, split_dev
-    from rerankforge.training.dev_choices import train_choosing_on_dev
+    from rerankforge.training.dev.dev_choices import train_choosing_on_dev
     from rerankforge.training.warm_start import WarmStartArgs, warm_start
 
     model = args.model or DEFAULT_BI_ENCODER

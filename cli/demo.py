@@ -71,7 +71,7 @@ def run_demo(args: DemoArgs) -> int:
     from rerankforge.data_prep.sources import load_collection
     from rerankforge.eval.report_files import console_table, write_report
     from rerankforge.training.config import load_config
-    from rerankforge.training.dev_choices import train_choosing_on_dev
+    from rerankforge.training.dev.dev_choices import train_choosing_on_dev
     from rerankforge.training.warm_start import WarmStartArgs, warm_start
 
     started = time.perf_counter()
@@ -164,7 +164,7 @@ def _evaluate(args: DemoArgs, test, dense, reranker_folder: str):
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
     from rerankforge.eval.report import EvalSettings, evaluate, retriever_signals
     from rerankforge.reranker.scoring import Reranker
-    from rerankforge.training.export_check import ExportArgs, run_export
+    from rerankforge.cli.export import ExportArgs, run_export
 
     settings = EvalSettings(depth=args.depth, ks=tuple(k for k in (5, 10, 20, 50) if k <= args.depth))
     stage = FirstStage({"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))})

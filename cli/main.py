@@ -17,10 +17,10 @@ from rerankforge.core.commands import add_subcommands, run_cli
 from rerankforge.core.console import add_output_options, output_options
 from rerankforge.data_prep.cli import add_generate_queries_parser, add_mine_parser, add_retrieve_parser
 from rerankforge.eval.cli import add_eval_parser
-from rerankforge.training.calibrate_cli import add_calibrate_parser
+from rerankforge.cli.calibrate import add_calibrate_parser
 from rerankforge.training.cli import add_push_parser, add_train_parser, train_main
-from rerankforge.training.export_check import add_export_parser
-from rerankforge.training.score_teacher import add_score_teacher_parser
+from rerankforge.cli.export import add_export_parser
+from rerankforge.training.teachers.score_teacher import add_score_teacher_parser
 from rerankforge.training.warm_start import add_warm_start_parser
 
 from rerankforge.serve.service import add_index_parser, serve_main

@@ -370,7 +370,7 @@ def test_export_cli_needs_a_dev_split(tmp_path, tiny_reranker, capsys):
 
 def test_export_cli_finds_the_train_file_from_the_folder_training_ran_in(tmp_path, tiny_reranker):
     """train_config.json keeps the paths training was given, relative to where it ran."""
-    from rerankforge.training.dev_split import DevSplitArgs, dev_split
+    from rerankforge.training.dev.dev_split import DevSplitArgs, dev_split
     from rerankforge.training.groups import read_mined, split_dev
 
     run_folder = tmp_path / "project"

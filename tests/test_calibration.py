@@ -69,7 +69,7 @@ def test_training_fits_the_calibration_on_its_dev_candidates():
     what each min_relevance threshold keeps."""
     from types import SimpleNamespace
 
-    from rerankforge.training.dev_eval import DevSet
+    from rerankforge.training.dev.dev_eval import DevSet
 
     scores, labels = _synthetic(4_000, 0.8, -3.0, seed=3)
     run = {f"q{i // 50}": [(f"d{i}", 0.0) for i in range(start, start + 50)] for start in range(0, 4_000, 50)

@@ -9,7 +9,7 @@ from rerankforge.core.errors import DataError
 from rerankforge.core.scores import standardise
 from rerankforge.reranker.combiner import Combiner
 from rerankforge.reranker.folder import RerankerSettings, read_settings, write_settings
-from rerankforge.training.combining import fit_combination
+from rerankforge.training.dev.combining import fit_combination
 
 
 def test_one_signal_ranks_by_its_raw_values_and_ties_keep_the_candidates_order():

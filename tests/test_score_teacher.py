@@ -72,7 +72,7 @@ def test_served_teacher_is_the_folders_served_ranking(tmp_path, mined_slice, tin
 
 
 def test_local_causal_lm_judge_scores_yes_against_no_the_same_in_any_batch(tmp_path, tiny_bert):
-    from rerankforge.training.judges import CausalLMJudge, JudgePrompt
+    from rerankforge.training.teachers.judges import CausalLMJudge, JudgePrompt
 
     judge = CausalLMJudge(str(tiny_chat_lm(tmp_path / "lm", tiny_bert)), JudgePrompt(), max_length=64, batch_size=1)
     pairs = [("vitamin d", "Vitamin D and bone fractures in the elderly."), ("q", "a much longer passage " * 30),

@@ -361,7 +361,7 @@ def test_resume_keeps_the_best_weights_of_its_checkpoint(tmp_path, mined_slice, 
 
     from rerankforge.training import checkpoints, loop
     from rerankforge.training.config import load_config
-    from rerankforge.training.dev_eval import DevSet
+    from rerankforge.training.dev.dev_eval import DevSet
 
     # Every evaluation scores the same (above the first stage), so the best is always the first one (step 3).
     monkeypatch.setattr(DevSet, "first_stage", lambda self: {"nDCG@10": 0.4, "MRR@10": 0.4})
@@ -405,7 +405,7 @@ def test_keep_best_and_early_stopping_wait_for_a_checkpoint_above_the_first_stag
     neither kept as the best nor counted towards early stopping."""
     from rerankforge.training import loop
     from rerankforge.training.config import load_config
-    from rerankforge.training.dev_eval import DevSet
+    from rerankforge.training.dev.dev_eval import DevSet
 
     figures = iter({"nDCG@10": v, "MRR@10": v} for v in dev_figures)
     monkeypatch.setattr(DevSet, "first_stage", lambda self: {"nDCG@10": 0.4, "MRR@10": 0.4})
@@ -688,7 +688,7 @@ def test_wandb_settings_come_from_config_then_environment_then_defaults(tmp_path
 # ---------------------------------------------------------------- choices made on dev (small data)
 
 def test_small_data_plans_the_learning_rate_and_the_updates_on_dev(mined_slice):
-    from rerankforge.training.dev_choices import plan_dev_choices
+    from rerankforge.training.dev.dev_choices import plan_dev_choices
 
     base = ["--train_file", str(mined_slice), "--dev_queries", "8", "--learning_rate", "1e-4", "--max_steps", "30",
             "--eval_steps", "0"]
@@ -840,7 +840,7 @@ def test_a_fixed_dev_split_holds_out_exactly_those_queries(tmp_path, mined_slice
 
 def test_small_data_under_a_time_budget_is_evaluated_by_the_clock(tmp_path, mined_slice, scifact_slice,
                                                                   tiny_bi_encoder, tiny_bert):
-    from rerankforge.training.dev_choices import plan_dev_choices
+    from rerankforge.training.dev.dev_choices import plan_dev_choices
 
     args = _tiny_args(mined_slice, scifact_slice, tiny_bi_encoder, tiny_bert, tmp_path / "small",
                       "--small_data_queries", "300", "--max_minutes", "2", "--num_epochs", "50")

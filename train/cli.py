@@ -21,14 +21,14 @@ def train_main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         from .config import load_config
-        from .dev_choices import train_choosing_on_dev
+        from .dev.dev_choices import train_choosing_on_dev
 
         config = load_config(argv)
         metrics = train_choosing_on_dev(config)
         if metrics:  # the main process
             print(summary(config.output_dir, metrics))
             if config.push_to_hub:
-                from .hub import adapter_left_out, push_folder
+                from .publish.hub import adapter_left_out, push_folder
 
                 files = push_folder(config.output_dir, config.hub_model_id, private=config.hub_private)
                 print(f"uploaded {len(files)} files to https://huggingface.co/{config.hub_model_id}")
@@ -72,7 +72,7 @@ def add_push_parser(subparsers) -> None:
 
 
 def run_push(args: PushArgs) -> int:
-    from .hub import adapter_left_out, push_folder
+    from .publish.hub import adapter_left_out, push_folder
 
     files = push_folder(args.folder, args.hub_model_id, private=args.private, dry_run=args.dry_run,
                         eval_report=args.eval_report)
@@ -91,7 +91,7 @@ def train_with(config: str | None = None, **options) -> dict:
     from rerankforge.configs import recipe
 
     from .config import load_config
-    from .dev_choices import train_choosing_on_dev
+    from .dev.dev_choices import train_choosing_on_dev
 
     argv = ["--config", config if Path(config).exists() else str(recipe(config))] if config is not None else []
     for key, value in options.items():

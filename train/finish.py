@@ -13,7 +13,7 @@ from accelerate.logging import get_logger
 from rerankforge.core.files import atomic_write_text
 from rerankforge.reranker.folder import RerankerSettings, save_reranker
 
-from .card import write_model_card
+from .publish.card import write_model_card
 from .checkpoints import BEST, BEST_WEIGHTS, TrainState, restore_best
 from .config import TrainConfig, to_dict
 

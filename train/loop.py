@@ -28,7 +28,7 @@ from .groups import (Collator, LengthGroupedBatches, TokenizedGroups, build_grou
                      split_dev)
 from .losses import compute_loss
 from .schedule import Schedule, TimeBudget
-from .teacher import attach_teacher_scores, check_teacher, resolve_teacher
+from .teachers.teacher import attach_teacher_scores, check_teacher, resolve_teacher
 from .tracking import wandb_settings
 
 logger = get_logger(__name__)  # logs from the main process only; the command line decides where it goes (-q, -v)
@@ -154,7 +154,7 @@ def prepare(config: TrainConfig) -> PreparedRun:
     from rerankforge.reranker.packing import PairEncoder
     from rerankforge.reranker.scoring import Reranker
 
-    from .dev_eval import DevSet
+    from .dev.dev_eval import DevSet
     from .model import load_model
 
     # 1. Everything that can be wrong with the input is found before a model loads.

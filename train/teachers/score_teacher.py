@@ -78,7 +78,7 @@ def run_score_teacher(args: ScoreTeacherArgs) -> int:
     from rerankforge.core.progress import progress_bar
     from rerankforge.data_prep.mined_files import write_rows
 
-    from .groups import read_mined
+    from ..groups import read_mined
 
     output = _check_output(args)
     prompt = read_prompt(args.prompt, JudgePrompt) if args.kind in ("causal-lm", "openai") else None

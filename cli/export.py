@@ -26,8 +26,8 @@ from rerankforge.reranker.backends import require_onnx
 from rerankforge.reranker.export import Verdict, export_backend, spearman
 from rerankforge.reranker.scoring import Reranker
 
-from .dev_eval import DevSet
-from .dev_split import DevSplitArgs, dev_split
+from rerankforge.training.dev.dev_eval import DevSet
+from rerankforge.training.dev.dev_split import DevSplitArgs, dev_split
 
 logger = logging.getLogger(__name__)
 

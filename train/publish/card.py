@@ -17,8 +17,8 @@ from rerankforge.core.models import hub_id_of
 from rerankforge.reranker.folder import (ADAPTER_CONFIG, ADAPTER_DIR, SETTINGS, local_adapter_base,
                                          write_sentence_transformers_config)
 
-from .config import TrainConfig
-from .losses import DISTILLATION_LOSSES, LOSSES
+from ..config import TrainConfig
+from ..losses import DISTILLATION_LOSSES, LOSSES
 from .provenance import (KNOWN_DATASETS, base_model_license, card_license, data_license, dataset_hub_ids,
                          dataset_key)
 

@@ -16,9 +16,9 @@ from rerankforge.core.hardware import use_cpu_threads
 from rerankforge.reranker.folder import ADAPTER_DIR, read_settings, write_settings
 from rerankforge.reranker.scoring import Reranker
 
-from .dev_eval import DevSet
-from .dev_split import DevSplitArgs, dev_split
-from .export_check import check_folder
+from rerankforge.training.dev.dev_eval import DevSet
+from rerankforge.training.dev.dev_split import DevSplitArgs, dev_split
+from rerankforge.cli.export import check_folder
 
 logger = logging.getLogger(__name__)
 

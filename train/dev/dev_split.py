@@ -14,7 +14,7 @@ from typing import Literal
 
 from rerankforge.core.errors import ConfigError, DataError
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 TRAIN_CONFIG = "train_config.json"
 
@@ -50,7 +50,7 @@ def dev_split(folder: Path, args: DevSplitArgs) -> tuple[TrainConfig, list[str],
     if saved is None:
         raise ConfigError(f"{folder}: no {TRAIN_CONFIG} (not trained by rerankforge), so no dev split of its own; "
                           f"expected --data (and --split, --dev_queries) to use instead")
-    from .groups import read_mined, split_dev
+    from ..groups import read_mined, split_dev
 
     values = json.loads(saved.read_text())
     known = {f.name for f in fields(TrainConfig)}

@@ -17,8 +17,8 @@ from rerankforge.core.errors import ConfigError, ModelNotFoundError
 from rerankforge.core.files import atomic_write_text
 from rerankforge.data_prep.fingerprints import files_fingerprint
 
-from .config import TrainConfig
-from .groups import Group, read_mined, split_dev
+from ..config import TrainConfig
+from ..groups import Group, read_mined, split_dev
 
 CACHE_FILE = ".teacher-scores.json"  # a dot file: never uploaded with the reranker (hub.py)
 CHUNK = 1024  # pairs per call to the scorer: progress to show, memory bounded

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from rerankforge.core.files import atomic_write_text
 
-from .card import rates_text
-from .config import TrainConfig
+from ..publish.card import rates_text
+from ..config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class DevChoices:
 
 def train_choosing_on_dev(config: TrainConfig) -> dict:
     """Train as configured, with the learning rate (and on small data the number of updates) chosen on dev."""
-    from .loop import train
+    from ..loop import train
 
     config, plan = plan_dev_choices(config)
     for note in plan.notes:
@@ -65,7 +65,7 @@ def train_choosing_on_dev(config: TrainConfig) -> dict:
 def plan_dev_choices(config: TrainConfig) -> tuple[TrainConfig, DevChoices]:
     """The config the run will use and what it will choose on dev. Checks the input as the run does (nothing
     starts on a bad one) and counts the training queries and the updates the run will have."""
-    from .loop import check_inputs
+    from ..loop import check_inputs
 
     _, _, dev_ids, groups, _ = check_inputs(config)
     queries = len({group.query_id for group in groups})
@@ -128,7 +128,7 @@ def run_steps(config: TrainConfig, groups: int) -> int:
 def _search_learning_rate(config: TrainConfig, plan: DevChoices) -> tuple[TrainConfig, dict]:
     """Train each candidate for `plan.search_steps` updates and keep the rate with the best dev nDCG@10 (ties:
     the smaller rate). Every process runs every trial; the main process, which holds the dev split, decides."""
-    from .loop import train
+    from ..loop import train
 
     folder = Path(config.output_dir) / SEARCH_DIR
     record = folder / "trials.json"

@@ -17,7 +17,7 @@ from rerankforge.reranker.combiner import Combiner
 from rerankforge.reranker.scoring import Reranker
 
 from .combining import Fit, fit_combination
-from .config import TrainConfig
+from ..config import TrainConfig
 
 DEV_METRICS = ("nDCG@10", "MRR@10")
 

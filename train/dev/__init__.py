@@ -1,0 +1,1 @@
+"""Choices made on the dev split carved from the train queries: the split (dev_split), its evaluation during training (dev_eval), the served ranking fitted on it (combining), the learning rate and the updates chosen on it (dev_choices)."""
