@@ -34,15 +34,10 @@ def imported_folders(path: Path, package: str) -> list[tuple[int, str]]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         modules: list[str] = []
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
-                base = ".".join(parent + ([node.module] if node.module else []))
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            base, named = _import_targets(node, package)
             # `from rerankforge import eval` imports the folder named after `import`
-            modules = [f"{base}.{alias.name}" for alias in node.names] if base == "rerankforge" else [base]
+            modules = named if base is None else [base] if base != "rerankforge" else named[1:]
         elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
               and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
             modules = [node.args[0].value]
@@ -51,6 +46,18 @@ def imported_folders(path: Path, package: str) -> list[tuple[int, str]]:
             if parts[0] == "rerankforge" and len(parts) > 1:
                 found.append((node.lineno, FOLDER_OF.get(parts[1], parts[1])))
     return found
+
+
+def _import_targets(node: ast.Import | ast.ImportFrom, package: str) -> tuple[str | None, list[str]]:
+    """What an import statement in `package` names: (None, the modules) for `import a.b`; for `from X import a`,
+    (X made absolute, [X, X.a, ...]) -- `a` may be a module of X or a name in it."""
+    if isinstance(node, ast.Import):
+        return None, [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+        base = ".".join(parent + ([node.module] if node.module else []))
+    return base, [base, *(f"{base}.{alias.name}" for alias in node.names)]
 
 
 def forbidden_imports(repo: Path) -> list[str]:
@@ -87,15 +94,7 @@ def module_imports(repo: Path) -> dict[str, set[str]]:
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            found = []
-            if isinstance(node, ast.Import):
-                found = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parent = package.split(".")[:len(package.split(".")) - node.level + 1]
-                    base = ".".join(parent + ([node.module] if node.module else []))
-                found = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            found = _import_targets(node, package)[1] if isinstance(node, (ast.Import, ast.ImportFrom)) else []
             for module in found:
                 while module and module not in paths:
                     module = module.rpartition(".")[0]
