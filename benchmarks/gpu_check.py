@@ -83,6 +83,7 @@ class Setup:
     requests_per_client: int = 8
     latency_requests: int = 30
     encode_repeats: int = 3
+    encode_passages: int = 0  # the first N passages of the corpus (0: all)
     precisions: tuple[str, ...] = PRECISIONS  # scoring; a GPU without native bf16 (e.g. a T4) would only emulate it
     train_overrides: list[str] = field(default_factory=list)
 
@@ -94,6 +95,8 @@ def main() -> None:
     parser.add_argument("--data", default="scifact")
     parser.add_argument("--steps", type=int, default=100, help="training updates per side")
     parser.add_argument("--queries", type=int, default=0, help="test queries scored and served (0: all)")
+    parser.add_argument("--encode_passages", type=int, default=0,
+                        help="encode the corpus's first N passages only (0: all; a CPU rehearsal needs fewer)")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="scoring precisions, comma-separated")
     parser.add_argument("--dry_run", action="store_true", help="CPU, tiny random models, a SciFact slice, small sizes")
     parser.add_argument("--pack", default=None, help="write the folder an offline GPU machine needs, and exit")
@@ -114,6 +117,7 @@ def main() -> None:
         setup = (dry_run_setup(work) if args.dry_run else
                  pack_setup(Path(args.from_pack), work, args) if args.from_pack else full_setup(work, args))
         setup.precisions = tuple(args.precisions.split(","))
+        setup.encode_passages = args.encode_passages or setup.encode_passages
         started = time.perf_counter()
 
         def stage(name: str) -> None:
@@ -421,6 +425,7 @@ def encoding(s: Setup) -> list[dict]:
     from rerankforge.data_prep.sources import load_collection
 
     texts = [doc.full_text for doc in load_collection(s.data, split="test").corpus.values()]
+    texts = texts[:s.encode_passages] if s.encode_passages else texts
     theirs_model = SentenceTransformer(s.bi_encoder, device=s.device)
     theirs_model.max_seq_length = 256
     ours_times, theirs_times = [], []
