@@ -33,7 +33,7 @@ def mine_negatives(data: str, output: str, **options):
     """`rerankforge mine`: hard negatives for every judged (query, positive) of `data`'s split, written to
     `output` (.jsonl or .parquet) with a summary beside it; returns the summary (a dict). `options`: the
     command's, e.g. split="train", retriever="hybrid", num_negatives=7, min_rank=3, max_rank=30, format="n-tuple"."""
-    from rerankforge.data_prep.cli import MineArgs, mine_to_file
+    from rerankforge.data_prep.mine import MineArgs, mine_to_file
     from rerankforge.data_prep.mining import MiningConfig
     from rerankforge.data_prep.retrieval import RetrieverConfig
 
@@ -57,7 +57,7 @@ def evaluate(data: str, rerankers: list[str] | str = (), **options):
     """`rerankforge eval`: every first stage and every reranker on the same candidates; returns the Report
     (systems with their metrics, significance, depth curve, ...; `output=FOLDER` also writes report.md, plots
     and runs). `options`: the command's, e.g. split="test", retriever=["bm25", "dense", "hybrid"], depth=50."""
-    from rerankforge.eval.cli import EvalArgs, evaluate_to_report
+    from rerankforge.eval.evaluation import EvalArgs, evaluate_to_report
 
     rerankers = [rerankers] if isinstance(rerankers, str) else list(rerankers)
     (args,) = _options("evaluate", {"data": data, "reranker": rerankers, **options}, EvalArgs)

@@ -5,41 +5,14 @@ documented once, where it is defined; `--num-negatives` and `--num_negatives` bo
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
-from typing import Literal
 
 from rerankforge.core.commands import add_command, dataclass_parser, finish_parser, run_cli
+
+from .mine import MineArgs, mine_to_file
 from .mining import MiningConfig
 from .retrieval import RetrieverConfig
-
-
-@dataclass
-class MineArgs:
-    """Input and output of `mine`."""
-
-    data: str = field(metadata={"help": "A BEIR folder, a pairs .jsonl/.csv file, hf:NAME for a Hugging Face "
-                                        "dataset, or a dataset name looked up in $RERANKFORGE_DATA, the cache, "
-                                        "then downloaded (e.g. scifact)."})
-    output: str = field(metadata={"help": "Output file: .jsonl or .parquet. A summary lands beside it as "
-                                          "NAME.summary.json."})
-    split: str = field(default="train", metadata={"help": "Qrels split whose judged queries are mined."})
-    format: Literal["n-tuple", "triplet", "labeled-pair"] = field(
-        default="n-tuple", metadata={"help": "n-tuple: a row per (query, positive) with all negatives; triplet: "
-                                             "a row per negative; labeled-pair: a row per (query, doc, 0/1 label)."})
-    layout: Literal["rerankforge", "sentence-transformers"] = field(
-        default="rerankforge", metadata={
-            "help": "rerankforge: ids, texts and first-stage scores in every row (what `rerankforge train` reads "
-                    "best). sentence-transformers: the columns sentence_transformers.util.mine_hard_negatives "
-                    "writes, ready for its CrossEncoderTrainer (n-tuple: query, positive, negative_1..n, rows short "
-                    "of n negatives dropped; triplet: query, positive, negative; labeled-pair: query, positive, "
-                    "label). `rerankforge train` reads both."})
-    output_scores: bool = field(
-        default=False, metadata={
-            "help": "sentence-transformers layout: add the first-stage scores as mine_hard_negatives' "
-                    "output_scores does (n-tuple, triplet: a `scores` list, positive first; labeled-pair: `score` "
-                    "replaces `label`). The rerankforge layout always has them."})
 
 
 @dataclass
@@ -103,32 +76,6 @@ def run_mine(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningCo
     return 0
 
 
-def mine_to_file(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningConfig) -> dict:
-    """What `mine` does, printing nothing: the file and its summary written; returns the summary."""
-    from .mined_files import (check_output_path, rows, sentence_transformers_rows, short_of_negatives, summary_path,
-                              write_rows)
-    from .mining import mine_negatives
-    from .retrieval import build_retriever
-    from .sources import load_collection
-
-    output = check_output_path(args.output, args.format)
-    collection = load_collection(args.data, split=args.split)
-    retriever = build_retriever(collection.corpus, retriever_config)
-    result = mine_negatives(collection, retriever, mining)
-    dropped = 0
-    if args.layout == "sentence-transformers":
-        records = sentence_transformers_rows(result.examples, args.format, mining.num_negatives, args.output_scores)
-        dropped = short_of_negatives(result.examples, mining.num_negatives) if args.format == "n-tuple" else 0
-    else:
-        records = rows(result.examples, args.format)
-    count = write_rows(output, records)
-    result.summary["output"] = {"path": str(output), "format": args.format, "layout": args.layout, "rows": count}
-    if args.layout == "sentence-transformers":
-        result.summary["output"].update(output_scores=args.output_scores, examples_dropped_short_of_negatives=dropped)
-    _write_json(summary_path(output), result.summary)
-    return result.summary
-
-
 def run_retrieve(args: RetrieveArgs, retriever_config: RetrieverConfig) -> int:
     from rerankforge.core.outputs import check_output_file
     from .retrieval import build_retriever
@@ -166,9 +113,3 @@ def mine_negatives_main(argv: list[str] | None = None) -> int:
     parser = dataclass_parser(types, prog="mine-negatives", description=MINE_HELP)
     finish_parser(parser, types, run_mine)
     return run_cli(parser, sys.argv[1:] if argv is None else argv)
-
-
-def _write_json(path, payload: dict) -> None:
-    from rerankforge.core.files import atomic_write_text
-
-    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
