@@ -123,7 +123,7 @@ def _metrics_section(report: Report) -> list[str]:
     served = [system for system in report.systems if system.combination not in (None, "1.00 reranker")]
     if served:
         lines += [""] + [f"**Served ranking** — `{system.name}`: {system.combination}, each signal z-standardised over "
-                         "a query's candidates (weights fitted on the model's dev split, saved in its rerankforge.json)."
+                         "a query's candidates, position being the first stage's rank as 1 / (60 + rank) (weights fitted on the model's dev split, saved in its rerankforge.json)."
                          for system in served]
     for first in report.partly_covered():
         lines += ["", f"**Coverage** — {coverage_sentence(report, first)} Over those {first.covered} queries only "

@@ -1,12 +1,17 @@
 """The served ranking: how the reranker's score and the first stage's signals combine into one ranking.
 
-A `Combiner` is a weight per signal -- `reranker` (the cross-encoder's raw score), `dense` (the bi-encoder's
-cosine), `bm25`, or `first_stage` (whatever score the candidate list itself carries) -- applied to each
-query's candidates after standardising every signal over them (z-scores: the scales differ). The weights
-are fitted on the dev split (train/combining.py) and saved in rerankforge.json, so train's dev
-evaluation, `rerankforge eval`, the demo, `serve` and `/search` all rank the same way.
+A `Combiner` is a weight per signal -- `reranker` (the cross-encoder's raw score), `position` (the candidate's
+place in the list as the first stage ranked it, as a reciprocal rank 1 / (60 + rank)), `dense` (the
+bi-encoder's cosine), `bm25`, or `first_stage` (whatever score the candidate list itself carries) -- applied to
+each query's candidates after standardising every signal over them (z-scores: the scales differ). The weights
+are fitted on the dev split (train/dev/combining.py) and saved in rerankforge.json, so train's dev evaluation,
+`rerankforge eval`, the demo, `serve`, `/search` and the rerank endpoints (for documents sent in first-stage
+order) all rank the same way.
 
-    Combiner({"reranker": 0.6, "dense": 0.1, "bm25": 0.3}).rank(candidates, signals)
+    Combiner({"reranker": 0.7, "position": 0.3}).rank(candidates, {"reranker": scores})
+
+`position` needs nothing but the candidates' order, so a ranking of `reranker` and `position` alone is what a
+rerank request can be served with (`request_ready`).
 
 One signal of weight 1 ranks by that signal's raw values (the reranker alone is the raw cross-encoder)."""
 
@@ -19,7 +24,11 @@ from dataclasses import dataclass, field
 from rerankforge.core.errors import DataError
 from rerankforge.core.scores import standardise
 
-SIGNALS = ("reranker", "dense", "bm25", "first_stage")
+SIGNALS = ("reranker", "position", "dense", "bm25", "first_stage")
+POSITION_K = 60
+"""`position`'s value for the candidate at rank r (from 1) is 1 / (POSITION_K + r), the reciprocal rank of RRF."""
+REQUEST_SIGNALS = ("reranker", "position")
+"""What a rerank request carries: documents to score, in the order the client's first stage ranked them."""
 RETRIEVER_SIGNALS = ("dense", "bm25")
 """Signals a first-stage retriever scores for any (query, document) pair (`Retriever.score_pairs`)."""
 
@@ -62,6 +71,20 @@ class Combiner:
     def is_reranker_only(self) -> bool:
         return self.signals == ("reranker",)
 
+    @property
+    def request_ready(self) -> bool:
+        """Whether a rerank request carries every signal it weighs (the reranker's score and the order)."""
+        return all(s in REQUEST_SIGNALS for s in self.signals)
+
+    def order(self, scores: Sequence[float]) -> list[int]:
+        """Indices of a list of documents best first, from the reranker's `scores` of them in the order sent
+        (what the rerank endpoints and adapters rank by when the documents come in first-stage order)."""
+        if not self.request_ready:
+            raise DataError(f"the combination {self.describe()} needs scores a rerank request does not carry; "
+                            f"expected only {' and '.join(REQUEST_SIGNALS)}")
+        ids = [str(i) for i in range(len(scores))]
+        return [int(i) for i, _ in self.rank(ids, {"reranker": dict(zip(ids, map(float, scores)))})]
+
     def describe(self) -> str:
         """'0.60 reranker + 0.10 dense + 0.30 bm25', weights summing to 1."""
         total = sum(self.weights.values())
@@ -69,8 +92,10 @@ class Combiner:
 
     def rank(self, candidates: Sequence[str], signals: Mapping[str, Mapping[str, float]]) -> list[tuple[str, float]]:
         """The candidates best first, by the weighted sum of their standardised signals; `signals` maps each
-        signal this combiner uses to {doc id -> score}. A candidate a signal has no score for gets that
+        signal this combiner uses to {doc id -> score} (`position` comes from the candidates' order). A candidate a signal has no score for gets that
         signal's lowest standardised value (ranked with its last). Ties keep the candidates' order."""
+        if "position" in self.weights:
+            signals = {**signals, "position": {d: 1 / (POSITION_K + r) for r, d in enumerate(candidates, 1)}}
         missing = [s for s in self.signals if s not in signals]
         if missing:
             raise DataError(f"the combination {self.describe()} needs the signal(s) {', '.join(missing)}; got only "

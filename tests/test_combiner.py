@@ -41,7 +41,7 @@ def test_weights_of_zero_are_dropped_and_the_description_sums_to_one():
 @pytest.mark.parametrize("weights, expected", [
     ({}, "expected an object of signal weights"),
     ([0.5, 0.5], "expected an object of signal weights"),
-    ({"colbert": 1.0}, "unknown signal 'colbert'; expected some of reranker, dense, bm25, first_stage"),
+    ({"colbert": 1.0}, "unknown signal 'colbert'; expected some of reranker, position, dense, bm25, first_stage"),
     ({"reranker": -0.1}, "reranker: expected a number >= 0, got -0.1"),
     ({"reranker": "0.5"}, "reranker: expected a number >= 0, got '0.5'"),
     ({"reranker": float("nan")}, "reranker: expected a number >= 0, got nan"),
@@ -73,53 +73,81 @@ def test_the_settings_file_carries_the_served_ranking(tmp_path):
     assert read_settings(tmp_path).combiner == Combiner({"reranker": 0.25, "first_stage": 0.75})
 
 
-def _toy_dev(queries: int, informative: str, seed: int = 0, names=("reranker", "dense", "bm25")):
-    """Dev queries of 20 candidates, one relevant: `informative` ranks it near the top, the others are noise."""
+def _toy_dev(queries: int, bonus: float, seed: int = 0, depth: int = 20):
+    """Dev queries of `depth` candidates in a first stage's order, one relevant each, placed near the top (its
+    rank drawn from an exponential of mean 4); the reranker's scores are noise plus `bonus` for the relevant one."""
     rng = random.Random(seed)
-    candidates, qrels, signals = {}, {}, {name: {} for name in names}
+    candidates, qrels, scores = {}, {}, {}
     for q in range(queries):
-        qid, docs = f"q{q}", [f"q{q}-d{i}" for i in range(20)]
-        relevant = rng.choice(docs)
+        qid, docs = f"q{q}", [f"q{q}-d{i}" for i in range(depth)]
+        relevant = docs[min(int(rng.expovariate(0.25)), depth - 1)]
         candidates[qid], qrels[qid] = docs, {relevant: 1}
-        for name in signals:
-            signals[name][qid] = {d: rng.gauss(0, 1) + (2.5 if name == informative and d == relevant else 0.0)
-                                  for d in docs}
-    return candidates, signals, qrels
+        scores[qid] = {d: rng.gauss(0, 1) + (bonus if d == relevant else 0.0) for d in docs}
+    return candidates, {"reranker": scores}, qrels
 
 
-def test_fitting_keeps_a_reranker_that_dev_shows_helps():
-    candidates, signals, qrels = _toy_dev(60, informative="reranker")
+def _in_sample(candidates, signals, qrels):
+    """The grid's per-query dev nDCG@10 and its best step, all fitted and judged on the same queries."""
+    from rerankforge.eval.metrics import per_query
+    from rerankforge.training.dev.combining import GRID_STEPS, best_step
+
+    scored = {}
+    for step in range(GRID_STEPS + 1):
+        combiner = Combiner({"reranker": step / GRID_STEPS, "position": 1 - step / GRID_STEPS})
+        run = {q: combiner.rank(candidates[q], {"reranker": signals["reranker"][q]}) for q in candidates}
+        scored[step] = per_query(qrels, run, ("nDCG@10",))["nDCG@10"]
+    return scored, best_step(scored, list(candidates))
+
+
+def test_position_is_the_first_stages_order_as_a_reciprocal_rank():
+    assert Combiner({"position": 1.0}).rank(["c", "a", "b"], {}) == [("c", 1 / 61), ("a", 1 / 62), ("b", 1 / 63)]
+    # the reranker reverses the first stage's order: the heavier of the two standardised signals wins
+    reverse = {"reranker": {"a": 0, "b": 1, "c": 2}}
+    assert Combiner({"reranker": 0.4, "position": 0.6}).rank(["a", "b", "c"], reverse)[0][0] == "a"
+    assert Combiner({"reranker": 0.6, "position": 0.4}).rank(["a", "b", "c"], reverse)[0][0] == "c"
+    combiner = Combiner({"reranker": 0.7, "position": 0.3})
+    assert combiner.request_ready and not Combiner({"reranker": 0.7, "bm25": 0.3}).request_ready
+    assert combiner.order([0.1, 5.0, 0.2]) == [1, 0, 2] and Combiner({"position": 1}).order([3.0, 9.0]) == [0, 1]
+    with pytest.raises(DataError, match="needs scores a rerank request does not carry"):
+        Combiner({"reranker": 0.5, "dense": 0.5}).order([1.0])
+
+
+def test_fitting_weighs_a_reranker_that_helps_out_of_fold_against_the_first_stages_order():
+    candidates, signals, qrels = _toy_dev(60, bonus=2.5, seed=1)
+    fit = fit_combination(candidates, signals, qrels, "toy dev split", first_stage="hybrid")
+    assert not fit.leans_on_first_stage and fit.combiner.signals == ("reranker", "position")
+    assert fit.combiner.first_stage == "hybrid" and fit.combiner.chosen_on == "toy dev split (60 queries)"
+    assert fit.evidence["p_value"] < 0.05 and fit.evidence["folds"] == 5
+    assert fit.evidence["dev_nDCG@10_out_of_fold"] > fit.evidence["dev_nDCG@10_first_stage_only"] + 0.2
+    assert fit.message.startswith("served ranking: 0.") and "out of fold" in fit.message
+
+
+def test_fitting_keeps_the_first_stages_order_when_the_reranker_does_not_help():
+    candidates, signals, qrels = _toy_dev(60, bonus=0.0, seed=1)
     fit = fit_combination(candidates, signals, qrels, "toy dev split")
-    assert not fit.leans_on_first_stage and fit.combiner.uses_reranker
-    assert fit.combiner.weights["reranker"] / sum(fit.combiner.weights.values()) >= 0.5
-    assert fit.evidence["p_value"] < 0.05 and fit.combiner.chosen_on == "toy dev split (60 queries)"
-    assert fit.evidence["dev_nDCG@10_with_reranker"] > fit.evidence["dev_nDCG@10_alone"]["dense"] + 0.2
-    assert fit.message.startswith("served ranking: ")
-
-
-def test_fitting_leans_on_the_first_stage_when_dev_does_not_show_the_reranker_helps():
-    candidates, signals, qrels = _toy_dev(60, informative="dense")
-    fit = fit_combination(candidates, signals, qrels, "toy dev split")
-    assert fit.leans_on_first_stage and not fit.combiner.uses_reranker and "dense" in fit.combiner.signals
-    assert "served ranking leans on the first stage" in fit.message and "randomization p = " in fit.message
-    # a helpful reranker but too few dev queries to show it: the first stage again, and the run says why
-    candidates, signals, qrels = _toy_dev(60, informative="reranker")
-    few = {qid: candidates[qid] for qid in list(candidates)[:3]}
-    small = fit_combination(few, {s: {q: v[q] for q in few} for s, v in signals.items()},
+    assert fit.leans_on_first_stage and fit.combiner == Combiner({"position": 1.0})
+    assert fit.message.startswith("served ranking: the first stage as it ranks") and "p = " in fit.message
+    # a helpful reranker but too few dev queries to show it: the first stage again
+    candidates, signals, qrels = _toy_dev(60, bonus=2.5, seed=1)
+    few = list(candidates)[:3]
+    small = fit_combination({q: candidates[q] for q in few}, {"reranker": {q: signals["reranker"][q] for q in few}},
                             {q: qrels[q] for q in few}, "toy dev split")
     assert small.leans_on_first_stage and not small.combiner.uses_reranker
 
 
-def test_the_first_stage_as_it_ranks_is_kept_unless_dev_shows_a_weighting_of_its_scores_beats_it():
-    candidates, signals, qrels = _toy_dev(60, "first_stage", names=("reranker", "dense", "bm25", "first_stage"))
-    fit = fit_combination(candidates, signals, qrels, "toy dev split", first_stage="hybrid")
-    assert fit.leans_on_first_stage and fit.combiner == Combiner({"first_stage": 1.0})
-    assert fit.combiner.first_stage == "hybrid" and fit.evidence["p_value_first_stage_weighting"] >= 0.05
-    # dense far better than the list's own order: the weighting is kept, then the reranker must beat that
-    candidates, signals, qrels = _toy_dev(60, "dense", names=("reranker", "dense", "bm25", "first_stage"))
-    fit = fit_combination(candidates, signals, qrels, "toy dev split", first_stage="hybrid")
-    assert fit.leans_on_first_stage and "dense" in fit.combiner.signals and "first_stage" not in fit.combiner.signals
-    assert fit.evidence["p_value_first_stage_weighting"] < 0.05
+def test_the_fold_gate_rejects_a_weighting_that_only_wins_in_sample():
+    """A reranker of pure noise whose best weight happens to beat the first stage on the 24 dev queries it was
+    fitted on (one-sided p < 0.05 in-sample: the gate of fitting and judging on the same queries keeps it); fitted
+    on four folds and judged on the fifth, the gain is gone, and the first stage's order is served."""
+    from rerankforge.eval.significance import compare
+
+    candidates, signals, qrels = _toy_dev(24, bonus=0.0, seed=65)
+    scored, best = _in_sample(candidates, signals, qrels)
+    in_sample = compare("nDCG@10", "first stage", scored[0], "reranked", scored[best], alternative="greater")
+    assert best > 0 and in_sample.p_randomization < 0.05
+    fit = fit_combination(candidates, signals, qrels, "toy dev split")
+    assert fit.leans_on_first_stage and fit.combiner == Combiner({"position": 1.0})
+    assert fit.evidence["p_value"] >= 0.05 and "does not hold out of fold" in fit.message
 
 
 def test_equal_scores_standardise_to_zeros_however_they_round():
