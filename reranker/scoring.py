@@ -142,12 +142,33 @@ class Reranker:
             scores[qid] = dict(zip(doc_ids, map(float, values)))
         return scores, seconds
 
-    def rerank(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str], depth: int) -> Run:
-        """Rescore the top-`depth` of each query of `run` and rank by the reranker alone (documents below it are
-        dropped). The served ranking, which also weighs the first stage's signals, is `self.combiner.rank`."""
+    def order(self, scores: Sequence[float], served: bool = False) -> tuple[list[int], str]:
+        """Indices of documents best first, from the reranker's `scores` of them in the order they were sent, and
+        which ranking gave that order: the reranker alone, or -- `served`, the documents came in a first stage's
+        order, best first -- the served ranking (the reranker weighed against that order, fitted on dev), where
+        the model's needs nothing else (combiner.py `request_ready`). Ties keep the order sent."""
+        if not served:
+            return sorted(range(len(scores)), key=lambda i: -scores[i]), "reranker"
+        if not self.combiner.request_ready:
+            needs = " and ".join(s for s in self.combiner.signals if s not in ("reranker", "position"))
+            return self.order(scores)[0], f"reranker (the served ranking needs {needs} scores)"
+        return self.combiner.order(scores), f"served ({self.combiner.describe()})"
+
+    def rerank(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str], depth: int,
+               served: bool = False) -> Run:
+        """Rescore the top-`depth` of each query of `run` (documents below it are dropped) and rank by the
+        reranker alone or, `served`, by the served ranking over the run's order (`order`)."""
         scores = self.score_run(run, queries, doc_text, depth)
-        return {qid: Combiner.reranker_only().rank([d for d, _ in run[qid][:depth]], {"reranker": scores[qid]})
-                for qid in run}
+        combiner = Combiner.reranker_only()
+        if served:
+            needs = [s for s in self.combiner.signals if s not in ("reranker", "position", "first_stage")]
+            if needs:
+                raise RerankforgeError(f"{self.name}: the served ranking {self.combiner.describe()} needs "
+                                       f"{' and '.join(needs)} scores, which a run does not carry; rerank with "
+                                       f"served=False, or rank with `combiner.rank` and those signals")
+            combiner = self.combiner
+        return {qid: combiner.rank([d for d, _ in run[qid][:depth]],
+                                   {"reranker": scores[qid], "first_stage": dict(run[qid][:depth])}) for qid in run}
 
     def score_run(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str],
                   depth: int) -> dict[str, dict[str, float]]:

@@ -36,6 +36,12 @@ class ServeConfig(GeneratorConfig):
         "help": "/search and /ask: rank by this weight x the reranker's score + (1 - weight) x the first stage's "
                 "(z-standardised; 1.0: the reranker alone) instead of the served ranking the model carries (its "
                 "weights of the reranker, dense and BM25 scores, fitted on its dev split)."})
+    documents_ranked: bool = field(default=False, metadata={
+        "help": "Rerank endpoints: the documents of a request come in the client's first-stage order, best first, so "
+                "rank them by the served ranking the model carries (its reranker score weighed against that order, "
+                "fitted and judged out of fold on its dev split) instead of the reranker alone. A request's own "
+                "`documents_ranked` overrides it; every answer names the ranking it used (header "
+                "X-Rerankforge-Ranking). Scores stay the reranker's."})
     min_relevance: float | None = field(default=None, metadata={
         "help": "/search and /ask: leave out passages whose relevance (the probability of being relevant, from the "
                 "model's calibration fitted on its dev split) is below this, so a question nothing answers gets "

@@ -1,7 +1,13 @@
 """The rerank endpoints, in the dialects clients already speak: Cohere's v1 and v2 (`/v1/rerank`, `/v2/rerank`),
 TEI's (`/rerank` with `texts`), and Infinity's, Jina's and vLLM's (`/rerank` with `documents`), each answered in
 its own shape. Text is cut before it is tokenised and queries are capped (`max_query_tokens`), so no request costs
-more tokenising than the model's own length allows."""
+more tokenising than the model's own length allows.
+
+The documents are ranked by the reranker alone unless the request (`documents_ranked: true`) or the server
+(`documents_ranked` in its config) says they come in the first stage's order: then by the model's served ranking,
+its score weighed against that order (reranker/scoring.py `Reranker.order`). Every answer names the ranking it
+used in the X-Rerankforge-Ranking header; a served answer also in its body's `ranking` (the JSON-object
+dialects). Scores and relevance_score are the reranker's either way."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import time
 import uuid
 from typing import Any, Callable, Sequence
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from rerankforge.reranker.clipping import Blanks, clip, clip_text
 
@@ -18,6 +24,9 @@ from .differences import described
 from .errors import ApiError
 from .schemas import (CohereRerankRequest, CohereRerankResponse, DocumentsRerankRequest, RerankRequest,
                       RerankResponse, TeiRerankRequest)
+
+
+RANKING_HEADER = "X-Rerankforge-Ranking"
 
 
 class Rerankers:
@@ -43,7 +52,16 @@ class Rerankers:
             raise ApiError(422, "invalid_request", f"query: expected at most max_query_tokens={limit} tokens, "
                                                    f"got {got}")
 
-    def cohere(self, body: CohereRerankRequest, version: str) -> dict:
+    def order(self, scores: Sequence[float], documents_ranked: bool | None,
+              response: Response) -> tuple[list[int], str | None]:
+        """The documents best first, by the ranking the request (or else the server) asks for, named in the
+        response's header; the name comes back for the body only when the served ranking was asked for."""
+        served = self.config.documents_ranked if documents_ranked is None else documents_ranked
+        order, ranking = self.reranker.order(scores, served)
+        response.headers[RANKING_HEADER] = ranking
+        return order, ranking if served else None
+
+    def cohere(self, body: CohereRerankRequest, version: str, response: Response) -> dict:
         self.check_count(len(body.documents))
         self.check_query(body.query)
         texts = [_document_text(d, body.rank_fields, i) for i, d in enumerate(body.documents)]
@@ -52,11 +70,13 @@ class Rerankers:
             texts = [_truncate_tokens(self.tokenizer, self.blanks, t, limit) for t in texts]
         scores = self.score([(body.query, t) for t in texts]) if texts else []
         relevance = [float(p) for p in self.reranker.probability(scores)] if texts else []  # calibrated on dev
-        return {"id": str(uuid.uuid4()), "results": _results(scores, relevance, body.documents, body.top_n,
+        order, ranking = self.order(scores, body.documents_ranked, response)
+        return {"id": str(uuid.uuid4()), "results": _results(order, relevance, body.documents, body.top_n,
                                                              body.return_documents),
-                "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}}}
+                "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
+                **({"ranking": ranking} if ranking else {})}
 
-    def documents(self, body: DocumentsRerankRequest) -> dict:
+    def documents(self, body: DocumentsRerankRequest, response: Response) -> dict:
         """Infinity's, Jina's and vLLM's answer."""
         self.check_count(len(body.documents))
         self.check_query(body.query)
@@ -64,12 +84,13 @@ class Rerankers:
         scores = self.score(pairs)
         tokens = sum(len(pair.input_ids) for pair in self.reranker.encoder.encode(pairs))
         relevance = scores if body.raw_scores else self.reranker.probability(scores)
+        order, ranking = self.order(scores, body.documents_ranked, response)
         return {"object": "rerank", "id": f"rerank-{uuid.uuid4()}", "created": int(time.time()),
                 "model": self.reranker.name,
-                "results": _results(scores, relevance, body.documents, body.top_n, body.return_documents),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+                "results": _results(order, relevance, body.documents, body.top_n, body.return_documents),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}, **({"ranking": ranking} if ranking else {})}
 
-    def tei(self, body: TeiRerankRequest) -> list[dict]:
+    def tei(self, body: TeiRerankRequest, response: Response) -> list[dict]:
         if not body.texts:
             raise ApiError(400, "empty", "texts: expected at least one text, got none")  # TEI's "Batch is empty"
         self.check_count(len(body.texts))
@@ -84,7 +105,7 @@ class Rerankers:
         elif body.truncation_direction.lower() == "left":
             texts = [_truncate_tokens(self.tokenizer, self.blanks, t, limit, left=True) for t in texts]
         scores = self.score([(body.query, t) for t in texts])
-        order = sorted(range(len(texts)), key=lambda i: -scores[i])
+        order, _ = self.order(scores, body.documents_ranked, response)  # TEI's answer is a list: the header says
         relevance = self.reranker.probability(scores)
         return [{"index": i, "score": float(scores[i]) if body.raw_scores else float(relevance[i]),
                  **({"text": body.texts[i]} if body.return_text else {})} for i in order]
@@ -97,30 +118,31 @@ def rerank_router(rerankers: Rerankers, responses: dict) -> APIRouter:
                     "responses": responses}
 
     @router.post("/v1/rerank", **cohere_route, description=described("/v1/rerank", "Cohere's v1 rerank."))
-    def rerank_v1(body: CohereRerankRequest) -> dict:
-        return rerankers.cohere(body, "1")
+    def rerank_v1(body: CohereRerankRequest, response: Response) -> dict:
+        return rerankers.cohere(body, "1", response)
 
     @router.post("/v2/rerank", **cohere_route, description=described("/v2/rerank", "Cohere's v2 rerank."))
-    def rerank_v2(body: CohereRerankRequest) -> dict:
-        return rerankers.cohere(body, "2")
+    def rerank_v2(body: CohereRerankRequest, response: Response) -> dict:
+        return rerankers.cohere(body, "2", response)
 
     @router.post("/rerank", response_model=RerankResponse, response_model_exclude_unset=True, responses=responses,
                  description=described("/rerank", "TEI's body (`texts`) gets TEI's answer, a list; Infinity's, "
                                                   "Jina's and vLLM's (`documents`) theirs."))
-    def rerank(body: RerankRequest) -> list[dict] | dict:
+    def rerank(body: RerankRequest, response: Response) -> list[dict] | dict:
         """TEI's body (`texts`) gets TEI's answer, a list; Infinity's, Jina's or vLLM's (`documents`) theirs."""
-        return rerankers.tei(body) if isinstance(body, TeiRerankRequest) else rerankers.documents(body)
+        if isinstance(body, TeiRerankRequest):
+            return rerankers.tei(body, response)
+        return rerankers.documents(body, response)
 
     return router
 
 
-def _results(scores: Sequence[float], relevance: Sequence[float], documents: list, top_n: int | None,
+def _results(order: list[int], relevance: Sequence[float], documents: list, top_n: int | None,
              return_documents: bool) -> list[dict]:
-    """Cohere's and the `documents` dialects' result list: best first, the first `top_n` (all when unset), each
-    with its index, relevance and, if asked, its document as sent (a string becomes {"text": ...})."""
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])[:top_n or len(scores)]
+    """Cohere's and the `documents` dialects' result list: in `order` (best first), the first `top_n` (all when
+    unset), each with its index, relevance and, if asked, its document as sent (a string becomes {"text": ...})."""
     results = []
-    for i in order:
+    for i in order[:top_n or len(order)]:
         result: dict[str, Any] = {"index": i, "relevance_score": float(relevance[i])}
         if return_documents:
             document = documents[i]

@@ -79,6 +79,11 @@ CohereDocument = Annotated[Annotated[Text, Tag("text")] | Annotated[DocumentObje
                            Discriminator(lambda value: "text" if isinstance(value, str) else "object")]
 # Cohere's v2 `priority`: accepted in its range; requests are served in arrival order
 Priority = Annotated[int, Field(ge=0, le=999), BeforeValidator(_whole_number)]
+DOCUMENTS_RANKED = ("rerankforge's own: the documents come in the first stage's order, best first; rank them by the "
+                    "model's served ranking (its score weighed against that order, fitted on dev) instead of the "
+                    "reranker alone. null: the server's documents_ranked. The ranking used is named in the "
+                    "X-Rerankforge-Ranking header (and, when served, in `ranking`).")
+DocumentsRanked = Annotated[StrictBool | None, Field(default=None, description=DOCUMENTS_RANKED)]
 
 
 class CohereRerankRequest(BaseModel):
@@ -96,6 +101,7 @@ class CohereRerankRequest(BaseModel):
         "lacks is left out of its text."))
     max_chunks_per_doc: Count | None = None  # v1; accepted, documents are scored whole
     priority: Priority | None = None  # v2
+    documents_ranked: DocumentsRanked = None
 
 
 RERANK_SHAPES = "'texts' for TEI's, 'documents' for Infinity's, Jina's and vLLM's"
@@ -119,6 +125,7 @@ class TeiRerankRequest(BaseModel):
     return_text: StrictBool = False
     truncate: StrictBool | None = False  # null: the default (TEI's spec allows it)
     truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
+    documents_ranked: DocumentsRanked = None
 
     @model_validator(mode="before")
     @classmethod
@@ -142,6 +149,7 @@ class DocumentsRerankRequest(BaseModel):
         "Each result carries its document as {\"text\": ...} (an object comes back as sent). Default true, as Jina "
         "and vLLM always return it; Infinity's clients send false."))
     raw_scores: StrictBool = Field(default=False, description="Infinity's: relevance_score is the raw logit.")
+    documents_ranked: DocumentsRanked = None
 
     @model_validator(mode="before")
     @classmethod
@@ -192,10 +200,15 @@ class CohereMeta(BaseModel):
     billed_units: CohereBilledUnits
 
 
+RANKING = "rerankforge's own, when the request was ranked by the served ranking: which one (e.g. 'served (0.70 " \
+          "reranker + 0.30 position)')."
+
+
 class CohereRerankResponse(BaseModel):
     id: str
     results: list[CohereResult]
     meta: CohereMeta
+    ranking: str | None = Field(default=None, description=RANKING)
 
 
 class TeiRank(BaseModel):
@@ -220,6 +233,7 @@ class DocumentsRerankResponse(BaseModel):
     model: str
     results: list[CohereResult]
     usage: RerankUsage
+    ranking: str | None = Field(default=None, description=RANKING)
 
 
 RerankResponse = list[TeiRank] | DocumentsRerankResponse

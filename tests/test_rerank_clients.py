@@ -275,3 +275,120 @@ def test_null_optional_fields_are_fields_not_given(service):
 def test_a_top_n_beyond_any_count_returns_every_document(service):
     response = httpx.post(f"{service}/rerank", json={"query": "q", "documents": ["a", "b"], "top_n": 10**34})
     assert response.status_code == 200 and len(response.json()["results"]) == 2, response.text
+
+
+# documents sent in first-stage order: the served ranking -------------------------------------------------------
+
+SERVED = {"reranker": 0.3, "position": 0.7}
+
+
+@pytest.fixture(scope="module")
+def served(reranker):
+    """The tiny reranker carrying a served ranking that weighs the order sent over its own score, so the two
+    rankings of DOCUMENTS differ (checked: the tests below could not pass with the reranker's order)."""
+    import copy
+
+    from rerankforge.reranker.combiner import Combiner
+
+    model = copy.copy(reranker)
+    model.combiner = Combiner(SERVED)
+    assert model.combiner.order(reranker.score([(QUERY, d) for d in DOCUMENTS])) != _expected(reranker)[0]
+    return model
+
+
+@pytest.fixture(scope="module")
+def served_service(served):
+    from rerankforge.serve.app import create_app
+    from rerankforge.serve.config import ServeConfig
+
+    with running(create_app(ServeConfig(reranker="tiny-ref", max_documents=20), served)) as url:
+        yield url
+
+
+def test_documents_flagged_ranked_get_the_served_ranking_in_every_dialect(served_service, served):
+    order, scores, _ = _expected(served)
+    served_order = served.combiner.order(scores)
+    name = "served (0.30 reranker + 0.70 position)"
+    bodies = {"/v2/rerank": {"query": QUERY, "documents": DOCUMENTS, "top_n": 3},
+              "/v1/rerank": {"query": QUERY, "documents": [{"text": d} for d in DOCUMENTS]},
+              "/rerank": {"query": QUERY, "documents": DOCUMENTS, "return_documents": False}}
+    for path, body in bodies.items():
+        plain = httpx.post(f"{served_service}{path}", json=body)
+        flagged = httpx.post(f"{served_service}{path}", json={**body, "documents_ranked": True})
+        assert plain.headers["x-rerankforge-ranking"] == "reranker" and "ranking" not in plain.json()
+        assert [r["index"] for r in plain.json()["results"]] == order[:body.get("top_n", 4)]
+        assert flagged.headers["x-rerankforge-ranking"] == name and flagged.json()["ranking"] == name
+        results = flagged.json()["results"]
+        assert [r["index"] for r in results] == served_order[:body.get("top_n", 4)]
+        for r in results:  # relevance stays the reranker's probability, whatever ranks the list
+            assert r["relevance_score"] == pytest.approx(_sigmoid(scores[r["index"]]), abs=1e-5)
+    tei = httpx.post(f"{served_service}/rerank", json={"query": QUERY, "texts": DOCUMENTS, "documents_ranked": True})
+    assert [r["index"] for r in tei.json()] == served_order and tei.headers["x-rerankforge-ranking"] == name
+    unflagged = httpx.post(f"{served_service}/rerank", json={"query": QUERY, "texts": DOCUMENTS})
+    assert [r["index"] for r in unflagged.json()] == order and unflagged.headers["x-rerankforge-ranking"] == "reranker"
+
+
+def test_unflagged_requests_from_every_client_rank_as_before(served_service, served):
+    """Nothing a Cohere, LangChain, LlamaIndex or TEI client sends today changes meaning: the reranker's order."""
+    cohere = pytest.importorskip("cohere", reason="the `test` extra installs cohere")
+    from langchain_cohere import CohereRerank
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+    from llama_index.postprocessor.cohere_rerank import CohereRerank as LlamaCohereRerank
+
+    order, scores, _ = _expected(served)
+    v2 = cohere.ClientV2(api_key="unused", base_url=served_service)
+    assert [r.index for r in v2.rerank(model="m", query=QUERY, documents=DOCUMENTS).results] == order
+    v1 = cohere.Client(api_key="unused", base_url=served_service)
+    assert [r.index for r in v1.rerank(model="m", query=QUERY, documents=DOCUMENTS).results] == order
+    kept = CohereRerank(model="m", cohere_api_key="unused", base_url=served_service, top_n=4).compress_documents(
+        [Document(page_content=d, metadata={"i": i}) for i, d in enumerate(DOCUMENTS)], QUERY)
+    assert [d.metadata["i"] for d in kept] == order
+    nodes = [NodeWithScore(node=TextNode(text=d, id_=f"doc {i}"), score=0.0) for i, d in enumerate(DOCUMENTS)]
+    kept = LlamaCohereRerank(model="m", api_key="unused", base_url=served_service, top_n=4,
+                             max_retries=1).postprocess_nodes(nodes, QueryBundle(QUERY))
+    assert [n.node.id_ for n in kept] == [f"doc {i}" for i in order]
+    # the SDK's way to send a field it does not know: the served ranking, asked for
+    flagged = v2.rerank(model="m", query=QUERY, documents=DOCUMENTS,
+                        request_options={"additional_body_parameters": {"documents_ranked": True}})
+    assert [r.index for r in flagged.results] == served.combiner.order(scores)
+
+
+def test_a_server_that_says_documents_come_ranked_serves_them_so_unless_the_request_says_not(served):
+    from rerankforge.serve.app import create_app
+    from rerankforge.serve.config import ServeConfig
+
+    order, scores, _ = _expected(served)
+    with running(create_app(ServeConfig(reranker="tiny-ref", documents_ranked=True), served)) as url:
+        body = {"query": QUERY, "documents": DOCUMENTS}
+        default = httpx.post(f"{url}/v2/rerank", json=body)
+        assert [r["index"] for r in default.json()["results"]] == served.combiner.order(scores)
+        assert default.json()["ranking"].startswith("served (")
+        refused = httpx.post(f"{url}/v2/rerank", json={**body, "documents_ranked": False})
+        assert [r["index"] for r in refused.json()["results"]] == order and "ranking" not in refused.json()
+        bad = httpx.post(f"{url}/v2/rerank", json={**body, "documents_ranked": "yes"})
+        assert bad.status_code == 422 and "documents_ranked" in bad.json()["message"]
+
+
+def test_rerankforges_adapters_and_reranker_take_the_served_ranking_when_told(served):
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    from rerankforge.serve.integrations import langchain_compressor, llamaindex_postprocessor
+
+    order, scores, _ = _expected(served)
+    served_order = served.combiner.order(scores)
+    documents = [Document(page_content=d, metadata={"i": i}) for i, d in enumerate(DOCUMENTS)]
+    for ranked, expected in ((False, order), (True, served_order)):
+        kept = langchain_compressor(served, top_n=4, documents_ranked=ranked).compress_documents(documents, QUERY)
+        assert [d.metadata["i"] for d in kept] == expected
+        assert kept[0].metadata["ranking"] == ("served (0.30 reranker + 0.70 position)" if ranked else "reranker")
+        nodes = [NodeWithScore(node=TextNode(text=d, id_=str(i)), score=0.0) for i, d in enumerate(DOCUMENTS)]
+        post = llamaindex_postprocessor(served, top_n=4, documents_ranked=ranked)
+        assert [int(n.node.id_) for n in post.postprocess_nodes(nodes, QueryBundle(QUERY))] == expected
+    # Reranker.rerank over a run (first-stage order): the same two rankings
+    run = {"q": [(f"d{i}", 10.0 - i) for i in range(len(DOCUMENTS))]}
+    texts = {f"d{i}": d for i, d in enumerate(DOCUMENTS)}
+    for flag, expected in ((False, order), (True, served_order)):
+        reranked = served.rerank(run, {"q": QUERY}, texts.__getitem__, depth=4, served=flag)["q"]
+        assert [d for d, _ in reranked] == [f"d{i}" for i in expected]

@@ -71,6 +71,36 @@ def test_served_teacher_is_the_folders_served_ranking(tmp_path, mined_slice, tin
         assert abs(sum(scores)) < 1e-6 * len(scores) + 1e-9 and row["teacher"] == f"served: {teacher}"
 
 
+def test_a_served_teacher_that_weighs_the_order_reads_it_from_the_first_stage_scores(
+        tmp_path, mined_slice, tiny_reranker, scifact_slice, tiny_bi_encoder, capsys):
+    """The row's own order puts the positive first: a served ranking that weighs the first stage's order must take
+    that order from the row's first-stage scores, or the teacher would give the label away."""
+    from rerankforge.reranker.combiner import Combiner
+    from rerankforge.reranker.folder import RerankerSettings, write_settings
+    from rerankforge.reranker.scoring import Reranker
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_reranker, teacher)
+    write_settings(teacher, RerankerSettings(fusion_weights={"reranker": 0.5, "position": 0.5}))
+    out = tmp_path / "served.jsonl"
+    args = ["score-teacher", "--input", str(mined_slice), "--output", str(out), "--teacher", str(teacher), "--kind",
+            "served", "--data", str(scifact_slice), "--first_stage_model", tiny_bi_encoder]
+    assert rerankforge(args) == 0
+    row, scored = _rows(mined_slice)[0], _rows(out)[0]
+    ids = [str(row["positive_id"]), *map(str, row["negative_ids"])]
+    raw = Reranker.load(str(teacher)).score([(row["query"], t) for t in [row["positive"], *row["negatives"]]])
+    first_stage = dict(zip(ids, [row["positive_score"], *row["negative_scores"]]))
+    expected = dict(Combiner({"reranker": 0.5, "position": 0.5}).rank(
+        sorted(ids, key=lambda d: -first_stage[d]), {"reranker": dict(zip(ids, map(float, raw)))}))
+    assert [scored["positive_score"], *scored["negative_scores"]] == pytest.approx([expected[d] for d in ids], abs=1e-5)
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in ("positive_score", "negative_scores")})
+                            + "\n" for r in _rows(mined_slice)))
+    capsys.readouterr()
+    assert rerankforge([*args[:2], str(bare), "--output", str(tmp_path / "bare-out.jsonl"), *args[5:]]) != 0
+    assert "row 1: --kind served weighs the first stage's order" in capsys.readouterr().err
+
+
 def test_local_causal_lm_judge_scores_yes_against_no_the_same_in_any_batch(tmp_path, tiny_bert):
     from rerankforge.training.teachers.judges import CausalLMJudge, JudgePrompt
 

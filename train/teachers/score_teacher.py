@@ -237,8 +237,22 @@ def _served(args: ScoreTeacherArgs, rows: list[dict], raw: dict, reranker) -> li
     for i, row in enumerate(rows):
         qid, texts = str(i), [row["positive"], *row["negatives"]]
         model = {doc: raw[(row["query"], text)] for doc, text in zip(ids[qid], texts)}
-        out.append(dict(combiner.rank(ids[qid], {"reranker": model, **{k: v[qid] for k, v in signals.items()}})))
+        order = _first_stage_order(args, row, i, ids[qid]) if "position" in combiner.signals else ids[qid]
+        out.append(dict(combiner.rank(order, {"reranker": model, **{k: v[qid] for k, v in signals.items()}})))
     return out
+
+
+def _first_stage_order(args: ScoreTeacherArgs, row: dict, index: int, ids: list[str]) -> list[str]:
+    """A row's documents in its first stage's order (best first), from the first-stage scores the mined file
+    carries: the served ranking weighs that order, and the row's own order (positive first) would give it away."""
+    positive = row.get("first_stage_positive_score", row.get("positive_score"))
+    negatives = row.get("first_stage_negative_scores", row.get("negative_scores"))
+    if positive is None or not isinstance(negatives, list) or len(negatives) != len(ids) - 1:
+        raise DataError(f"{args.input}: row {index + 1}: --kind served weighs the first stage's order, so it needs the "
+                        f"row's first-stage scores (positive_score and negative_scores, as `rerankforge mine` writes "
+                        f"them); got {'none' if positive is None else 'scores that do not match the documents'}")
+    scores = dict(zip(ids, [positive, *negatives]))
+    return sorted(ids, key=lambda doc: -scores[doc])
 
 
 def _corpus(data: str) -> dict:
