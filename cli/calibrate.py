@@ -13,6 +13,7 @@ from typing import Literal
 from rerankforge.core.commands import add_command
 from rerankforge.core.errors import DataError
 from rerankforge.core.hardware import use_cpu_threads
+from rerankforge.reranker.calibration import targets_line
 from rerankforge.reranker.folder import ADAPTER_DIR, read_settings, write_settings
 from rerankforge.reranker.scoring import Reranker
 
@@ -58,6 +59,7 @@ def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
         raise DataError(f"calibrate: cannot fit on {where}: {error}") from None
     settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
     settings.calibration_fitted_on = report["fitted_on"]
+    settings.relevance_targets = calibration.targets
     if args.combination:
         fit = dev.fit_combination(scores, where)
         settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
@@ -71,6 +73,7 @@ def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
           f"{report['ece_calibrated']:.4f} (in-sample; `rerankforge eval` measures it on test)")
     print("min_relevance on dev: " + ", ".join(f"{t}: precision {v['precision']:.2f} recall {v['recall']:.2f}"
                                                for t, v in report["min_relevance"].items()))
+    print(targets_line(report["targets"]))
     if args.combination:
         print(fit.message)
     print(f"saved in {folder / 'rerankforge.json'}")

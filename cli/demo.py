@@ -2,8 +2,8 @@
 
 SciFact with the packaged all-MiniLM-L6-v2: dense first stage -> a warm start on the corpus alone (pseudo-queries,
 the hybrid first stage distilled: configs/warm_start.yaml) -> hard negatives mined from the train split -> the
-warm-started reranker fine-tuned on the labels (configs/demo_scifact.yaml), its served ranking (reranker + dense +
-BM25) fitted on the dev split -> the eval report on the test split: BM25, dense and hybrid alone, the hybrid top-k
+warm-started reranker fine-tuned on the labels (configs/demo_scifact.yaml), its served ranking (the reranker weighed
+against the first stage's order) fitted on the dev split -> the eval report on the test split: BM25, dense and hybrid alone, the hybrid top-k
 reranked by the reranker alone and by the served ranking. Both trainings run on a time budget (`max_minutes`),
 so a faster CPU or a GPU trains more in the same wall time; the demo prints what each trained and why it stopped."""
 

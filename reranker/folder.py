@@ -67,6 +67,10 @@ class RerankerSettings:
     calibration_bias: float | None = field(default=None, metadata={"help": "See calibration_scale."})
     calibration_fitted_on: str | None = field(default=None, metadata={
         "help": "Where the calibration was fitted (e.g. 'dev split (80 train queries, 4000 candidates)')."})
+    relevance_targets: dict | None = field(default=None, metadata={
+        "help": "The relevance threshold that reached each target precision and recall on the same dev candidates: "
+                "{\"precision\": {\"0.80\": 0.42, ...}, \"recall\": {...}}, what min_precision / min_recall "
+                "read (reranker/calibration.py)."})
 
     @property
     def combiner(self) -> Combiner:
@@ -81,7 +85,8 @@ class RerankerSettings:
         """The fitted calibration, or the plain sigmoid where none was fitted."""
         if self.calibration_scale is None:
             return SIGMOID
-        return Calibration(self.calibration_scale, self.calibration_bias or 0.0, self.calibration_fitted_on)
+        return Calibration(self.calibration_scale, self.calibration_bias or 0.0, self.calibration_fitted_on,
+                           self.relevance_targets)
 
 
 def read_settings(folder: str | Path) -> RerankerSettings:
@@ -128,6 +133,27 @@ def _check(settings: RerankerSettings, where: object) -> None:
             raise DataError(f"{where}: {key}: expected a finite number or null, got {value!r}")
     if (settings.calibration_scale is None) != (settings.calibration_bias is None):
         raise DataError(f"{where}: expected calibration_scale and calibration_bias together, got only one")
+    _check_targets(settings.relevance_targets, where)
+
+
+def _check_targets(targets: object, where: object) -> None:
+    """None, or {"precision"|"recall": {"0.80": a threshold from 0 to 1, ...}}."""
+    if targets is None:
+        return
+    shape = 'an object such as {"precision": {"0.80": 0.42}, "recall": {"0.50": 0.1}}'
+    if not isinstance(targets, dict) or not set(targets) <= {"precision", "recall"}:
+        raise DataError(f"{where}: relevance_targets: expected {shape}, got {targets!r}"[:300])
+    for metric, table in targets.items():
+        if not isinstance(table, dict):
+            raise DataError(f"{where}: relevance_targets.{metric}: expected {shape}, got {table!r}"[:300])
+        for target, threshold in table.items():
+            try:
+                fine = 0 < float(target) < 1 and type(threshold) in (int, float) and 0 <= threshold <= 1
+            except ValueError:
+                fine = False
+            if not fine:
+                raise DataError(f"{where}: relevance_targets.{metric}: expected a target from 0 to 1 mapped to a "
+                                f"threshold from 0 to 1, got {target!r}: {threshold!r}")
 
 
 def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,

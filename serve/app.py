@@ -58,7 +58,7 @@ def create_app(config: ServeConfig, reranker, pipeline=None) -> FastAPI:
     guarded = (401,) if key else ()
     scoring = error_responses(400, *guarded, 408, 413, 415, 422, 429, 500, 503)
     rerankers = Rerankers(config, reranker, batcher.score)
-    routers = [rerank_router(rerankers, scoring), pipeline_router(pipeline, rerankers.check_query, scoring),
+    routers = [rerank_router(rerankers, scoring), pipeline_router(pipeline, rerankers.check_query, scoring, reranker.calibration),
                status_router(config, reranker, metrics, batcher, pipeline is not None, guarded)]
     for router in routers:
         app.include_router(router)

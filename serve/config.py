@@ -46,6 +46,13 @@ class ServeConfig(GeneratorConfig):
         "help": "/search and /ask: leave out passages whose relevance (the probability of being relevant, from the "
                 "model's calibration fitted on its dev split) is below this, so a question nothing answers gets "
                 "no passages; a request's own min_relevance overrides it. None: keep the top_n."})
+    min_precision: float | None = field(default=None, metadata={
+        "help": "/search and /ask, instead of min_relevance: the precision to keep, read as the threshold that reached "
+                "it on the model's dev split (recorded with its calibration; a target between the recorded 0.05 steps "
+                "takes the next stricter one). A request's own min_precision / min_recall / min_relevance overrides it."})
+    min_recall: float | None = field(default=None, metadata={
+        "help": "/search and /ask, instead of min_relevance: the share of relevant passages to keep, read as the "
+                "threshold that kept it on the model's dev split (as min_precision)."})
     max_length: int | None = field(default=None, metadata={
         "help": "Max tokens of a (query, document) pair; default the model's own."})
     batch_size: int = field(default=32, metadata={"help": "Pairs per forward pass."})
@@ -117,6 +124,12 @@ def check_serve_config(config: ServeConfig) -> None:
         raise ConfigError(f"fusion_weight must be in [0, 1], got {config.fusion_weight}")
     if config.min_relevance is not None and not 0 <= config.min_relevance <= 1:
         raise ConfigError(f"min_relevance must be in [0, 1] (a probability), got {config.min_relevance}")
+    given = [key for key in ("min_relevance", "min_precision", "min_recall") if getattr(config, key) is not None]
+    if len(given) > 1:
+        raise ConfigError(f"expected at most one of min_relevance, min_precision and min_recall, got {' and '.join(given)}")
+    for key in ("min_precision", "min_recall"):
+        if getattr(config, key) is not None and not 0 < getattr(config, key) < 1:
+            raise ConfigError(f"{key} must be in (0, 1) (a share), got {getattr(config, key)}")
     if config.generator != "none" and not config.index:
         raise ConfigError(f"generator: {config.generator} needs an index (it answers from retrieved passages)")
     api_key(config)

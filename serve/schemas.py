@@ -178,6 +178,19 @@ class SearchRequest(BaseModel):
     top_n: SearchDepth | None = None
     min_relevance: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False, strict=True)
     """Leave out passages less likely than this to be relevant (default: the server's min_relevance)."""
+    min_precision: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False, strict=True, description=(
+        "Instead of min_relevance: the threshold that reached this precision on the model's dev split."))
+    min_recall: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False, strict=True, description=(
+        "Instead of min_relevance: the threshold that kept this share of the relevant passages on the model's dev "
+        "split."))
+
+    @model_validator(mode="after")
+    def one_threshold(self):
+        given = [k for k in ("min_relevance", "min_precision", "min_recall") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"expected at most one of min_relevance, min_precision and min_recall, got "
+                             f"{' and '.join(given)}")
+        return self
 
 
 class CohereResult(BaseModel):

@@ -79,8 +79,21 @@ def build_app(config, reranker=None):
         pipeline = Pipeline(SearchIndex.load(config.index, retriever=first_stage_for(config.retriever, reranker)),
                             reranker,
                             generator=build_generator(config), k=config.k, top_n=config.top_n,
-                            fusion_weight=config.fusion_weight, min_relevance=config.min_relevance)
+                            fusion_weight=config.fusion_weight, min_relevance=min_relevance(config, reranker))
     return create_app(config, reranker, pipeline)
+
+
+def min_relevance(config, reranker) -> float | None:
+    """The server's threshold: `min_relevance`, or the one `min_precision` / `min_recall` read from the model's
+    dev thresholds (a model without them is refused at start, naming the key)."""
+    from rerankforge.core.errors import ConfigError, RerankforgeError
+
+    if config.min_precision is None and config.min_recall is None:
+        return config.min_relevance
+    try:
+        return reranker.calibration.min_relevance_for(config.min_precision, config.min_recall)
+    except RerankforgeError as error:
+        raise ConfigError(f"{config.reranker}: {error}") from None
 
 
 def first_stage_for(retriever: str, reranker) -> str:

@@ -8,6 +8,8 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from rerankforge.core.errors import RerankforgeError
+
 from .config import ServeConfig
 from .errors import ApiError
 from .middleware import error_response
@@ -16,9 +18,18 @@ from .schemas import (AskResponse, HealthResponse, ModelList, ReadyResponse, Sea
                       error_responses)
 
 
-def pipeline_router(pipeline, check_query, responses: dict) -> APIRouter:
-    """/search and /ask over `pipeline` (None: both answer 404 no_index); `check_query` refuses a query too long."""
+def pipeline_router(pipeline, check_query, responses: dict, calibration=None) -> APIRouter:
+    """/search and /ask over `pipeline` (None: both answer 404 no_index); `check_query` refuses a query too long;
+    `calibration` (the reranker's) reads a request's min_precision / min_recall as a threshold."""
     router = APIRouter()
+
+    def threshold(body: SearchRequest) -> float | None:
+        if body.min_precision is None and body.min_recall is None:
+            return body.min_relevance
+        try:
+            return calibration.min_relevance_for(body.min_precision, body.min_recall)
+        except RerankforgeError as error:
+            raise ApiError(422, "invalid_request", str(error)) from None
 
     def needs_index():
         if pipeline is None:
@@ -29,7 +40,7 @@ def pipeline_router(pipeline, check_query, responses: dict) -> APIRouter:
     def search(body: SearchRequest) -> dict:
         found = needs_index()
         check_query(body.query)
-        passages = found.search(body.query, body.k, body.top_n, body.min_relevance)
+        passages = found.search(body.query, body.k, body.top_n, threshold(body))
         return {"query": body.query, "k": body.k or pipeline.k, "top_n": body.top_n or pipeline.top_n,
                 "results": [p.as_dict() for p in passages]}
 
@@ -37,7 +48,7 @@ def pipeline_router(pipeline, check_query, responses: dict) -> APIRouter:
     def ask(body: SearchRequest) -> dict:
         found = needs_index()
         check_query(body.query)
-        answer = found.ask(body.query, body.k, body.top_n, body.min_relevance)
+        answer = found.ask(body.query, body.k, body.top_n, threshold(body))
         return {"query": body.query, "answer": answer.answer, "generator": answer.generator,
                 "citations": cited(answer.answer or "", len(answer.sources)),
                 "sources": [p.as_dict() for p in answer.sources], "messages": answer.messages}

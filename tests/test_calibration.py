@@ -82,6 +82,37 @@ def test_training_fits_the_calibration_on_its_dev_candidates():
     assert report["fitted_on"] == f"dev split (80 queries, 4000 candidates, {labels.sum()} relevant)"
     assert report["ece_calibrated"] < report["ece_sigmoid"]
     assert report["min_relevance"]["0.5"]["precision"] > report["min_relevance"]["0.1"]["precision"]
+    # the thresholds of target precisions and recalls, on the same candidates, as the calibration keeps them
+    from rerankforge.reranker.calibration import precision_recall_at
+
+    probabilities = calibration.probability(scores)
+    for metric, rows in report["targets"].items():
+        for target, row in rows.items():
+            kept = precision_recall_at(probabilities, labels, row["min_relevance"])
+            assert kept == pytest.approx((row["precision"], row["recall"])) and row[metric] >= float(target) - 1e-12
+            assert calibration.targets[metric][target] == row["min_relevance"]
+    assert "0.95" in report["targets"]["recall"] and report["targets"]["precision"]
+
+
+def test_target_thresholds_are_the_most_recall_at_a_precision_and_the_most_precision_at_a_recall():
+    from rerankforge.core.errors import RerankforgeError
+    from rerankforge.reranker.calibration import Calibration, targets_table, thresholds_of
+
+    # best first: 0.9 (relevant), 0.8 (no), 0.8 (relevant), 0.6 (relevant), 0.3, 0.2 (no), 0.1 (relevant)
+    table = targets_table([0.9, 0.8, 0.8, 0.6, 0.3, 0.2, 0.1], [1, 0, 1, 1, 0, 0, 1])
+    assert table["precision"]["0.75"] == {"min_relevance": 0.6, "precision": 0.75, "recall": 0.75}
+    assert table["precision"]["0.95"] == {"min_relevance": 0.9, "precision": 1.0, "recall": 0.25}
+    assert table["precision"]["0.50"]["min_relevance"] == 0.1  # 4 of 7 kept are relevant: the most recall
+    assert table["recall"]["0.50"] == {"min_relevance": 0.8, "precision": pytest.approx(2 / 3), "recall": 0.5}
+    calibration = Calibration(targets=thresholds_of(table))
+    assert calibration.min_relevance_for(precision=0.72) == 0.6  # between targets: the next stricter (0.75)
+    assert calibration.min_relevance_for(recall=0.5) == 0.8
+    no_table = targets_table([0.4, 0.3], [0, 0])
+    assert no_table == {"precision": {}, "recall": {}}
+    with pytest.raises(RerankforgeError, match="min_precision: no threshold reached precision 0.99"):
+        Calibration(targets=thresholds_of(targets_table([0.9, 0.5], [0, 1]))).min_relevance_for(precision=0.99)
+    with pytest.raises(RerankforgeError, match="min_recall: this model records no dev thresholds"):
+        Calibration().min_relevance_for(recall=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +121,8 @@ def calibrated_reranker(tmp_path_factory, tiny_reranker) -> str:
     shutil.copytree(tiny_reranker, folder)
     settings = folder / "rerankforge.json"
     values = json.loads(settings.read_text()) if settings.is_file() else {}
-    values.update(calibration_scale=2.0, calibration_bias=-1.0, calibration_fitted_on="dev split (test)")
+    values.update(calibration_scale=2.0, calibration_bias=-1.0, calibration_fitted_on="dev split (test)",
+                  relevance_targets={"precision": {"0.50": 0.3, "0.90": 0.8}, "recall": {"0.50": 0.4}})
     settings.write_text(json.dumps(values))
     return str(folder)
 
@@ -159,6 +191,15 @@ def test_serve_answers_with_calibrated_relevance_and_min_relevance(calibrated_re
         for bad_value in (1.5, "0.5", True):  # out of range, or not a JSON number
             bad = httpx.post(f"{url}/search", json={"query": query, "min_relevance": bad_value})
             assert bad.status_code == 422 and "min_relevance" in bad.text
+        # a target precision or recall: the threshold the model's dev split recorded for it (or the next stricter)
+        for target, threshold in (({"min_precision": 0.9}, 0.8), ({"min_precision": 0.42}, 0.3),
+                                  ({"min_recall": 0.5}, 0.4)):
+            by_target = httpx.post(f"{url}/search", json={"query": query, "top_n": 5, **target}).json()["results"]
+            assert by_target == [r for r in everything if r["relevance"] >= threshold]
+        unreached = httpx.post(f"{url}/search", json={"query": query, "min_precision": 0.95})
+        assert unreached.status_code == 422 and "no threshold reached precision 0.95" in unreached.text
+        both = httpx.post(f"{url}/search", json={"query": query, "min_precision": 0.9, "min_relevance": 0.2})
+        assert both.status_code == 422 and "at most one of min_relevance, min_precision" in both.text
 
 
 def test_eval_report_shows_the_calibration_error_and_min_relevance(calibrated_reranker, scifact_slice, tmp_path):
@@ -198,3 +239,18 @@ def test_calibrate_command_fits_on_a_drawn_dev_split_and_saves_it(tmp_path, tiny
         assert after == before
     assert rerankforge(["calibrate", "--model", str(tmp_path / "nowhere")]) == 2
     assert "expected a local reranker folder" in capsys.readouterr().err
+
+
+def test_the_servers_min_precision_is_read_from_the_models_dev_thresholds(calibrated_reranker, tiny_reranker):
+    from rerankforge.core.errors import ConfigError
+    from rerankforge.reranker.scoring import Reranker
+    from rerankforge.serve.config import ServeConfig, check_serve_config
+    from rerankforge.serve.service import min_relevance
+
+    calibrated, plain = Reranker.load(calibrated_reranker), Reranker.load(tiny_reranker)
+    assert min_relevance(ServeConfig(reranker="r", min_precision=0.9), calibrated) == 0.8
+    assert min_relevance(ServeConfig(reranker="r", min_relevance=0.25), plain) == 0.25
+    with pytest.raises(ConfigError, match="r: min_precision: this model records no dev thresholds"):
+        min_relevance(ServeConfig(reranker="r", min_precision=0.9), plain)
+    with pytest.raises(ConfigError, match="at most one of min_relevance, min_precision and min_recall"):
+        check_serve_config(ServeConfig(reranker="r", min_precision=0.9, min_recall=0.5))

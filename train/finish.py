@@ -11,6 +11,7 @@ from pathlib import Path
 from accelerate.logging import get_logger
 
 from rerankforge.core.files import atomic_write_text
+from rerankforge.reranker.calibration import targets_line
 from rerankforge.reranker.folder import RerankerSettings, save_reranker
 
 from .publish.card import write_model_card
@@ -59,6 +60,7 @@ def _calibrate(dev, scores: dict, settings: RerankerSettings, metrics: dict) -> 
         return
     settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
     settings.calibration_fitted_on = metrics["calibration"]["fitted_on"]
+    settings.relevance_targets = calibration.targets
     logger.info(f"calibration fitted on dev: {_calibration_line(metrics['calibration'])}")
 
 
@@ -67,4 +69,5 @@ def _calibration_line(report: dict) -> str:
     return (f"probability = sigmoid({report['scale']:.3f} x score + {report['bias']:.3f}); expected calibration "
             f"error {report['ece_sigmoid']:.3f} (plain sigmoid) -> {report['ece_calibrated']:.3f} (in-sample); "
             f"min_relevance 0.5 keeps precision {at.get('precision', float('nan')):.2f}, "
-            f"recall {at.get('recall', float('nan')):.2f}")
+            f"recall {at.get('recall', float('nan')):.2f}; {targets_line(report.get('targets') or {})}")
+

@@ -12,7 +12,7 @@ from rerankforge.core.rankings import Run
 from rerankforge.data_prep.training_files import TEXT_ID_PREFIX, text_query_id
 from rerankforge.eval.metrics import mean, per_query
 from rerankforge.reranker.calibration import (SIGMOID, Calibration, expected_calibration_error, fit_platt,
-                                              min_relevance_table)
+                                              min_relevance_table, targets_table, thresholds_of)
 from rerankforge.reranker.combiner import Combiner
 from rerankforge.reranker.scoring import Reranker
 
@@ -73,14 +73,17 @@ class DevSet:
         qrels = self.qrels()
         flat = [(score, int(qrels[qid].get(doc, 0) > 0)) for qid, docs in scores.items() for doc, score in docs.items()]
         values, labels = [s for s, _ in flat], [y for _, y in flat]
-        calibration = fit_platt(values, labels)
-        probabilities = calibration.probability(values)
+        fitted = fit_platt(values, labels)
+        probabilities = fitted.probability(values)
+        targets = targets_table(probabilities, labels)
+        calibration = Calibration(fitted.scale, fitted.bias, fitted.fitted_on, thresholds_of(targets))
         return calibration, {
             "scale": calibration.scale, "bias": calibration.bias,
             "fitted_on": f"{where} ({len(self.queries)} queries, {len(values)} candidates, {sum(labels)} relevant)",
             "ece_sigmoid": expected_calibration_error(SIGMOID.probability(values), labels),
             "ece_calibrated": expected_calibration_error(probabilities, labels),
-            "min_relevance": min_relevance_table(probabilities, labels, [t / 10 for t in range(1, 10)])}
+            "min_relevance": min_relevance_table(probabilities, labels, [t / 10 for t in range(1, 10)]),
+            "targets": targets}
 
     def fit_combination(self, scores: dict[str, dict[str, float]], where: str = "dev split") -> Fit:
         """The served ranking fitted on these dev queries: weights of the reranker's `scores` and the first

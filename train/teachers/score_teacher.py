@@ -5,8 +5,9 @@
 
 Teachers (`--kind`):
 - cross-encoder: any cross-encoder folder or Hub id (a `rerankforge train` folder, a LoRA adapter folder);
-- served: a `rerankforge train` folder's served ranking -- its score combined with the dense and BM25 scores
-  as fitted on its dev split (reranker/combiner.py) -- the ensemble, standardised over each row's documents;
+- served: a `rerankforge train` folder's served ranking -- its score combined with the first stage's order (or,
+  in older folders, its dense and BM25 scores) as fitted on its dev split (reranker/combiner.py) -- the ensemble,
+  standardised over each row's documents, taken in their first-stage order (from the row's first-stage scores);
   needs --data, the collection the file was mined from;
 - causal-lm: a local LLM judge (transformers folder / Hub id, or a .gguf file), yes/no next-token logits;
 - openai: an LLM judge behind an OpenAI-compatible endpoint (--base_url, --teacher names the model).
@@ -38,7 +39,7 @@ from .judges import JudgePrompt
 logger = logging.getLogger(__name__)
 
 SCORE_TEACHER_HELP = ("Add a teacher's scores to a mined n-tuple file for distillation: a cross-encoder, a trained "
-                      "reranker's served ranking (reranker + dense + BM25), or an LLM judge (local causal LM or an "
+                      "reranker's served ranking (as fitted on its dev split), or an LLM judge (local causal LM or an "
                       "OpenAI-compatible endpoint). Resumable: scores are cached as they come.")
 CHUNK = 256  # pairs per scoring call: progress, and what an interruption can lose
 
