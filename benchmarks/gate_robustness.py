@@ -50,9 +50,9 @@ def main() -> None:
     parser.add_argument("--train-share", type=float, default=0.5, help="labelled: train queries trained on")
     parser.add_argument("--minutes", type=float, default=3.5, help="labelled: the training's time budget")
     parser.add_argument("--splits", type=int, default=20)
-    parser.add_argument("--dev-queries", type=int, default=None,
-                        help="queries per dev split (default: the demo's for this collection: 10%% of its train "
-                             "queries, 3 to 80)")
+    parser.add_argument("--dev-queries", type=int, nargs="+", default=None,
+                        help="queries per dev split, one study each (default: the demo's for this collection: 10%% "
+                             "of its train queries, 3 to 80)")
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--json", default=None)
@@ -72,18 +72,20 @@ def main() -> None:
     stage = FirstStage.build(train_split.corpus, ["dense", "bm25"], RetrieverConfig(model=model))
     judged = sorted(train_split.judged_query_ids())
     folder, pool = reranker_and_pool(args, out, model, stage, judged)
-    size = args.dev_queries or dev_queries(len(judged), 0.1, 80)
+    sizes = args.dev_queries or [dev_queries(len(judged), 0.1, 80)]
     print(f"{args.data}: reranker {folder} ({args.reranker}); {len(pool)} unseen judged train queries, "
-          f"{args.splits} dev splits of {size}", flush=True)
+          f"{args.splits} dev splits of {' / '.join(map(str, sizes))}", flush=True)
 
     reranker = Reranker.load(folder, batch_size=64)
     dev = Side.build(stage, reranker, train_split, pool, args.depth)
     held = Side.build(stage, reranker, test, list(test.split_queries()), args.depth)
-    rows = [one_split(dev, held, random.Random(args.seed + s).sample(pool, min(size, len(pool))), s)
-            for s in range(args.splits)]
-    summary = summarise(args.data, args.reranker, size, rows)
+    studies = []
+    for size in sizes:
+        rows = [one_split(dev, held, random.Random(args.seed + s).sample(pool, min(size, len(pool))), s)
+                for s in range(args.splits)]
+        studies.append({"summary": summarise(args.data, args.reranker, size, rows), "splits": rows})
     if args.json:
-        Path(args.json).write_text(json.dumps({"summary": summary, "splits": rows}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(studies, indent=2) + "\n")
 
 
 class Side:

@@ -9,6 +9,14 @@ Run = dict[str, list[Hit]]
 """query id -> [(doc id, score), ...] ordered best first."""
 
 
+def best_first(scores: dict[str, float]) -> list[Hit]:
+    """`scores` as a ranking, best first; equal scores in the order trec_eval (and pytrec_eval) ranks them, doc
+    id descending, so a list's order is exactly the ranking its scores are evaluated as. The served ranking
+    weighs that order (a rerank request carries nothing else), so the two must agree: reciprocal rank fusion
+    ties often."""
+    return sorted(sorted(scores.items(), key=lambda item: item[0], reverse=True), key=lambda item: -item[1])
+
+
 class Retriever(Protocol):
     """A first stage built over one corpus.
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 
 from rerankforge.core.errors import ConfigError, DataError, preview
-from rerankforge.core.rankings import Hit, Retriever, Run
+from rerankforge.core.rankings import Hit, Retriever, Run, best_first
 from rerankforge.core.scores import NORMALIZATIONS, Normalizer
 
 FUSION_METHODS = ("rrf", "score")
@@ -39,8 +39,9 @@ def _check_normalization(normalization: str) -> None:
 
 
 def _ranked(scores: dict[str, float]) -> list[Hit]:
-    """Best first; ties broken by doc id so fused runs are deterministic."""
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    """Best first; ties as trec_eval breaks them (`best_first`), so fused runs are deterministic and their order is
+    the ranking their scores evaluate to."""
+    return best_first(scores)
 
 
 def _query_ids(runs: Sequence[Run]) -> list[str]:

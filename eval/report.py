@@ -16,7 +16,8 @@ import numpy as np
 from rerankforge.core.errors import DataError
 from rerankforge.data_prep.collection import Collection
 from rerankforge.core.rankings import Run
-from rerankforge.reranker.calibration import SIGMOID, expected_calibration_error, min_relevance_table
+from rerankforge.reranker.calibration import (SIGMOID, expected_calibration_error, min_relevance_table,
+                                              precision_recall_at)
 from rerankforge.reranker.combiner import RETRIEVER_SIGNALS, Combiner
 from rerankforge.reranker.scoring import Reranker
 
@@ -130,6 +131,9 @@ class CalibrationView:
     """The same for the model's calibration; None where it has none."""
     min_relevance: dict[str, dict[str, float]]
     """threshold -> {"precision", "recall"} of the candidates kept by probability >= threshold."""
+    targets: dict[str, dict[str, float]] = field(default_factory=dict)
+    """What `min_precision` / `min_recall` keep here: "precision 0.80" -> {"min_relevance" (the model's dev
+    threshold for it), "precision", "recall" (on this split)}, for the targets TARGET_VIEW names."""
 
 
 @dataclass
@@ -213,6 +217,7 @@ def evaluate(collection: Collection, first_stages: dict[str, Run], rerankers: li
 
 
 MIN_RELEVANCE_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
+TARGET_VIEW = (("precision", "0.50"), ("precision", "0.80"), ("recall", "0.50"), ("recall", "0.90"))
 
 
 def _calibration_view(reranker: Reranker, scores: dict[str, dict[str, float]], candidates: dict[str, list[str]],
@@ -229,7 +234,19 @@ def _calibration_view(reranker: Reranker, scores: dict[str, dict[str, float]], c
         calibration=calibration.fitted_on or ("fitted" if fitted else "none"),
         ece_sigmoid=expected_calibration_error(SIGMOID.probability(values), labels),
         ece_calibrated=expected_calibration_error(probabilities, labels) if fitted else None,
-        min_relevance=min_relevance_table(probabilities, labels, MIN_RELEVANCE_THRESHOLDS))
+        min_relevance=min_relevance_table(probabilities, labels, MIN_RELEVANCE_THRESHOLDS),
+        targets=_targets_view(calibration, probabilities, labels))
+
+
+def _targets_view(calibration, probabilities, labels) -> dict[str, dict[str, float]]:
+    """The model's dev thresholds for TARGET_VIEW's targets, and what each keeps on this split."""
+    view = {}
+    for metric, target in TARGET_VIEW:
+        threshold = ((calibration.targets or {}).get(metric) or {}).get(target)
+        if threshold is not None:
+            precision, recall = precision_recall_at(probabilities, labels, threshold)
+            view[f"{metric} {target}"] = {"min_relevance": threshold, "precision": precision, "recall": recall}
+    return view
 
 
 def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], queries: dict[str, str],

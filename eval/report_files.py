@@ -226,6 +226,12 @@ def _calibration_section(report: Report) -> list[str]:
                          f"{calibrated} | " + " | ".join(f"{v['precision']:.2f} / {v['recall']:.2f}"
                                                         for v in c.min_relevance.values()) + " |")
         lines.append("")
+        for c in (c for c in report.calibration if c.targets):
+            lines += [f"`min_precision` / `min_recall` for {c.reranker}: the threshold that reached each target on "
+                      f"the model's dev split, and what it keeps here:", "",
+                      "| target (on dev) | min_relevance | precision here | recall here |", "|---|---|---|---|"]
+            lines += [f"| {name} | {v['min_relevance']:.3f} | {v['precision']:.2f} | {v['recall']:.2f} |"
+                      for name, v in c.targets.items()] + [""]
     return lines
 
 def budget_sentences(report: Report) -> list[str]:

@@ -200,7 +200,8 @@ RUN_B: Run = {"q": [("c", 10.0), ("d", 5.0)]}
 
 def test_rrf_hand_computed_with_missing_doc():
     fused = reciprocal_rank_fusion([RUN_A, RUN_B], k=60)
-    assert fused["q"] == [("c", 1 / 63 + 1 / 61), ("a", 1 / 61), ("b", 1 / 62), ("d", 1 / 62)]
+    # equal scores as trec_eval ranks them (doc id descending): the list's order is the ranking it evaluates to
+    assert fused["q"] == [("c", 1 / 63 + 1 / 61), ("a", 1 / 61), ("d", 1 / 62), ("b", 1 / 62)]
     assert fused["only_a"] == [("x", 1 / 61)]
 
 
@@ -210,7 +211,7 @@ def test_rrf_weights():
 
 
 def test_minmax_score_fusion_missing_doc_counts_zero():
-    assert score_fusion([RUN_A, RUN_B], "minmax")["q"] == [("a", 1.0), ("c", 1.0), ("b", 0.5), ("d", 0.0)]
+    assert score_fusion([RUN_A, RUN_B], "minmax")["q"] == [("c", 1.0), ("a", 1.0), ("b", 0.5), ("d", 0.0)]
     weighted = score_fusion([RUN_A, RUN_B], "minmax", weights=[1.0, 2.0])["q"]
     assert weighted == [("c", 2.0), ("a", 1.0), ("b", 0.5), ("d", 0.0)]
 
@@ -404,3 +405,17 @@ def test_bm25_on_scifact_test_reaches_published_quality(scifact_dir):
     )
     ndcg10 = sum(m["ndcg_cut_10"] for m in per_query.values()) / len(qrels)
     assert ndcg10 > 0.6
+
+
+def test_a_fused_lists_order_is_the_ranking_its_scores_evaluate_to():
+    """Reciprocal rank fusion ties often; the served ranking weighs the list's order, the metrics its scores
+    (pytrec_eval breaks ties by doc id, descending): both must see one ranking."""
+    from rerankforge.eval.metrics import per_query
+
+    fused = reciprocal_rank_fusion([{"q": [("a", 2.0), ("b", 1.0)]}, {"q": [("b", 2.0), ("a", 1.0)]}], k=60)
+    assert [d for d, _ in fused["q"]] == ["b", "a"]  # tied
+    for relevant in ("a", "b"):
+        by_scores = per_query({"q": {relevant: 1}}, fused, ("nDCG@10",))["nDCG@10"]["q"]
+        by_order = per_query({"q": {relevant: 1}}, {"q": [(d, -i) for i, (d, _) in enumerate(fused["q"])]},
+                             ("nDCG@10",))["nDCG@10"]["q"]
+        assert by_scores == by_order

@@ -213,7 +213,12 @@ def test_eval_report_shows_the_calibration_error_and_min_relevance(calibrated_re
     assert view["calibration"] == "dev split (test)" and view["candidates"] > 0
     assert 0 <= view["ece_sigmoid"] <= 1 and 0 <= view["ece_calibrated"] <= 1
     assert set(view["min_relevance"]) == {"0.1", "0.3", "0.5", "0.7", "0.9"}
-    assert "## Scores as probabilities" in (out / "report.md").read_text()
+    # the model's dev thresholds of target precisions / recalls (precision 0.80 and recall 0.90 it has none of)
+    assert set(view["targets"]) == {"precision 0.50", "recall 0.50"}
+    assert view["targets"]["precision 0.50"]["min_relevance"] == 0.3
+    assert 0 <= view["targets"]["recall 0.50"]["recall"] <= 1
+    text = (out / "report.md").read_text()
+    assert "## Scores as probabilities" in text and "| precision 0.50 | 0.300 |" in text
 
 
 def test_calibrate_command_fits_on_a_drawn_dev_split_and_saves_it(tmp_path, tiny_reranker, scifact_slice,
