@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -138,27 +135,12 @@ def _replace(config, **changes):
     return dataclasses.replace(config, **changes)
 
 
-@contextmanager
 def serving(config, reranker):
     """`rerankforge serve`'s app for `reranker` on a free port of 127.0.0.1, in a thread; yields its URL."""
-    import uvicorn
-
     from rerankforge.serve.app import create_app
+    from rerankforge.serve.connections import serving_in_thread
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(config, reranker), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    return serving_in_thread(create_app(config, reranker))
 
 
 if __name__ == "__main__":

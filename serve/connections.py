@@ -21,6 +21,7 @@ import json
 import logging
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -217,3 +218,30 @@ def install_repeat_filter(interval: float = 60.0) -> None:
         target = logging.getLogger(name)
         if not any(isinstance(f, RepeatFilter) for f in target.filters):
             target.addFilter(RepeatFilter(interval))
+
+
+@contextmanager
+def serving_in_thread(app, limits: ConnectionLimits | None = None):
+    """Serve `app` as `rerankforge serve` does (uvicorn, the guarded h11 protocol) on a free 127.0.0.1 port, in a
+    thread; yields the base URL (tests, benchmarks, notebooks)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, limits or ConnectionLimits()))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -230,33 +230,11 @@ def build_tiny_reranker(folder: Path, tiny_bert: str) -> str:
     return str(folder)
 
 
-@contextmanager
 def running(app, limits=None):
-    """Serve `app` as `rerankforge serve` does (uvicorn, the guarded h11 protocol) on a free 127.0.0.1 port, in a
-    thread; yields the base URL."""
-    import threading
-    import time
+    """Serve `app` as `rerankforge serve` does on a free 127.0.0.1 port, in a thread; yields the base URL."""
+    from rerankforge.serve.connections import serving_in_thread
 
-    import uvicorn
-
-    from rerankforge.serve.connections import ConnectionLimits, uvicorn_config
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, limits or ConnectionLimits()))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    return serving_in_thread(app, limits)
 
 
 def tiny_chat_lm(folder: Path, tiny_bert: str) -> Path:
