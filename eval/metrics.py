@@ -2,7 +2,12 @@
 
 A metric is named `FAMILY@N` with any cut-off N: nDCG (graded relevance as given in the qrels), MRR,
 MAP, R (recall), P (precision) and Hit (hit rate: at least one relevant document in the top N; trec_eval's
-`success`). A document counts as relevant when its grade is at least 1, as in trec_eval."""
+`success`). A document counts as relevant when its grade is at least 1, as in trec_eval.
+
+A run's lists are rankings, best first (core/rankings.py), and are scored in that order: equal scores rank as
+listed. trec_eval would break them by doc id instead; rerankforge's rankings keep tied documents in the order
+they came (the reranker's ties in the first stage's order, as the rerank endpoints answer), and its fused first
+stages list ties the way trec_eval breaks them (`best_first`), so their figures are trec_eval's."""
 
 from __future__ import annotations
 
@@ -47,12 +52,17 @@ def per_query(qrels: Qrels, run: Run, metrics: tuple[str, ...] = DEFAULT_METRICS
                         f"{preview(sorted(relevant), 3)}; {len(run)} in the run, e.g. {preview(sorted(run), 3)})")
     values: dict[str, dict[str, float]] = {m: dict.fromkeys(relevant, 0.0) for m in metrics}
     for depth, group in _by_depth(parsed).items():
-        scored = {qid: {doc_id: score for doc_id, score in run[qid][:depth]} for qid in overlap}
+        scored = {qid: _by_order(run[qid][:depth]) for qid in overlap}
         evaluator = pytrec_eval.RelevanceEvaluator(relevant, _measure_specs([parsed[m] for m in group]))
         for qid, result in evaluator.evaluate(scored).items():
             for metric in group:
                 values[metric][qid] = result[_result_key(*parsed[metric])]
     return values
+
+
+def _by_order(hits) -> dict[str, float]:
+    """A list's documents with strictly decreasing scores in list order, so trec_eval ranks them as listed."""
+    return {doc_id: float(len(hits) - i) for i, (doc_id, _) in enumerate(hits)}
 
 
 def mean(per_query_values: dict[str, dict[str, float]]) -> dict[str, float]:
