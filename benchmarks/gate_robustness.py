@@ -9,7 +9,9 @@ on the test split's hybrid top---depth:
 - before (benchmarks/gate_in_sample.py, rerankforge's earlier gate): every weighting of reranker, dense and BM25
   on a simplex grid, fitted and judged on the same dev queries (one-sided randomization p < 0.05);
 - after (train/dev/combining.py): the reranker weighed against the first stage's order only, fitted on four
-  folds of dev and judged on the fifth, kept where the out-of-fold scores beat the first stage (p < 0.05).
+  folds of dev and judged on the fifth, kept where the out-of-fold scores beat the first stage (p < 0.05); and
+  the same gate at looser levels (p < 0.2, p < 0.5), to choose the level on train queries: each kept ranking is
+  also scored on the pool's queries outside the dev split ("held-out train"), which no gate saw.
 
 Each kept ranking is compared on test with the best first stage there (dense, BM25 or hybrid, whichever scores
 best on test: the strictest bar), by a two-sided paired randomization test. The table counts the splits where it
@@ -38,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 RETRIEVERS = ("dense", "bm25", "hybrid")
+GATES = ("before", "after", "after p<0.2", "after p<0.5")
 
 
 def main() -> None:
@@ -81,7 +84,7 @@ def main() -> None:
     held = Side.build(stage, reranker, test, list(test.split_queries()), args.depth)
     studies = []
     for size in sizes:
-        rows = [one_split(dev, held, random.Random(args.seed + s).sample(pool, min(size, len(pool))), s)
+        rows = [one_split(dev, held, random.Random(args.seed + s).sample(pool, min(size, len(pool))), s, pool)
                 for s in range(args.splits)]
         studies.append({"summary": summarise(args.data, args.reranker, size, rows), "splits": rows})
     if args.json:
@@ -125,11 +128,15 @@ class Side:
         return per_query(self.qrels(self.queries), self.runs[kind], ("nDCG@10",))["nDCG@10"]
 
 
-def one_split(dev: Side, test: Side, dev_ids: list[str], split: int) -> dict:
-    """Both gates fitted on the dev queries `dev_ids`, and what each keeps scored on test."""
+def one_split(dev: Side, test: Side, dev_ids: list[str], split: int, pool: list[str]) -> dict:
+    """Every gate fitted on the dev queries `dev_ids`, and what each keeps scored on test and on the pool's other
+    queries (held-out train: hybrid's order against the kept ranking)."""
+    import functools
+
     import gate_in_sample
 
     from rerankforge.eval.significance import compare
+    from rerankforge.reranker.combiner import Combiner
     from rerankforge.training.dev.combining import fit_combination
 
     candidates = {q: dev.candidates[q] for q in dev_ids}
@@ -138,16 +145,23 @@ def one_split(dev: Side, test: Side, dev_ids: list[str], split: int) -> dict:
     best = max(RETRIEVERS, key=lambda kind: statistics.mean(first[kind].values()))
     row: dict = {"split": split, "dev_queries": len(dev_ids), "best_first_stage": best,
                  "best_first_stage_test": statistics.mean(first[best].values())}
-    for name, fit in (("before", gate_in_sample.fit_combination), ("after", fit_combination)):
+    rest = sorted(set(pool) - set(dev_ids))
+    rest_first = statistics.mean(dev.ndcg(Combiner({"position": 1.0}), rest).values()) if rest else float("nan")
+    fits = {"before": gate_in_sample.fit_combination, "after": fit_combination,
+            "after p<0.2": functools.partial(fit_combination, alpha=0.2),
+            "after p<0.5": functools.partial(fit_combination, alpha=0.5)}
+    for name, fit in fits.items():
         kept = fit(candidates, signals, dev.qrels(dev_ids), "dev split", "hybrid").combiner
         scores = test.ndcg(kept)
         comparison = compare("nDCG@10", best, first[best], name, scores)
+        held_out = statistics.mean(dev.ndcg(kept, rest).values()) if rest else float("nan")
         row[name] = {"kept": kept.describe(), "test": statistics.mean(scores.values()),
                      "difference": statistics.mean(scores.values()) - row["best_first_stage_test"],
-                     "p": comparison.p_randomization}
+                     "p": comparison.p_randomization, "held_out_train_difference": held_out - rest_first}
     print(f"  split {split:2}: best first stage {best} {row['best_first_stage_test']:.4f}; "
           + "; ".join(f"{n} {row[n]['kept']} -> {row[n]['test']:.4f} ({row[n]['difference']:+.4f}, p "
-                      f"{row[n]['p']:.3f})" for n in ("before", "after")), flush=True)
+                      f"{row[n]['p']:.3f}; held-out train {row[n]['held_out_train_difference']:+.4f})"
+                      for n in GATES), flush=True)
     return row
 
 
@@ -155,16 +169,21 @@ def summarise(data: str, kind: str, size: int, rows: list[dict]) -> dict:
     summary = {"data": data, "reranker": kind, "dev_queries": size, "splits": len(rows)}
     print(f"\n{data} ({kind} reranker), {len(rows)} random dev splits of {size} queries; test nDCG@10 of what each "
           f"gate keeps, against the best first stage on test")
-    print("gate    mean test  min test  below by >0.005  significantly worse  kept the reranker")
-    for name in ("before", "after"):
+    print("gate          mean test  min test  below by >0.005  significantly worse  kept the reranker  "
+          "held-out train vs hybrid (mean, worst)")
+    for name in GATES:
         tests = [r[name]["test"] for r in rows]
         below = sum(r[name]["difference"] < -0.005 for r in rows)
         worse = sum(r[name]["difference"] < 0 and r[name]["p"] < 0.05 for r in rows)
         reranked = sum("reranker" in r[name]["kept"] for r in rows)
+        train_side = [r[name]["held_out_train_difference"] for r in rows]
         summary[name] = {"mean_test": statistics.mean(tests), "min_test": min(tests), "below_by_0.005": below,
-                         "significantly_worse": worse, "kept_reranker": reranked}
-        print(f"{name:6}  {statistics.mean(tests):9.4f}  {min(tests):8.4f}  {below:>8} of {len(rows):<6} "
-              f"{worse:>10} of {len(rows):<8} {reranked:>6} of {len(rows)}")
+                         "significantly_worse": worse, "kept_reranker": reranked,
+                         "held_out_train_mean_difference": statistics.mean(train_side),
+                         "held_out_train_worst_difference": min(train_side)}
+        print(f"{name:12}  {statistics.mean(tests):9.4f}  {min(tests):8.4f}  {below:>8} of {len(rows):<6} "
+              f"{worse:>10} of {len(rows):<8} {reranked:>6} of {len(rows):<9} {statistics.mean(train_side):+.4f}, "
+              f"{min(train_side):+.4f}")
     print(f"best first stage on test: {rows[0]['best_first_stage']} {rows[0]['best_first_stage_test']:.4f}")
     return summary
 

@@ -48,11 +48,12 @@ class Fit:
 
 
 def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[str, dict[str, float]]],
-                    qrels: dict[str, dict[str, int]], where: str, first_stage: str | None = None) -> Fit:
+                    qrels: dict[str, dict[str, int]], where: str, first_stage: str | None = None,
+                    alpha: float = ALPHA) -> Fit:
     """Fit the served ranking on the dev queries' `candidates` (each list in the first stage's order), judged by
     `qrels`. `signals`: signal -> query id -> {doc id -> score}, with "reranker" and, for the record, the
     retrievers' ("dense", "bm25"); only the reranker's are weighed, against the candidates' order. `where` names
-    the dev split, `first_stage` the retriever that made the candidates (both saved)."""
+    the dev split, `first_stage` the retriever that made the candidates (both saved); `alpha` the gate's level."""
     queries = list(candidates)
     reranker = signals["reranker"]
 
@@ -72,7 +73,7 @@ def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[st
     test = compare("nDCG@10", "first stage", as_ranked, "with reranker", out_of_fold, alternative="greater")
     value = {step: float(np.mean([scores[q] for q in queries])) if queries else 0.0 for step, scores in scored.items()}
     held_out = float(np.mean(list(out_of_fold.values()))) if queries else 0.0
-    helps = best != AS_RANKED and held_out > value[AS_RANKED] and test.p_randomization < ALPHA
+    helps = best != AS_RANKED and held_out > value[AS_RANKED] and test.p_randomization < alpha
     with_reranker, chosen = combiner(best), combiner(best if helps else AS_RANKED)
     figures = (f"dev nDCG@10 {value[best]:.4f} with the reranker ({with_reranker.describe()}; {held_out:.4f} fitted "
                f"out of fold) vs {value[AS_RANKED]:.4f} for the first stage as it ranks, one-sided randomization "
@@ -81,7 +82,7 @@ def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[st
         message = f"served ranking: {chosen.describe()}; {figures}"
     else:
         why = ("the reranker gets no weight" if best == AS_RANKED else
-               f"the gain does not hold out of fold (p >= {ALPHA})" if held_out > value[AS_RANKED] else
+               f"the gain does not hold out of fold (p >= {alpha:g})" if held_out > value[AS_RANKED] else
                "the gain does not hold out of fold")
         message = (f"served ranking: the first stage as it ranks; on dev {why} -- {figures}. More judged queries "
                    f"(a larger dev split) or a better reranker would change this")
