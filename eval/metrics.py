@@ -4,8 +4,8 @@ A metric is named `FAMILY@N` with any cut-off N: nDCG (graded relevance as given
 MAP, R (recall), P (precision) and Hit (hit rate: at least one relevant document in the top N; trec_eval's
 `success`). A document counts as relevant when its grade is at least 1, as in trec_eval.
 
-A run's lists are rankings, best first (core/rankings.py), and are scored in that order: equal scores rank as
-listed. trec_eval would break them by doc id instead; rerankforge's rankings keep tied documents in the order
+A run's lists are ranked by score, and equal scores rank as listed (a stable sort): trec_eval would break
+them by doc id instead; rerankforge's rankings keep tied documents in the order
 they came (the reranker's ties in the first stage's order, as the rerank endpoints answer), and its fused first
 stages list ties the way trec_eval breaks them (`best_first`), so their figures are trec_eval's."""
 
@@ -52,12 +52,17 @@ def per_query(qrels: Qrels, run: Run, metrics: tuple[str, ...] = DEFAULT_METRICS
                         f"{preview(sorted(relevant), 3)}; {len(run)} in the run, e.g. {preview(sorted(run), 3)})")
     values: dict[str, dict[str, float]] = {m: dict.fromkeys(relevant, 0.0) for m in metrics}
     for depth, group in _by_depth(parsed).items():
-        scored = {qid: _by_order(run[qid][:depth]) for qid in overlap}
+        scored = {qid: _by_order(_ranked(run[qid])[:depth]) for qid in overlap}
         evaluator = pytrec_eval.RelevanceEvaluator(relevant, _measure_specs([parsed[m] for m in group]))
         for qid, result in evaluator.evaluate(scored).items():
             for metric in group:
                 values[metric][qid] = result[_result_key(*parsed[metric])]
     return values
+
+
+def _ranked(hits):
+    """Best first by score; equal scores keep their order in the list."""
+    return sorted(hits, key=lambda hit: -hit[1])
 
 
 def _by_order(hits) -> dict[str, float]:
