@@ -39,12 +39,14 @@ def main() -> None:
     import rerankforge
     from rerankforge.core.models import DEFAULT_BI_ENCODER
     from rerankforge.data_prep.sources import load_collection
+    from rerankforge.eval.report import REQUEST_ORDER
     from rerankforge.reranker.scoring import Reranker
 
     model = args.model or DEFAULT_BI_ENCODER
     test = load_collection(args.data, split="test")
     reranker = Reranker.load(args.reranker, precision=args.precision)
-    print(f"{args.reranker}: served ranking {reranker.combiner.describe()} ({reranker.combiner.chosen_on}); "
+    print(f"{args.reranker}: served ranking {reranker.combiner.describe()}, request ranking "
+          f"{reranker.request_combiner.describe()} ({reranker.combiner.chosen_on}); "
           f"precision {reranker.precision}", flush=True)
     rows = []
     for depth in args.depths:
@@ -53,14 +55,18 @@ def main() -> None:
         systems = {s.name: s for s in report.systems}
         hybrid = systems["hybrid"]
         alone = next(s for s in report.systems if s.reranker and s.combination == "1.00 reranker")
-        served = next((s for s in report.systems if s.name.endswith("(served)")), alone)
+        # what the rerank endpoints serve documents sent in first-stage order: the request ranking, which eval
+        # names "(served, request order)" where it differs from the served ranking (dense and BM25 too)
+        full = next((s for s in report.systems if s.name.endswith("(served)")), None)
+        request = next((s for s in report.systems if s.name.endswith(REQUEST_ORDER)), full or alone)
         queries = sorted(hybrid.run)[:args.queries] if args.queries else sorted(hybrid.run)
         candidates = {q: [d for d, _ in hybrid.run[q][:depth]] for q in queries}
         rankings = through_clients(reranker, test, candidates, depth)
         row = {"depth": depth, "queries": len(queries), "served_ranking": reranker.combiner.describe(),
-               "eval": {"hybrid": _summary(hybrid.per_query["nDCG@10"], hybrid, queries),
-                        "served": _summary(served.per_query["nDCG@10"], hybrid, queries),
-                        "reranker alone": _summary(alone.per_query["nDCG@10"], hybrid, queries)},
+               "request_ranking": reranker.request_combiner.describe(),
+               "eval": {name: _summary(system.per_query["nDCG@10"], hybrid, queries) for name, system in (
+                   ("hybrid", hybrid), ("served ranking (/search)", full),
+                   ("request ranking (what the endpoints serve)", request), ("reranker alone", alone)) if system},
                "clients": {name: _summary(_ndcg(test, run), hybrid, queries) for name, run in rankings.items()}}
         rows.append(row)
         print(f"\nSciFact-style test, hybrid top-{depth} in hybrid's order, {len(queries)} queries: nDCG@10 "

@@ -64,6 +64,7 @@ def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
         fit = dev.fit_combination(scores, where)
         settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
         settings.fusion_first_stage = fit.combiner.first_stage
+        settings.request_fusion_weights = dict(fit.request.weights)
     write_settings(folder, settings)
     if (folder / ADAPTER_DIR / "rerankforge.json").is_file():  # the adapter scores like the merged model
         write_settings(folder / ADAPTER_DIR, settings)

@@ -279,13 +279,26 @@ def retriever_signals(rerankers: list[Reranker]) -> list[str]:
 
 
 def _variants(reranker: Reranker) -> list[Combiner]:
-    """The reranker alone, and its served ranking where it combines the reranker with other signals."""
+    """The reranker alone, its served ranking where it combines the reranker with other signals, and its request
+    ranking (what the rerank endpoints serve documents sent in first-stage order) where that differs from both."""
     alone = Combiner.reranker_only()
-    return [alone] + ([reranker.combiner] if reranker.combiner != alone else [])
+    request = getattr(reranker, "request_combiner", alone)
+    variants = [alone]
+    for combiner in (reranker.combiner, request):
+        if combiner not in variants:
+            variants.append(combiner)
+    return variants
+
+
+REQUEST_ORDER = " (served, request order)"
+"""The system-name suffix of a reranker's request ranking, where it differs from its served ranking."""
 
 
 def _system_name(first_stage: str, reranker: Reranker, combiner: Combiner) -> str:
-    return f"{first_stage} >> {reranker.name}" + ("" if combiner.is_reranker_only else " (served)")
+    if combiner.is_reranker_only:
+        return f"{first_stage} >> {reranker.name}"
+    is_request = combiner != reranker.combiner
+    return f"{first_stage} >> {reranker.name}" + (REQUEST_ORDER if is_request else " (served)")
 
 
 def _reranked(first: Run, signals: dict[str, dict[str, dict[str, float]]], depth: int, combiner: Combiner) -> Run:

@@ -59,6 +59,10 @@ class RerankerSettings:
     fusion_first_stage: str | None = field(default=None, metadata={
         "help": "The first stage the fusion weights were fitted on (hybrid, dense or bm25): serve retrieves with "
                 "it by default. None: not recorded."})
+    request_fusion_weights: dict[str, float] | None = field(default=None, metadata={
+        "help": "The ranking rerank requests get when their documents come in first-stage order: weights of the "
+                "reranker and position (the order sent) only, fitted on dev. None: the served ranking where it needs "
+                "nothing else, else the reranker alone."})
     fusion_chosen_on: str | None = field(default=None, metadata={
         "help": "Where the fusion weights were chosen (e.g. 'dev split (40 train queries)'); None: not chosen."})
     calibration_scale: float | None = field(default=None, metadata={
@@ -79,6 +83,13 @@ class RerankerSettings:
         if self.fusion_weights is not None:
             return Combiner(self.fusion_weights, self.fusion_chosen_on, self.fusion_first_stage)
         return Combiner.with_first_stage(self.fusion_weight, self.fusion_chosen_on, self.fusion_first_stage)
+
+    @property
+    def request_combiner(self) -> Combiner:
+        """The ranking for rerank requests whose documents come in first-stage order (`request_fusion_weights`)."""
+        if self.request_fusion_weights is not None:
+            return Combiner(self.request_fusion_weights, self.fusion_chosen_on, self.fusion_first_stage)
+        return self.combiner if self.combiner.request_ready else Combiner.reranker_only()
 
     @property
     def calibration(self) -> Calibration:
@@ -122,6 +133,11 @@ def _check(settings: RerankerSettings, where: object) -> None:
         raise DataError(f"{where}: fusion_weight: expected a number from 0 to 1, got {weight!r}")
     if settings.fusion_weights is not None:
         check_weights(settings.fusion_weights, f"{where}: fusion_weights")
+    if settings.request_fusion_weights is not None:
+        check_weights(settings.request_fusion_weights, f"{where}: request_fusion_weights")
+        if not Combiner(settings.request_fusion_weights).request_ready:
+            raise DataError(f"{where}: request_fusion_weights: expected weights of reranker and position only (what a "
+                            f"rerank request carries), got {settings.request_fusion_weights!r}")
     if settings.fusion_first_stage not in (None, "hybrid", "dense", "bm25"):
         raise DataError(f"{where}: fusion_first_stage: expected hybrid, dense, bm25 or null, got "
                         f"{settings.fusion_first_stage!r}")

@@ -32,7 +32,8 @@ class Reranker:
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker",
                  combiner: Combiner | None = None, precision: str = "auto",
-                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, backend=None, calibration: Calibration = SIGMOID):
+                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, backend=None, calibration: Calibration = SIGMOID,
+                 request_combiner: Combiner | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -45,6 +46,10 @@ class Reranker:
         self.combiner = combiner or Combiner.reranker_only()
         """How the served ranking combines this reranker's scores with the first stage's signals (combiner.py);
         saved models carry the combination fitted on their dev split; the reranker alone otherwise."""
+        self.request_combiner = request_combiner or (self.combiner if self.combiner.request_ready
+                                                     else Combiner.reranker_only())
+        """The served ranking of documents sent in first-stage order (rerank endpoints, adapters): the reranker
+        against that order, fitted on dev (`order`)."""
         self.calibration = calibration
         """Raw score -> probability of relevance (`probability`): fitted on dev and saved with the model, or the
         plain sigmoid."""
@@ -85,7 +90,7 @@ class Reranker:
             check_tokenizer_fits(folder, config, tokenizer, limit)
         common = dict(max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
                       combiner=settings.combiner, max_batch_tokens=max_batch_tokens,
-                      calibration=settings.calibration)
+                      calibration=settings.calibration, request_combiner=settings.request_combiner)
         if backend != "torch":
             return cls(None, tokenizer, backend=load_onnx_backend(folder, backend, tokenizer), **common)
         try:
@@ -145,30 +150,20 @@ class Reranker:
     def order(self, scores: Sequence[float], served: bool = False) -> tuple[list[int], str]:
         """Indices of documents best first, from the reranker's `scores` of them in the order they were sent, and
         which ranking gave that order: the reranker alone, or -- `served`, the documents came in a first stage's
-        order, best first -- the served ranking (the reranker weighed against that order, fitted on dev), where
-        the model's needs nothing else (combiner.py `request_ready`). Ties keep the order sent."""
+        order, best first -- the request ranking (`request_combiner`: the reranker weighed against that order,
+        fitted on dev). Ties keep the order sent."""
         if not served:
             return sorted(range(len(scores)), key=lambda i: -scores[i]), "reranker"
-        if not self.combiner.request_ready:
-            needs = " and ".join(s for s in self.combiner.signals if s not in ("reranker", "position"))
-            return self.order(scores)[0], f"reranker (the served ranking needs {needs} scores)"
-        return self.combiner.order(scores), f"served ({self.combiner.describe()})"
+        return self.request_combiner.order(scores), f"served ({self.request_combiner.describe()})"
 
     def rerank(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str], depth: int,
                served: bool = False) -> Run:
         """Rescore the top-`depth` of each query of `run` (documents below it are dropped) and rank by the
-        reranker alone or, `served`, by the served ranking over the run's order (`order`)."""
+        reranker alone or, `served`, by the request ranking over the run's order (`order`; the served ranking with
+        dense and BM25 scores is `self.combiner.rank` with those signals)."""
         scores = self.score_run(run, queries, doc_text, depth)
-        combiner = Combiner.reranker_only()
-        if served:
-            needs = [s for s in self.combiner.signals if s not in ("reranker", "position", "first_stage")]
-            if needs:
-                raise RerankforgeError(f"{self.name}: the served ranking {self.combiner.describe()} needs "
-                                       f"{' and '.join(needs)} scores, which a run does not carry; rerank with "
-                                       f"served=False, or rank with `combiner.rank` and those signals")
-            combiner = self.combiner
-        return {qid: combiner.rank([d for d, _ in run[qid][:depth]],
-                                   {"reranker": scores[qid], "first_stage": dict(run[qid][:depth])}) for qid in run}
+        combiner = self.request_combiner if served else Combiner.reranker_only()
+        return {qid: combiner.rank([d for d, _ in run[qid][:depth]], {"reranker": scores[qid]}) for qid in run}
 
     def score_run(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str],
                   depth: int) -> dict[str, dict[str, float]]:

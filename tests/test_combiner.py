@@ -89,14 +89,14 @@ def _toy_dev(queries: int, bonus: float, seed: int = 0, depth: int = 20):
 def _in_sample(candidates, signals, qrels):
     """The grid's per-query dev nDCG@10 and its best step, all fitted and judged on the same queries."""
     from rerankforge.eval.metrics import per_query
-    from rerankforge.training.dev.combining import GRID_STEPS, best_step
+    from rerankforge.training.dev.combining import GRID_STEPS, best_weights
 
     scored = {}
     for step in range(GRID_STEPS + 1):
         combiner = Combiner({"reranker": step / GRID_STEPS, "position": 1 - step / GRID_STEPS})
         run = {q: combiner.rank(candidates[q], {"reranker": signals["reranker"][q]}) for q in candidates}
-        scored[step] = per_query(qrels, run, ("nDCG@10",))["nDCG@10"]
-    return scored, best_step(scored, list(candidates))
+        scored[step, GRID_STEPS - step] = per_query(qrels, run, ("nDCG@10",))["nDCG@10"]
+    return scored, best_weights(scored, list(candidates), position=1)
 
 
 def test_position_is_the_first_stages_order_as_a_reciprocal_rank():
@@ -143,11 +143,11 @@ def test_the_fold_gate_rejects_a_weighting_that_only_wins_in_sample():
 
     candidates, signals, qrels = _toy_dev(24, bonus=0.0, seed=65)
     scored, best = _in_sample(candidates, signals, qrels)
-    in_sample = compare("nDCG@10", "first stage", scored[0], "reranked", scored[best], alternative="greater")
-    assert best > 0 and in_sample.p_randomization < 0.05
+    in_sample = compare("nDCG@10", "first stage", scored[0, 20], "reranked", scored[best], alternative="greater")
+    assert best[0] > 0 and in_sample.p_randomization < 0.05
     fit = fit_combination(candidates, signals, qrels, "toy dev split")
     assert fit.leans_on_first_stage and fit.combiner == Combiner({"position": 1.0})
-    assert fit.evidence["p_value"] >= 0.05 and "does not hold out of fold" in fit.message
+    assert fit.evidence["p_value"] >= 0.05 and "no gain holds out of fold" in fit.message
 
 
 def test_equal_scores_standardise_to_zeros_however_they_round():
@@ -157,3 +157,33 @@ def test_equal_scores_standardise_to_zeros_however_they_round():
 
     assert standardise([0.1, 0.1, 0.1, None]) == [0.0, 0.0, 0.0, 0.0]
     assert Normalizer.fit([0.1] * 7, "zscore").apply(0.1) == 0.0
+
+
+def test_the_served_ranking_weighs_dense_and_bm25_only_where_their_gain_holds_out_of_fold():
+    """A dense score that finds the relevant document (the reranker is noise): the served ranking (/search, eval)
+    takes it, the request ranking (what a rerank request can be served with) stays the first stage's order."""
+    candidates, signals, qrels = _toy_dev(60, bonus=0.0, seed=2)
+    rng = random.Random(5)
+    signals["dense"] = {q: {d: rng.gauss(0, 1) + 3.0 * (d in qrels[q]) for d in docs} for q, docs in candidates.items()}
+    signals["bm25"] = {q: {d: rng.gauss(0, 1) for d in docs} for q, docs in candidates.items()}
+    fit = fit_combination(candidates, signals, qrels, "toy dev split", first_stage="hybrid")
+    assert "dense" in fit.combiner.signals and fit.request == Combiner({"position": 1.0})
+    assert fit.evidence["p_value_wide"] < 0.05 and fit.evidence["request_weights"] == {"position": 1.0}
+    # noise in dense and BM25 too: nothing but the first stage's order, in both
+    signals["dense"] = signals["bm25"]
+    plain = fit_combination(candidates, signals, qrels, "toy dev split")
+    assert plain.combiner == plain.request == Combiner({"position": 1.0}) and plain.leans_on_first_stage
+
+
+def test_the_settings_file_carries_the_request_ranking(tmp_path):
+    write_settings(tmp_path, RerankerSettings(fusion_weights={"reranker": 0.5, "dense": 0.5},
+                                              request_fusion_weights={"reranker": 0.3, "position": 0.7}))
+    settings = read_settings(tmp_path)
+    assert settings.request_combiner == Combiner({"reranker": 0.3, "position": 0.7})
+    # older folders: the served ranking where a request can apply it, else the reranker alone
+    assert RerankerSettings(fusion_weights={"reranker": 1, "position": 1}).request_combiner == Combiner(
+        {"reranker": 1, "position": 1})
+    assert RerankerSettings(fusion_weights={"reranker": 1, "bm25": 1}).request_combiner.is_reranker_only
+    (tmp_path / "rerankforge.json").write_text('{"request_fusion_weights": {"reranker": 1, "bm25": 1}}')
+    with pytest.raises(DataError, match="request_fusion_weights: expected weights of reranker and position only"):
+        read_settings(tmp_path)

@@ -291,8 +291,8 @@ def served(reranker):
     from rerankforge.reranker.combiner import Combiner
 
     model = copy.copy(reranker)
-    model.combiner = Combiner(SERVED)
-    assert model.combiner.order(reranker.score([(QUERY, d) for d in DOCUMENTS])) != _expected(reranker)[0]
+    model.request_combiner = Combiner(SERVED)
+    assert model.request_combiner.order(reranker.score([(QUERY, d) for d in DOCUMENTS])) != _expected(reranker)[0]
     return model
 
 
@@ -307,7 +307,7 @@ def served_service(served):
 
 def test_documents_flagged_ranked_get_the_served_ranking_in_every_dialect(served_service, served):
     order, scores, _ = _expected(served)
-    served_order = served.combiner.order(scores)
+    served_order = served.request_combiner.order(scores)
     name = "served (0.30 reranker + 0.70 position)"
     bodies = {"/v2/rerank": {"query": QUERY, "documents": DOCUMENTS, "top_n": 3},
               "/v1/rerank": {"query": QUERY, "documents": [{"text": d} for d in DOCUMENTS]},
@@ -351,7 +351,7 @@ def test_unflagged_requests_from_every_client_rank_as_before(served_service, ser
     # the SDK's way to send a field it does not know: the served ranking, asked for
     flagged = v2.rerank(model="m", query=QUERY, documents=DOCUMENTS,
                         request_options={"additional_body_parameters": {"documents_ranked": True}})
-    assert [r.index for r in flagged.results] == served.combiner.order(scores)
+    assert [r.index for r in flagged.results] == served.request_combiner.order(scores)
 
 
 def test_a_server_that_says_documents_come_ranked_serves_them_so_unless_the_request_says_not(served):
@@ -362,7 +362,7 @@ def test_a_server_that_says_documents_come_ranked_serves_them_so_unless_the_requ
     with running(create_app(ServeConfig(reranker="tiny-ref", documents_ranked=True), served)) as url:
         body = {"query": QUERY, "documents": DOCUMENTS}
         default = httpx.post(f"{url}/v2/rerank", json=body)
-        assert [r["index"] for r in default.json()["results"]] == served.combiner.order(scores)
+        assert [r["index"] for r in default.json()["results"]] == served.request_combiner.order(scores)
         assert default.json()["ranking"].startswith("served (")
         refused = httpx.post(f"{url}/v2/rerank", json={**body, "documents_ranked": False})
         assert [r["index"] for r in refused.json()["results"]] == order and "ranking" not in refused.json()
@@ -377,7 +377,7 @@ def test_rerankforges_adapters_and_reranker_take_the_served_ranking_when_told(se
     from rerankforge.serve.integrations import langchain_compressor, llamaindex_postprocessor
 
     order, scores, _ = _expected(served)
-    served_order = served.combiner.order(scores)
+    served_order = served.request_combiner.order(scores)
     documents = [Document(page_content=d, metadata={"i": i}) for i, d in enumerate(DOCUMENTS)]
     for ranked, expected in ((False, order), (True, served_order)):
         kept = langchain_compressor(served, top_n=4, documents_ranked=ranked).compress_documents(documents, QUERY)

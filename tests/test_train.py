@@ -599,7 +599,8 @@ def test_trained_model_carries_its_dev_fitted_served_ranking(tmp_path, mined_sli
     combination = json.loads((out / "metrics.json").read_text())["combination"]
     assert settings["fusion_weights"] == combination["weights"] and settings["max_length"] == 96
     assert set(combination["dev_nDCG@10_alone"]) == {"reranker", "dense", "bm25", "first_stage"}  # hybrid dev
-    assert set(settings["fusion_weights"]) <= {"reranker", "position"} and combination["folds"] >= 2
+    assert set(settings["request_fusion_weights"]) <= {"reranker", "position"} and combination["folds"] >= 2
+    assert Reranker.load(str(out)).request_combiner == Combiner(settings["request_fusion_weights"])
     assert settings["fusion_first_stage"] == combination["first_stage"] == "hybrid"
     assert combination["message"] in logged and "p = " in combination["message"]
     served = Reranker.load(str(out)).combiner

@@ -40,6 +40,7 @@ def finish_run(config: TrainConfig, state: TrainState, model, tokenizer, dev, re
             fit = dev.fit_combination(saved_scores, f"dev split of {config.data}/{config.split}")
             settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
             settings.fusion_first_stage = fit.combiner.first_stage
+            settings.request_fusion_weights = dict(fit.request.weights)
             metrics["combination"] = fit.evidence
             logger.info(fit.message)
     tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training

@@ -1,23 +1,26 @@
-"""Fitting the served ranking on the dev split: how much the reranker's score counts against the first stage's
-own order (reranker/combiner.py: `reranker` + `position`), and whether it counts at all.
+"""Fitting the served rankings on the dev split: how much the reranker's score, the first stage's order and its
+dense and BM25 scores each count (reranker/combiner.py), and whether the reranker counts at all.
 
-The served ranking weighs two signals only: the reranker's score and the candidate's place in the first stage's
-list. Every rerank request carries both (documents arrive in the client's first-stage order), so the endpoints,
-the adapters, `/search` and `eval` rank alike; and the weight shrinks towards the first stage's own order, which
-holds on queries the dev split does not resemble. Reweighting the first stage's dense and BM25 scores is left
-out: it fitted the dev queries' habits (BM25 far stronger on SciFact's train queries than on its test queries)
-and lost to the first stage on test.
+Two rankings are fitted, both saved in rerankforge.json:
 
-Each weight on a grid (steps of 1/20; 0 is the first stage as it ranks, 1 the reranker alone) is scored by dev
-nDCG@10. The gate judges the fitting itself on queries it did not see: the dev queries are cut into folds, the
-weight is fitted on all folds but one and scored on that one, and the reranker is kept only where these
-out-of-fold scores beat the first stage's, by a one-sided paired randomization test over the dev queries
-(p < 0.05). Then the weight fitted on every dev query is saved. Otherwise -- a small dev split, a reranker that
-does not help on this domain, or a gain that holds only in-sample -- the served ranking is the first stage's own
-order, and the run says so with the dev figures."""
+- the request ranking: the reranker weighed against the first stage's order (`reranker` + `position`), all a
+  rerank request carries (documents in the client's first-stage order) -- what the rerank endpoints, the adapters
+  and `Reranker.rerank(served=True)` rank by;
+- the served ranking: that, or a weighting that also uses the first stage's dense and BM25 scores, where those
+  are at hand (`/search`, `/ask`, `eval`, the demo).
+
+Each weighting on a grid (steps of 1/20 for two signals, 1/10 over four) is scored by dev nDCG@10. The gate judges
+the fitting itself on queries it did not see: the dev queries are cut into folds, the weights are fitted on all
+folds but one and scored on that one. The request ranking keeps the reranker only where these out-of-fold scores
+beat the first stage as it ranks (one-sided paired randomization test over the dev queries, p < 0.05), else it
+is the first stage's order. The served ranking takes the dense and BM25 scores only where their out-of-fold scores
+beat the request ranking's the same way: fewer signals unless the gain is clear. The weights kept are the ones
+fitted on every dev query. A small dev split, a reranker that does not help on this domain, or a gain that holds
+only in-sample leaves the first stage as it ranks, and the run says so with the dev figures."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -25,81 +28,125 @@ import numpy as np
 
 from rerankforge.eval.metrics import per_query
 from rerankforge.eval.significance import compare
-from rerankforge.reranker.combiner import Combiner
+from rerankforge.reranker.combiner import REQUEST_SIGNALS, RETRIEVER_SIGNALS, Combiner
 
 GRID_STEPS = 20
+WIDE_GRID_STEPS = 10
 ALPHA = 0.05
 FOLDS = 5
 FOLD_SEED = 0
-AS_RANKED = 0
-"""The grid step of the first stage as it ranks (the reranker's weight 0)."""
+
+Weights = tuple[int, ...]
 
 
 @dataclass
 class Fit:
     combiner: Combiner
-    """What is saved: the reranker's weight against the first stage's order, or the order alone when the
-    folds of dev do not show the reranker helps."""
+    """The served ranking (/search, eval): the request ranking, or a weighting with dense and BM25 scores where
+    its out-of-fold gain over the request ranking is clear."""
+    request: Combiner
+    """The request ranking (rerank endpoints, adapters): the reranker against the first stage's order, or the order
+    alone when the folds of dev do not show the reranker helps."""
     leans_on_first_stage: bool
     message: str
     """One line for the run's output and the model card: what was chosen and the dev evidence."""
     evidence: dict
-    """For metrics.json: dev nDCG@10 of each signal alone, in and out of fold, the weights, the p-value."""
+    """For metrics.json: dev nDCG@10 of each signal alone, in and out of fold, the weights, the p-values."""
+
+
+@dataclass
+class Family:
+    """Every weighting of some signals on a grid, scored on the dev queries: the best in-sample and out of fold."""
+    signals: tuple[str, ...]
+    scored: dict[Weights, dict[str, float]]
+    best: Weights
+    out_of_fold: dict[str, float]
+
+    @property
+    def as_ranked(self) -> Weights:
+        return tuple(int(s == "position") * sum(self.best) for s in self.signals)
+
+    def mean(self, weights: Weights) -> float:
+        return _mean(self.scored[weights])
 
 
 def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[str, dict[str, float]]],
                     qrels: dict[str, dict[str, int]], where: str, first_stage: str | None = None,
                     alpha: float = ALPHA) -> Fit:
-    """Fit the served ranking on the dev queries' `candidates` (each list in the first stage's order), judged by
-    `qrels`. `signals`: signal -> query id -> {doc id -> score}, with "reranker" and, for the record, the
-    retrievers' ("dense", "bm25"); only the reranker's are weighed, against the candidates' order. `where` names
-    the dev split, `first_stage` the retriever that made the candidates (both saved); `alpha` the gate's level."""
+    """Fit both rankings on the dev queries' `candidates` (each list in the first stage's order), judged by `qrels`.
+    `signals`: signal -> query id -> {doc id -> score}, with "reranker" and the retrievers' ("dense", "bm25") where
+    at hand. `where` names the dev split, `first_stage` the retriever that made the candidates (both saved);
+    `alpha` is the gates' level."""
     queries = list(candidates)
-    reranker = signals["reranker"]
 
     def ranked_by(combiner: Combiner) -> dict[str, float]:
-        run = {qid: combiner.rank(candidates[qid], {"reranker": reranker[qid], **{
-            s: v[qid] for s, v in signals.items() if s != "reranker"}}) for qid in queries}
+        run = {qid: combiner.rank(candidates[qid], {s: v[qid] for s, v in signals.items()}) for qid in queries}
         return per_query(qrels, run, ("nDCG@10",))["nDCG@10"]
 
-    def combiner(step: int) -> Combiner:
-        weights = {"reranker": step / GRID_STEPS, "position": 1 - step / GRID_STEPS}
-        return Combiner(weights, f"{where} ({len(queries)} queries)", first_stage)
+    def combiner(family: Family, weights: Weights) -> Combiner:
+        return Combiner({s: w / sum(weights) for s, w in zip(family.signals, weights)},
+                        f"{where} ({len(queries)} queries)", first_stage)
 
-    scored = {step: ranked_by(combiner(step)) for step in range(GRID_STEPS + 1)}
-    best = best_step(scored, queries)
-    out_of_fold = cross_fitted(scored, queries)
-    as_ranked = scored[AS_RANKED]
-    test = compare("nDCG@10", "first stage", as_ranked, "with reranker", out_of_fold, alternative="greater")
-    value = {step: float(np.mean([scores[q] for q in queries])) if queries else 0.0 for step, scores in scored.items()}
-    held_out = float(np.mean(list(out_of_fold.values()))) if queries else 0.0
-    helps = best != AS_RANKED and held_out > value[AS_RANKED] and test.p_randomization < alpha
-    with_reranker, chosen = combiner(best), combiner(best if helps else AS_RANKED)
-    figures = (f"dev nDCG@10 {value[best]:.4f} with the reranker ({with_reranker.describe()}; {held_out:.4f} fitted "
-               f"out of fold) vs {value[AS_RANKED]:.4f} for the first stage as it ranks, one-sided randomization "
-               f"p = {test.p_randomization:.3g} out of fold over {len(queries)} queries")
-    if helps:
-        message = f"served ranking: {chosen.describe()}; {figures}"
+    narrow = fit_family(REQUEST_SIGNALS, GRID_STEPS, ranked_by, queries)
+    first = narrow.scored[narrow.as_ranked]
+    request_test = compare("nDCG@10", "first stage", first, "with reranker", narrow.out_of_fold, alternative="greater")
+    helps = (narrow.best != narrow.as_ranked and _mean(narrow.out_of_fold) > _mean(first)
+             and request_test.p_randomization < alpha)
+    request = combiner(narrow, narrow.best if helps else narrow.as_ranked)
+    base, base_name = (narrow.out_of_fold, "request ranking") if helps else (first, "first stage")
+    served, evidence = request, {}
+    retrievers = tuple(s for s in RETRIEVER_SIGNALS if s in signals)
+    if retrievers:
+        wide = fit_family(REQUEST_SIGNALS + retrievers, WIDE_GRID_STEPS, ranked_by, queries)
+        wide_test = compare("nDCG@10", base_name, base, "with dense/BM25", wide.out_of_fold, alternative="greater")
+        uses = any(w > 0 for s, w in zip(wide.signals, wide.best) if s in retrievers)
+        if uses and _mean(wide.out_of_fold) > _mean(base) and wide_test.p_randomization < alpha:
+            served = combiner(wide, wide.best)
+        evidence.update({"weights_wide": dict(combiner(wide, wide.best).weights),
+                         "dev_nDCG@10_wide": wide.mean(wide.best),
+                         "dev_nDCG@10_wide_out_of_fold": _mean(wide.out_of_fold),
+                         "p_value_wide": wide_test.p_randomization})
+    leans = not served.uses_reranker
+    figures = (f"dev nDCG@10 {narrow.mean(narrow.best):.4f} with the reranker against the order "
+               f"({combiner(narrow, narrow.best).describe()}; {_mean(narrow.out_of_fold):.4f} fitted out of fold, "
+               f"p = {request_test.p_randomization:.3g})")
+    if retrievers:
+        figures += (f", {evidence['dev_nDCG@10_wide']:.4f} with dense and BM25 too "
+                    f"({Combiner(evidence['weights_wide']).describe()}; {evidence['dev_nDCG@10_wide_out_of_fold']:.4f} "
+                    f"out of fold, p = {evidence['p_value_wide']:.3g} against the {base_name})")
+    figures += (f", vs {_mean(first):.4f} for the first stage as it ranks; one-sided randomization tests out of fold "
+                f"over {len(queries)} queries")
+    if leans:
+        message = (f"served ranking: the first stage as it ranks; on dev no gain holds out of fold -- {figures}. More "
+                   f"judged queries (a larger dev split) or a better reranker would change this")
     else:
-        why = ("the reranker gets no weight" if best == AS_RANKED else
-               f"the gain does not hold out of fold (p >= {alpha:g})" if held_out > value[AS_RANKED] else
-               "the gain does not hold out of fold")
-        message = (f"served ranking: the first stage as it ranks; on dev {why} -- {figures}. More judged queries "
-                   f"(a larger dev split) or a better reranker would change this")
-    alone = {"reranker": value[GRID_STEPS], "first_stage": value[AS_RANKED],
-             **{s: _mean(ranked_by(Combiner({s: 1.0}))) for s in signals if s in ("dense", "bm25")}}
-    evidence = {"weights": dict(chosen.weights), "first_stage": first_stage, "leans_on_first_stage": not helps,
-                "dev_nDCG@10_alone": alone, "dev_nDCG@10_with_reranker": value[best],
-                "dev_nDCG@10_out_of_fold": held_out, "weights_with_reranker": dict(with_reranker.weights),
-                "dev_nDCG@10_first_stage_only": value[AS_RANKED], "p_value": test.p_randomization,
-                "folds": min(FOLDS, len(queries)), "dev_queries": len(queries), "message": message}
-    return Fit(chosen, not helps, message, evidence)
+        message = f"served ranking: {served.describe()}; rerank requests: {request.describe()}; {figures}"
+    alone = {s: _mean(ranked_by(Combiner({s: 1.0}))) for s in ("reranker", *retrievers)}
+    alone["first_stage"] = _mean(first)
+    evidence.update({"weights": dict(served.weights), "request_weights": dict(request.weights),
+                     "first_stage": first_stage, "leans_on_first_stage": leans, "dev_nDCG@10_alone": alone,
+                     "dev_nDCG@10_with_reranker": narrow.mean(narrow.best),
+                     "dev_nDCG@10_out_of_fold": _mean(narrow.out_of_fold),
+                     "weights_with_reranker": dict(combiner(narrow, narrow.best).weights),
+                     "dev_nDCG@10_first_stage_only": _mean(first), "p_value": request_test.p_randomization,
+                     "folds": len(folds_of(queries)), "dev_queries": len(queries), "message": message})
+    return Fit(served, request, leans, message, evidence)
 
 
-def best_step(scored: dict[int, dict[str, float]], queries: list[str]) -> int:
-    """The grid step of the best mean nDCG@10 over `queries`; ties go to the smaller weight (nearer the first
-    stage's own order)."""
-    return max(scored, key=lambda step: (sum(scored[step][q] for q in queries), -step))
+def fit_family(signals: tuple[str, ...], steps: int, ranked_by, queries: list[str]) -> Family:
+    """Every weighting of `signals` in steps of 1/`steps`, each query's dev nDCG@10 under it, the best, and the
+    out-of-fold scores of fitting it."""
+    grid = [w for w in itertools.product(range(steps + 1), repeat=len(signals)) if sum(w) == steps]
+    scored = {w: ranked_by(Combiner({s: x / steps for s, x in zip(signals, w)})) for w in grid}
+    position = signals.index("position")
+    return Family(signals, scored, best_weights(scored, queries, position),
+                  cross_fitted(scored, queries, position))
+
+
+def best_weights(scored: dict[Weights, dict[str, float]], queries: list[str], position: int) -> Weights:
+    """The weighting of the best mean nDCG@10 over `queries`; ties go to the most weight on the first stage's
+    order (`position`-th signal), then the fewest signals."""
+    return max(scored, key=lambda w: (sum(scored[w][q] for q in queries), w[position], -sum(x > 0 for x in w)))
 
 
 def folds_of(queries: list[str], folds: int = FOLDS) -> list[list[str]]:
@@ -110,17 +157,18 @@ def folds_of(queries: list[str], folds: int = FOLDS) -> list[list[str]]:
     return [order[i::count] for i in range(count)]
 
 
-def cross_fitted(scored: dict[int, dict[str, float]], queries: list[str]) -> dict[str, float]:
-    """Each query's nDCG@10 under the weight fitted without its fold: how the fitting does on queries it did not
-    see. A single fold has nothing to fit on: the first stage's own scores."""
+def cross_fitted(scored: dict[Weights, dict[str, float]], queries: list[str], position: int) -> dict[str, float]:
+    """Each query's nDCG@10 under the weights fitted without its fold: how the fitting does on queries it did not
+    see. A single fold has nothing to fit on: the first stage's own order."""
     groups = folds_of(queries)
+    as_ranked = max(scored, key=lambda w: (w[position], -sum(x > 0 for x in w)))
     if len(groups) < 2:
-        return {q: scored[AS_RANKED][q] for q in queries}
+        return {q: scored[as_ranked][q] for q in queries}
     out: dict[str, float] = {}
     for held in groups:
         seen = set(held)
-        step = best_step(scored, [q for q in queries if q not in seen])
-        out.update({q: scored[step][q] for q in held})
+        weights = best_weights(scored, [q for q in queries if q not in seen], position)
+        out.update({q: scored[weights][q] for q in held})
     return out
 
 
