@@ -296,10 +296,11 @@ def _evaluation_text(config: TrainConfig, metrics: dict, report: dict | None, na
             lines.append(f"| {label} | {_num(values.get('nDCG@10'))} | {_num(values.get('MRR@10'))} |")
     combination = metrics.get("combination")
     if combination:
-        lines += ["", f"The served ranking (saved in `{SETTINGS}`, applied by `rerankforge eval`, the demo, `serve`'s "
-                  f"`/search` and its rerank endpoints for documents sent in first-stage order) weighs the reranker's "
-                  f"z-standardised score against the first stage's order (position: 1 / (60 + rank)), fitted on the "
-                  f"dev split and judged out of fold: {combination['message']}."]
+        lines += ["", f"Two rankings are saved in `{SETTINGS}`, fitted on the dev split and judged out of fold: the "
+                  f"request ranking (the rerank endpoints and adapters, for documents sent in first-stage order) "
+                  f"weighs the reranker's z-standardised score against the first stage's order (position: 1 / (60 + "
+                  f"rank)); the served ranking (`rerankforge eval`, the demo, `/search`) may also weigh the dense and "
+                  f"BM25 scores. {combination['message']}."]
     if report:
         lines += ["", f"Test: `rerankforge eval` on {data_name(report['collection'])} ({report['split']} split, "
                   f"{report.get('judged_queries', '?')} judged queries), candidates: each first stage's "
