@@ -76,6 +76,11 @@ class Combiner:
         """Whether a rerank request carries every signal it weighs (the reranker's score and the order)."""
         return all(s in REQUEST_SIGNALS for s in self.signals)
 
+    def for_requests(self) -> Combiner:
+        """This ranking where a rerank request can apply it, else the reranker alone (a folder fitted before
+        request rankings were: its dense/BM25 weights need scores a request does not carry)."""
+        return self if self.request_ready else Combiner.reranker_only()
+
     def order(self, scores: Sequence[float]) -> list[int]:
         """Indices of a list of documents best first, from the reranker's `scores` of them in the order sent
         (what the rerank endpoints and adapters rank by when the documents come in first-stage order)."""

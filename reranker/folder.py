@@ -89,7 +89,7 @@ class RerankerSettings:
         """The ranking for rerank requests whose documents come in first-stage order (`request_fusion_weights`)."""
         if self.request_fusion_weights is not None:
             return Combiner(self.request_fusion_weights, self.fusion_chosen_on, self.fusion_first_stage)
-        return self.combiner if self.combiner.request_ready else Combiner.reranker_only()
+        return self.combiner.for_requests()
 
     @property
     def calibration(self) -> Calibration:

@@ -46,8 +46,7 @@ class Reranker:
         self.combiner = combiner or Combiner.reranker_only()
         """How the served ranking combines this reranker's scores with the first stage's signals (combiner.py);
         saved models carry the combination fitted on their dev split; the reranker alone otherwise."""
-        self.request_combiner = request_combiner or (self.combiner if self.combiner.request_ready
-                                                     else Combiner.reranker_only())
+        self.request_combiner = request_combiner or self.combiner.for_requests()
         """The served ranking of documents sent in first-stage order (rerank endpoints, adapters): the reranker
         against that order, fitted on dev (`order`)."""
         self.calibration = calibration

@@ -58,13 +58,18 @@ class Fit:
 class Family:
     """Every weighting of some signals on a grid, scored on the dev queries: the best in-sample and out of fold."""
     signals: tuple[str, ...]
+    steps: int
     scored: dict[Weights, dict[str, float]]
     best: Weights
     out_of_fold: dict[str, float]
 
+    def alone(self, signal: str) -> Weights:
+        """The grid point of one signal alone (`position` alone: the first stage as it ranks)."""
+        return tuple(self.steps * (s == signal) for s in self.signals)
+
     @property
     def as_ranked(self) -> Weights:
-        return tuple(int(s == "position") * sum(self.best) for s in self.signals)
+        return self.alone("position")
 
     def mean(self, weights: Weights) -> float:
         return _mean(self.scored[weights])
@@ -121,8 +126,8 @@ def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[st
                    f"judged queries (a larger dev split) or a better reranker would change this")
     else:
         message = f"served ranking: {served.describe()}; rerank requests: {request.describe()}; {figures}"
-    alone = {s: _mean(ranked_by(Combiner({s: 1.0}))) for s in ("reranker", *retrievers)}
-    alone["first_stage"] = _mean(first)
+    alone = {"reranker": narrow.mean(narrow.alone("reranker")),
+             **{s: wide.mean(wide.alone(s)) for s in retrievers}, "first_stage": _mean(first)}
     evidence.update({"weights": dict(served.weights), "request_weights": dict(request.weights),
                      "first_stage": first_stage, "leans_on_first_stage": leans, "dev_nDCG@10_alone": alone,
                      "dev_nDCG@10_with_reranker": narrow.mean(narrow.best),
@@ -139,8 +144,9 @@ def fit_family(signals: tuple[str, ...], steps: int, ranked_by, queries: list[st
     grid = [w for w in itertools.product(range(steps + 1), repeat=len(signals)) if sum(w) == steps]
     scored = {w: ranked_by(Combiner({s: x / steps for s, x in zip(signals, w)})) for w in grid}
     position = signals.index("position")
-    return Family(signals, scored, best_weights(scored, queries, position),
-                  cross_fitted(scored, queries, position))
+    as_ranked = tuple(steps * (s == "position") for s in signals)
+    return Family(signals, steps, scored, best_weights(scored, queries, position),
+                  cross_fitted(scored, queries, position, as_ranked))
 
 
 def best_weights(scored: dict[Weights, dict[str, float]], queries: list[str], position: int) -> Weights:
@@ -157,11 +163,11 @@ def folds_of(queries: list[str], folds: int = FOLDS) -> list[list[str]]:
     return [order[i::count] for i in range(count)]
 
 
-def cross_fitted(scored: dict[Weights, dict[str, float]], queries: list[str], position: int) -> dict[str, float]:
+def cross_fitted(scored: dict[Weights, dict[str, float]], queries: list[str], position: int,
+                 as_ranked: Weights) -> dict[str, float]:
     """Each query's nDCG@10 under the weights fitted without its fold: how the fitting does on queries it did not
-    see. A single fold has nothing to fit on: the first stage's own order."""
+    see. A single fold has nothing to fit on: the first stage's own order (`as_ranked`)."""
     groups = folds_of(queries)
-    as_ranked = max(scored, key=lambda w: (w[position], -sum(x > 0 for x in w)))
     if len(groups) < 2:
         return {q: scored[as_ranked][q] for q in queries}
     out: dict[str, float] = {}
