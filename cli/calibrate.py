@@ -14,7 +14,7 @@ from rerankforge.core.commands import add_command
 from rerankforge.core.errors import DataError
 from rerankforge.core.hardware import use_cpu_threads
 from rerankforge.reranker.calibration import targets_line
-from rerankforge.reranker.folder import ADAPTER_DIR, read_settings, write_settings
+from rerankforge.reranker.folder import ADAPTER_DIR, read_settings, write_bm25_statistics, write_settings
 from rerankforge.reranker.scoring import Reranker
 
 from rerankforge.training.dev.dev_eval import DevSet
@@ -65,9 +65,11 @@ def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
         settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
         settings.fusion_first_stage = fit.combiner.first_stage
         settings.request_fusion_weights = dict(fit.request.weights)
-    write_settings(folder, settings)
-    if (folder / ADAPTER_DIR / "rerankforge.json").is_file():  # the adapter scores like the merged model
-        write_settings(folder / ADAPTER_DIR, settings)
+    folders = [folder] + ([folder / ADAPTER_DIR] if (folder / ADAPTER_DIR / "rerankforge.json").is_file() else [])
+    for target in folders:  # the adapter scores like the merged model
+        if args.combination:  # first, so rerankforge.json never names statistics the folder lacks
+            write_bm25_statistics(target, dev.bm25_statistics if fit.request.uses_bm25 else None)
+        write_settings(target, settings)
     print(f"probability = sigmoid({calibration.scale:.4f} x score + {calibration.bias:.4f}), fitted on "
           f"{report['fitted_on']}")
     print(f"expected calibration error on dev: plain sigmoid {report['ece_sigmoid']:.4f}, calibrated "

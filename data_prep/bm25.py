@@ -18,6 +18,7 @@ import Stemmer
 from bm25s.tokenization import Tokenized
 
 from rerankforge.core.errors import ConfigError, DataError, preview
+from rerankforge.core.lexical import BM25Statistics
 from rerankforge.core.progress import progress_enabled
 from rerankforge.core.rankings import Hit, Run
 from .collection import Document
@@ -141,12 +142,28 @@ class BM25Retriever:
                                 "indexes (words of 2+ letters that are not stopwords); expected real text, or use "
                                 "--retriever dense")
             self._index.index(tokens, show_progress=show_progress)
+            self.statistics = self._statistics_of(tokens) if method == "lucene" else None
         else:
+            self.statistics = None
             self._field_indexes = [
                 _FieldIndex(self._tokenize([getattr(doc, name) for doc in corpus.values()], as_ids=True),
                             len(corpus), k1, b, method, show_progress)
                 for name in ("title", "text")
             ]
+
+    statistics: BM25Statistics | None
+    """What scoring any (query, document) pair as this index does needs (core/lexical.py): what a rerank
+    request's documents get their BM25 score from. None for multifield and methods other than lucene."""
+
+    def _statistics_of(self, tokens: Tokenized) -> BM25Statistics:
+        lengths = np.array([len(ids) for ids in tokens.ids], dtype=np.int64)
+        vocabulary = max(tokens.vocab.values()) + 1
+        flat = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in tokens.ids if ids])
+        pairs = np.unique(np.repeat(np.arange(len(lengths)), lengths) * vocabulary + flat)  # (document, term) once
+        frequency = np.bincount(pairs % vocabulary, minlength=vocabulary)
+        return BM25Statistics(self.k1, self.b, len(lengths), float(lengths.mean()), self.stemmer_language,
+                              self.stopwords, {term: int(frequency[i]) for term, i in tokens.vocab.items()
+                                               if frequency[i] > 1})
 
     def __len__(self) -> int:
         return len(self._doc_ids)

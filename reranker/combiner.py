@@ -10,8 +10,10 @@ order) all rank the same way.
 
     Combiner({"reranker": 0.7, "position": 0.3}).rank(candidates, {"reranker": scores})
 
-`position` needs nothing but the candidates' order, so a ranking of `reranker` and `position` alone is what a
-rerank request can be served with (`request_ready`).
+A rerank request carries documents in its client's first-stage order, and their text: `position` comes from the
+order, and `bm25` from the text with the statistics of the corpus the reranker was fitted on (core/lexical.py,
+saved with the model as bm25_statistics.json), the score the first stage's BM25 gives them. A ranking of
+`reranker`, `position` and `bm25` alone is what a rerank request can be served with (`request_ready`).
 
 One signal of weight 1 ranks by that signal's raw values (the reranker alone is the raw cross-encoder)."""
 
@@ -27,8 +29,9 @@ from rerankforge.core.scores import standardise
 SIGNALS = ("reranker", "position", "dense", "bm25", "first_stage")
 POSITION_K = 60
 """`position`'s value for the candidate at rank r (from 1) is 1 / (POSITION_K + r), the reciprocal rank of RRF."""
-REQUEST_SIGNALS = ("reranker", "position")
-"""What a rerank request carries: documents to score, in the order the client's first stage ranked them."""
+REQUEST_SIGNALS = ("reranker", "position", "bm25")
+"""What a rerank request carries: documents to score, in the order the client's first stage ranked them, and
+their text (`bm25`: scored with the corpus's statistics, where the model has them)."""
 RETRIEVER_SIGNALS = ("dense", "bm25")
 """Signals a first-stage retriever scores for any (query, document) pair (`Retriever.score_pairs`)."""
 
@@ -76,19 +79,31 @@ class Combiner:
         """Whether a rerank request carries every signal it weighs (the reranker's score and the order)."""
         return all(s in REQUEST_SIGNALS for s in self.signals)
 
-    def for_requests(self) -> Combiner:
-        """This ranking where a rerank request can apply it, else the reranker alone (a folder fitted before
-        request rankings were: its dense/BM25 weights need scores a request does not carry)."""
-        return self if self.request_ready else Combiner.reranker_only()
+    @property
+    def uses_bm25(self) -> bool:
+        return "bm25" in self.weights
 
-    def order(self, scores: Sequence[float]) -> list[int]:
-        """Indices of a list of documents best first, from the reranker's `scores` of them in the order sent
-        (what the rerank endpoints and adapters rank by when the documents come in first-stage order)."""
+    def for_requests(self, bm25: bool = False) -> Combiner:
+        """This ranking where a rerank request can apply it (`bm25`: the model has the corpus's BM25 statistics),
+        else the reranker alone (a folder fitted before request rankings were: its dense weights need scores a
+        request does not carry)."""
+        return self if self.request_ready and (bm25 or not self.uses_bm25) else Combiner.reranker_only()
+
+    def order(self, scores: Sequence[float], bm25: Sequence[float] | None = None) -> list[int]:
+        """Indices of a list of documents best first, from the reranker's `scores` of them in the order sent and,
+        where this ranking weighs it, their `bm25` scores (what the rerank endpoints and adapters rank by when
+        the documents come in first-stage order)."""
         if not self.request_ready:
             raise DataError(f"the combination {self.describe()} needs scores a rerank request does not carry; "
-                            f"expected only {' and '.join(REQUEST_SIGNALS)}")
+                            f"expected only {', '.join(REQUEST_SIGNALS)}")
+        if self.uses_bm25 and (bm25 is None or len(bm25) != len(scores)):
+            raise DataError(f"the combination {self.describe()} needs a BM25 score for each of the "
+                            f"{len(scores)} documents, got {'none' if bm25 is None else len(bm25)}")
         ids = [str(i) for i in range(len(scores))]
-        return [int(i) for i, _ in self.rank(ids, {"reranker": dict(zip(ids, map(float, scores)))})]
+        signals = {"reranker": dict(zip(ids, map(float, scores)))}
+        if self.uses_bm25:
+            signals["bm25"] = dict(zip(ids, map(float, bm25)))
+        return [int(i) for i, _ in self.rank(ids, signals)]
 
     def describe(self) -> str:
         """'0.60 reranker + 0.10 dense + 0.30 bm25', weights summing to 1."""

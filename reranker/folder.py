@@ -5,6 +5,9 @@ a single-logit sequence classifier with its tokenizer, plus
 
     rerankforge.json   RerankerSettings: the length trained at, the served ranking's combination of the
                        reranker with the first stage's signals and the calibration, both fitted on dev
+    bm25_statistics.json
+                       where the request ranking weighs BM25: the corpus's BM25 statistics (core/lexical.py),
+                       what a rerank request's documents are scored with
     adapter/           with LoRA: the adapter with its scoring head (peft `modules_to_save`), whose
                        base is the merged model's starting point; it carries the same rerankforge.json
 
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from rerankforge.core.errors import DataError, ModelNotFoundError
 from rerankforge.core.files import atomic_write_text, readable_by_all
+from rerankforge.core.lexical import BM25_STATISTICS, BM25Statistics
 
 from .calibration import SIGMOID, Calibration
 from .combiner import Combiner, check_weights
@@ -61,8 +65,9 @@ class RerankerSettings:
                 "it by default. None: not recorded."})
     request_fusion_weights: dict[str, float] | None = field(default=None, metadata={
         "help": "The ranking rerank requests get when their documents come in first-stage order: weights of the "
-                "reranker and position (the order sent) only, fitted on dev. None: the served ranking where it needs "
-                "nothing else, else the reranker alone."})
+                "reranker, position (the order sent) and bm25 (scored from the documents' text with the folder's "
+                "bm25_statistics.json) only, fitted on dev. None: the served ranking where it needs nothing else, "
+                "else the reranker alone."})
     fusion_chosen_on: str | None = field(default=None, metadata={
         "help": "Where the fusion weights were chosen (e.g. 'dev split (40 train queries)'); None: not chosen."})
     calibration_scale: float | None = field(default=None, metadata={
@@ -84,12 +89,13 @@ class RerankerSettings:
             return Combiner(self.fusion_weights, self.fusion_chosen_on, self.fusion_first_stage)
         return Combiner.with_first_stage(self.fusion_weight, self.fusion_chosen_on, self.fusion_first_stage)
 
-    @property
-    def request_combiner(self) -> Combiner:
-        """The ranking for rerank requests whose documents come in first-stage order (`request_fusion_weights`)."""
+    def request_combiner_for(self, bm25: bool) -> Combiner:
+        """The ranking for rerank requests whose documents come in first-stage order (`request_fusion_weights`),
+        in a folder with (`bm25`) or without the corpus's BM25 statistics: where `request_fusion_weights` is
+        unset, the served ranking if a request can apply it, else the reranker alone."""
         if self.request_fusion_weights is not None:
             return Combiner(self.request_fusion_weights, self.fusion_chosen_on, self.fusion_first_stage)
-        return self.combiner.for_requests()
+        return self.combiner.for_requests(bm25)
 
     @property
     def calibration(self) -> Calibration:
@@ -125,6 +131,15 @@ def write_settings(folder: str | Path, settings: RerankerSettings) -> None:
     atomic_write_text(Path(folder) / SETTINGS, json.dumps(values, indent=2) + "\n")
 
 
+def write_bm25_statistics(folder: str | Path, statistics: BM25Statistics | None) -> None:
+    """`folder`'s bm25_statistics.json: `statistics` written atomically, or, with None, any earlier file removed
+    (a request ranking that does not weigh BM25 needs none)."""
+    if statistics is None:
+        (Path(folder) / BM25_STATISTICS).unlink(missing_ok=True)
+    else:
+        statistics.save(folder)
+
+
 def _check(settings: RerankerSettings, where: object) -> None:
     length, weight, chosen_on = settings.max_length, settings.fusion_weight, settings.fusion_chosen_on
     if length is not None and (type(length) is not int or length < 1):
@@ -136,8 +151,8 @@ def _check(settings: RerankerSettings, where: object) -> None:
     if settings.request_fusion_weights is not None:
         check_weights(settings.request_fusion_weights, f"{where}: request_fusion_weights")
         if not Combiner(settings.request_fusion_weights).request_ready:
-            raise DataError(f"{where}: request_fusion_weights: expected weights of reranker and position only (what a "
-                            f"rerank request carries), got {settings.request_fusion_weights!r}")
+            raise DataError(f"{where}: request_fusion_weights: expected weights of reranker, position and bm25 only "
+                            f"(what a rerank request carries), got {settings.request_fusion_weights!r}")
     if settings.fusion_first_stage not in (None, "hybrid", "dense", "bm25"):
         raise DataError(f"{where}: fusion_first_stage: expected hybrid, dense, bm25 or null, got "
                         f"{settings.fusion_first_stage!r}")
@@ -173,11 +188,13 @@ def _check_targets(targets: object, where: object) -> None:
 
 
 def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,
-                  settings: RerankerSettings | None = None) -> list[str]:
+                  settings: RerankerSettings | None = None, bm25: BM25Statistics | None = None) -> list[str]:
     """Write the reranker into `output_dir` (created or updated), file by file through a staging
     folder, so an interrupted save never leaves a half-written weights file. A peft model is saved
     merged, with its adapter in `adapter/` pointing at `base_model` as the user named it. `settings`,
-    if given, go into rerankforge.json (the adapter's too). Returns the files written."""
+    if given, go into rerankforge.json (the adapter's too), and `bm25` -- the corpus's statistics, where the
+    request ranking weighs BM25 -- into bm25_statistics.json (`write_bm25_statistics`). Returns the files
+    written."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     for stale in output_dir.glob(".staging-*"):  # of a save that was killed: only ever half a model
@@ -203,6 +220,10 @@ def save_reranker(model, tokenizer, output_dir: str | Path, base_model: str,
         if settings is not None:
             for folder in folders:  # the adapter scores like the merged model, so it carries the same settings
                 write_settings(folder, settings)
+                write_bm25_statistics(folder, bm25)
+            for folder in (output_dir, output_dir / ADAPTER_DIR):  # an earlier run's, which these settings don't use
+                if bm25 is None:
+                    (folder / BM25_STATISTICS).unlink(missing_ok=True)
         written = []
         for path in sorted(staging.rglob("*")):
             if path.is_file():

@@ -14,6 +14,7 @@ import numpy as np
 
 from rerankforge.core.errors import ModelNotFoundError, RerankforgeError
 from rerankforge.core.hardware import resolve_precision
+from rerankforge.core.lexical import BM25_STATISTICS, BM25Statistics
 from rerankforge.core.rankings import Run
 
 from .backends import TorchBackend, check_backend, load_onnx_backend
@@ -33,7 +34,7 @@ class Reranker:
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 32, name: str = "reranker",
                  combiner: Combiner | None = None, precision: str = "auto",
                  max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, backend=None, calibration: Calibration = SIGMOID,
-                 request_combiner: Combiner | None = None):
+                 request_combiner: Combiner | None = None, bm25: BM25Statistics | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -46,9 +47,16 @@ class Reranker:
         self.combiner = combiner or Combiner.reranker_only()
         """How the served ranking combines this reranker's scores with the first stage's signals (combiner.py);
         saved models carry the combination fitted on their dev split; the reranker alone otherwise."""
-        self.request_combiner = request_combiner or self.combiner.for_requests()
+        self.bm25 = bm25
+        """The BM25 statistics of the corpus the rankings were fitted on (bm25_statistics.json): what scores a
+        request's documents for the request ranking's `bm25`; None where the model has none."""
+        self.request_combiner = request_combiner or self.combiner.for_requests(bm25 is not None)
         """The served ranking of documents sent in first-stage order (rerank endpoints, adapters): the reranker
-        against that order, fitted on dev (`order`)."""
+        against that order (and the documents' BM25), fitted on dev (`order`)."""
+        if self.request_combiner.uses_bm25 and bm25 is None:
+            raise ModelNotFoundError(f"{name}: the request ranking ({self.request_combiner.describe()}) weighs BM25, "
+                                     f"which needs the corpus's statistics ({BM25_STATISTICS}); expected them "
+                                     f"beside rerankforge.json, got none")
         self.calibration = calibration
         """Raw score -> probability of relevance (`probability`): fitted on dev and saved with the model, or the
         plain sigmoid."""
@@ -87,9 +95,13 @@ class Reranker:
         limit = max_length or settings.max_length or default
         if config:
             check_tokenizer_fits(folder, config, tokenizer, limit)
+        bm25 = BM25Statistics.load(folder / BM25_STATISTICS) if (folder / BM25_STATISTICS).is_file() else None
+        if bm25 is None and settings.request_combiner_for(bm25=False).uses_bm25:
+            raise ModelNotFoundError(f"{folder}: rerankforge.json's request_fusion_weights weigh bm25, which needs "
+                                     f"the corpus's statistics; expected {folder / BM25_STATISTICS}, got no such file")
         common = dict(max_length=limit, batch_size=batch_size, name=Path(ref).name or ref,
-                      combiner=settings.combiner, max_batch_tokens=max_batch_tokens,
-                      calibration=settings.calibration, request_combiner=settings.request_combiner)
+                      combiner=settings.combiner, max_batch_tokens=max_batch_tokens, calibration=settings.calibration,
+                      request_combiner=settings.request_combiner_for(bm25 is not None), bm25=bm25)
         if backend != "torch":
             return cls(None, tokenizer, backend=load_onnx_backend(folder, backend, tokenizer), **common)
         try:
@@ -146,14 +158,22 @@ class Reranker:
             scores[qid] = dict(zip(doc_ids, map(float, values)))
         return scores, seconds
 
-    def order(self, scores: Sequence[float], served: bool = False) -> tuple[list[int], str]:
+    def order(self, scores: Sequence[float], served: bool = False, query: str | None = None,
+              documents: Sequence[str] | None = None) -> tuple[list[int], str]:
         """Indices of documents best first, from the reranker's `scores` of them in the order they were sent, and
         which ranking gave that order: the reranker alone, or -- `served`, the documents came in a first stage's
-        order, best first -- the request ranking (`request_combiner`: the reranker weighed against that order,
-        fitted on dev). Ties keep the order sent."""
+        order, best first -- the request ranking (`request_combiner`: the reranker weighed against that order and,
+        where it weighs BM25, the BM25 of `query` with the `documents`' text; fitted on dev). Ties keep the order
+        sent."""
         if not served:
             return sorted(range(len(scores)), key=lambda i: -scores[i]), "reranker"
-        return self.request_combiner.order(scores), f"served ({self.request_combiner.describe()})"
+        combiner = self.request_combiner
+        bm25 = None
+        if combiner.uses_bm25:
+            if query is None or documents is None:
+                raise ValueError("Reranker.order: the request ranking weighs BM25; pass the query and documents")
+            bm25 = self.bm25.scores(query, documents)
+        return combiner.order(scores, bm25), f"served ({combiner.describe()})"
 
     def rerank(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str], depth: int,
                served: bool = False) -> Run:
@@ -162,7 +182,13 @@ class Reranker:
         dense and BM25 scores is `self.combiner.rank` with those signals)."""
         scores = self.score_run(run, queries, doc_text, depth)
         combiner = self.request_combiner if served else Combiner.reranker_only()
-        return {qid: combiner.rank([d for d, _ in run[qid][:depth]], {"reranker": scores[qid]}) for qid in run}
+        out: Run = {}
+        for qid, hits in run.items():
+            docs, signals = [d for d, _ in hits[:depth]], {"reranker": scores[qid]}
+            if combiner.uses_bm25:  # as a request's documents get it: from their text
+                signals["bm25"] = dict(zip(docs, self.bm25.scores(queries[qid], [doc_text(d) for d in docs])))
+            out[qid] = combiner.rank(docs, signals)
+        return out
 
     def score_run(self, run: Run, queries: dict[str, str], doc_text: Callable[[str], str],
                   depth: int) -> dict[str, dict[str, float]]:

@@ -45,8 +45,9 @@ def langchain_compressor(reranker, top_n: int = 5, documents_ranked: bool = Fals
             documents = list(documents)
             if not documents:
                 return []
-            scores = scorer.score([(query, d.page_content) for d in documents])
-            order, ranking = scorer.order(scores, self.documents_ranked)
+            texts = [d.page_content for d in documents]
+            scores = scorer.score([(query, t) for t in texts])
+            order, ranking = scorer.order(scores, self.documents_ranked, query, texts)
             probabilities = [float(p) for p in relevance(scorer, scores)]
             return [Document(page_content=documents[i].page_content,
                              metadata={**documents[i].metadata, "relevance_score": probabilities[i],
@@ -84,7 +85,7 @@ def llamaindex_postprocessor(reranker, top_n: int = 5, documents_ranked: bool = 
                 return []
             texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
             scores = scorer.score([(query_bundle.query_str, t) for t in texts])
-            order, self.last_ranking = scorer.order(scores, self.documents_ranked)
+            order, self.last_ranking = scorer.order(scores, self.documents_ranked, query_bundle.query_str, texts)
             probabilities = [float(p) for p in relevance(scorer, scores)]
             return [NodeWithScore(node=nodes[i].node, score=probabilities[i]) for i in order[:self.top_n]]
 

@@ -5,9 +5,9 @@ more tokenising than the model's own length allows.
 
 The documents are ranked by the reranker alone unless the request (`documents_ranked: true`) or the server
 (`documents_ranked` in its config) says they come in the first stage's order: then by the model's served ranking,
-its score weighed against that order (reranker/scoring.py `Reranker.order`). Every answer names the ranking it
-used in the X-Rerankforge-Ranking header; a served answer also in its body's `ranking` (the JSON-object
-dialects). Scores and relevance_score are the reranker's either way."""
+its score weighed against that order and, where the model was fitted so, the documents' BM25 (reranker/scoring.py
+`Reranker.order`). Every answer names the ranking it used in the X-Rerankforge-Ranking header; a served answer
+also in its body's `ranking` (the JSON-object dialects). Scores and relevance_score are the reranker's either way."""
 
 from __future__ import annotations
 
@@ -52,25 +52,27 @@ class Rerankers:
             raise ApiError(422, "invalid_request", f"query: expected at most max_query_tokens={limit} tokens, "
                                                    f"got {got}")
 
-    def order(self, scores: Sequence[float], documents_ranked: bool | None,
-              response: Response) -> tuple[list[int], str | None]:
+    def order(self, scores: Sequence[float], documents_ranked: bool | None, response: Response, query: str,
+              texts: Sequence[str]) -> tuple[list[int], str | None]:
         """The documents best first, by the ranking the request (or else the server) asks for, named in the
-        response's header; the name comes back for the body only when the served ranking was asked for."""
+        response's header; the name comes back for the body only when the served ranking was asked for. `query`
+        and `texts` (as sent) are what a request ranking that weighs BM25 scores."""
         served = self.config.documents_ranked if documents_ranked is None else documents_ranked
-        order, ranking = self.reranker.order(scores, served)
+        order, ranking = self.reranker.order(scores, served, query, texts)
         response.headers[RANKING_HEADER] = ranking
         return order, ranking if served else None
 
     def cohere(self, body: CohereRerankRequest, version: str, response: Response) -> dict:
         self.check_count(len(body.documents))
         self.check_query(body.query)
-        texts = [_document_text(d, body.rank_fields, i) for i, d in enumerate(body.documents)]
+        sent = [_document_text(d, body.rank_fields, i) for i, d in enumerate(body.documents)]
+        texts = sent
         if body.max_tokens_per_doc:  # beyond the model's length the scorer truncates anyway
             limit = min(body.max_tokens_per_doc, self.reranker.max_length)
             texts = [_truncate_tokens(self.tokenizer, self.blanks, t, limit) for t in texts]
         scores = self.score([(body.query, t) for t in texts]) if texts else []
         relevance = [float(p) for p in self.reranker.probability(scores)] if texts else []  # calibrated on dev
-        order, ranking = self.order(scores, body.documents_ranked, response)
+        order, ranking = self.order(scores, body.documents_ranked, response, body.query, sent)
         return {"id": str(uuid.uuid4()), "results": _results(order, relevance, body.documents, body.top_n,
                                                              body.return_documents),
                 "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
@@ -84,7 +86,7 @@ class Rerankers:
         scores = self.score(pairs)
         tokens = sum(len(pair.input_ids) for pair in self.reranker.encoder.encode(pairs))
         relevance = scores if body.raw_scores else self.reranker.probability(scores)
-        order, ranking = self.order(scores, body.documents_ranked, response)
+        order, ranking = self.order(scores, body.documents_ranked, response, body.query, [t for _, t in pairs])
         return {"object": "rerank", "id": f"rerank-{uuid.uuid4()}", "created": int(time.time()),
                 "model": self.reranker.name,
                 "results": _results(order, relevance, body.documents, body.top_n, body.return_documents),
@@ -105,7 +107,8 @@ class Rerankers:
         elif body.truncation_direction.lower() == "left":
             texts = [_truncate_tokens(self.tokenizer, self.blanks, t, limit, left=True) for t in texts]
         scores = self.score([(body.query, t) for t in texts])
-        order, _ = self.order(scores, body.documents_ranked, response)  # TEI's answer is a list: the header says
+        # TEI's answer is a list: the header says which ranking
+        order, _ = self.order(scores, body.documents_ranked, response, body.query, body.texts)
         relevance = self.reranker.probability(scores)
         return [{"index": i, "score": float(scores[i]) if body.raw_scores else float(relevance[i]),
                  **({"text": body.texts[i]} if body.return_text else {})} for i in order]

@@ -238,6 +238,8 @@ def test_calibrate_command_fits_on_a_drawn_dev_split_and_saves_it(tmp_path, tiny
         settings = read_settings(folder)
         assert settings.calibration_scale > 0 and "(10 queries, 100 candidates" in settings.calibration_fitted_on
         assert "expected calibration error on dev" in out and "min_relevance on dev: 0.1:" in out
+        # the BM25 statistics go with the folder exactly where its new request ranking weighs BM25
+        assert (folder / "bm25_statistics.json").is_file() == settings.request_combiner_for(False).uses_bm25
     else:
         assert code == 2 and err.strip().splitlines()[-1].startswith("error: calibrate: cannot fit on ")
         after = (folder / "rerankforge.json").read_text() if (folder / "rerankforge.json").is_file() else None

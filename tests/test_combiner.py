@@ -106,10 +106,15 @@ def test_position_is_the_first_stages_order_as_a_reciprocal_rank():
     assert Combiner({"reranker": 0.4, "position": 0.6}).rank(["a", "b", "c"], reverse)[0][0] == "a"
     assert Combiner({"reranker": 0.6, "position": 0.4}).rank(["a", "b", "c"], reverse)[0][0] == "c"
     combiner = Combiner({"reranker": 0.7, "position": 0.3})
-    assert combiner.request_ready and not Combiner({"reranker": 0.7, "bm25": 0.3}).request_ready
+    assert combiner.request_ready and not Combiner({"reranker": 0.7, "dense": 0.3}).request_ready
     assert combiner.order([0.1, 5.0, 0.2]) == [1, 0, 2] and Combiner({"position": 1}).order([3.0, 9.0]) == [0, 1]
     with pytest.raises(DataError, match="needs scores a rerank request does not carry"):
         Combiner({"reranker": 0.5, "dense": 0.5}).order([1.0])
+    # BM25 is request-ready: scored from the documents' text (core/lexical.py), passed beside the reranker's
+    lexical = Combiner({"reranker": 0.5, "bm25": 0.5})
+    assert lexical.request_ready and lexical.order([0.0, 1.0, 0.5], bm25=[9.0, 0.0, 8.0]) == [2, 1, 0]
+    with pytest.raises(DataError, match="needs a BM25 score for each of the 3 documents, got none"):
+        lexical.order([0.0, 1.0, 0.5])
 
 
 def test_fitting_weighs_a_reranker_that_helps_out_of_fold_against_the_first_stages_order():
@@ -179,11 +184,30 @@ def test_the_settings_file_carries_the_request_ranking(tmp_path):
     write_settings(tmp_path, RerankerSettings(fusion_weights={"reranker": 0.5, "dense": 0.5},
                                               request_fusion_weights={"reranker": 0.3, "position": 0.7}))
     settings = read_settings(tmp_path)
-    assert settings.request_combiner == Combiner({"reranker": 0.3, "position": 0.7})
+    assert settings.request_combiner_for(bm25=False) == Combiner({"reranker": 0.3, "position": 0.7})
     # older folders: the served ranking where a request can apply it, else the reranker alone
-    assert RerankerSettings(fusion_weights={"reranker": 1, "position": 1}).request_combiner == Combiner(
+    assert RerankerSettings(fusion_weights={"reranker": 1, "position": 1}).request_combiner_for(False) == Combiner(
         {"reranker": 1, "position": 1})
-    assert RerankerSettings(fusion_weights={"reranker": 1, "bm25": 1}).request_combiner.is_reranker_only
-    (tmp_path / "rerankforge.json").write_text('{"request_fusion_weights": {"reranker": 1, "bm25": 1}}')
-    with pytest.raises(DataError, match="request_fusion_weights: expected weights of reranker and position only"):
+    lexical = RerankerSettings(fusion_weights={"reranker": 1, "bm25": 1})
+    assert lexical.request_combiner_for(bm25=False).is_reranker_only
+    assert lexical.request_combiner_for(bm25=True) == Combiner({"reranker": 1, "bm25": 1})
+    (tmp_path / "rerankforge.json").write_text('{"request_fusion_weights": {"reranker": 1, "dense": 1}}')
+    with pytest.raises(DataError, match="request_fusion_weights: expected weights of reranker, position and bm25 "
+                                        "only"):
         read_settings(tmp_path)
+
+
+def test_the_request_ranking_weighs_bm25_where_requests_can_be_scored_for_it():
+    """A BM25 score that finds the relevant document (the reranker is noise): with the corpus's statistics going
+    with the model (`request_bm25`), the request ranking weighs it and equals the served ranking; without them
+    only the served ranking can, and requests keep the first stage's order."""
+    candidates, signals, qrels = _toy_dev(60, bonus=0.0, seed=3)
+    rng = random.Random(7)
+    signals["bm25"] = {q: {d: rng.gauss(0, 1) + 3.0 * (d in qrels[q]) for d in docs} for q, docs in candidates.items()}
+    lexical = fit_combination(candidates, signals, qrels, "toy dev split", request_bm25=True)
+    assert "bm25" in lexical.request.signals and lexical.request.request_ready
+    assert lexical.combiner == lexical.request and lexical.evidence["p_value"] < 0.05
+    assert "against the order and BM25" in lexical.message
+    plain = fit_combination(candidates, signals, qrels, "toy dev split")
+    assert plain.request == Combiner({"position": 1.0}) and "bm25" in plain.combiner.signals
+    assert "against the order (" in plain.message

@@ -392,3 +392,74 @@ def test_rerankforges_adapters_and_reranker_take_the_served_ranking_when_told(se
     for flag, expected in ((False, order), (True, served_order)):
         reranked = served.rerank(run, {"q": QUERY}, texts.__getitem__, depth=4, served=flag)["q"]
         assert [d for d, _ in reranked] == [f"d{i}" for i in expected]
+
+
+# a request ranking that weighs BM25: scored from the documents' text with the corpus's statistics -------------
+
+LEXICAL = {"reranker": 0.2, "position": 0.2, "bm25": 0.6}
+CORPUS = DOCUMENTS + ["fractures heal slowly", "vitamin c and colds", "bone marrow transplants", "traffic and cars"]
+
+
+@pytest.fixture(scope="module")
+def lexical_folder(tmp_path_factory, tiny_reranker):
+    """The tiny reranker's folder with a request ranking of LEXICAL and a small corpus's BM25 statistics."""
+    import shutil
+
+    from rerankforge.data_prep.bm25 import BM25Retriever
+    from rerankforge.data_prep.collection import Document
+    from rerankforge.reranker.folder import RerankerSettings, write_settings
+
+    folder = tmp_path_factory.mktemp("lexical") / "reranker"
+    shutil.copytree(tiny_reranker, folder)
+    write_settings(folder, RerankerSettings(fusion_weights=LEXICAL, request_fusion_weights=LEXICAL))
+    BM25Retriever({f"c{i}": Document(title="", text=t) for i, t in enumerate(CORPUS)}).statistics.save(folder)
+    return folder
+
+
+def test_a_request_ranking_with_bm25_scores_the_documents_sent_in_every_client(lexical_folder):
+    from langchain_core.documents import Document
+
+    from rerankforge.reranker.combiner import Combiner
+    from rerankforge.reranker.scoring import Reranker
+    from rerankforge.serve.app import create_app
+    from rerankforge.serve.config import ServeConfig
+    from rerankforge.serve.integrations import langchain_compressor
+
+    model = Reranker.load(str(lexical_folder), max_length=64, batch_size=16)
+    order, scores, _ = _expected(model)
+    bm25 = model.bm25.scores(QUERY, DOCUMENTS)
+    expected = Combiner(LEXICAL).order(scores, bm25)
+    assert model.request_combiner == Combiner(LEXICAL) and expected != order
+    assert expected != Combiner({"reranker": 0.5, "position": 0.5}).order(scores)  # BM25 counts
+    name = "served (0.20 reranker + 0.20 position + 0.60 bm25)"
+    with running(create_app(ServeConfig(reranker="tiny-ref"), model)) as url:
+        for path, body in (("/v2/rerank", {"query": QUERY, "documents": DOCUMENTS}),
+                           ("/v1/rerank", {"query": QUERY, "documents": [{"text": d} for d in DOCUMENTS]}),
+                           ("/rerank", {"query": QUERY, "documents": DOCUMENTS})):
+            flagged = httpx.post(f"{url}{path}", json={**body, "documents_ranked": True})
+            assert [r["index"] for r in flagged.json()["results"]] == expected and flagged.json()["ranking"] == name
+            plain = httpx.post(f"{url}{path}", json=body)
+            assert [r["index"] for r in plain.json()["results"]] == order
+        tei = httpx.post(f"{url}/rerank", json={"query": QUERY, "texts": DOCUMENTS, "documents_ranked": True})
+        assert [r["index"] for r in tei.json()] == expected
+    kept = langchain_compressor(model, top_n=4, documents_ranked=True).compress_documents(
+        [Document(page_content=d, metadata={"i": i}) for i, d in enumerate(DOCUMENTS)], QUERY)
+    assert [d.metadata["i"] for d in kept] == expected
+    run = {"q": [(f"d{i}", 10.0 - i) for i in range(len(DOCUMENTS))]}
+    texts = {f"d{i}": d for i, d in enumerate(DOCUMENTS)}
+    reranked = model.rerank(run, {"q": QUERY}, texts.__getitem__, depth=4, served=True)["q"]
+    assert [d for d, _ in reranked] == [f"d{i}" for i in expected]
+
+
+def test_a_folder_whose_request_ranking_weighs_bm25_without_statistics_is_refused(lexical_folder, tmp_path):
+    import shutil
+
+    from rerankforge.core.errors import ModelNotFoundError
+    from rerankforge.reranker.scoring import Reranker
+
+    broken = tmp_path / "broken"
+    shutil.copytree(lexical_folder, broken)
+    (broken / "bm25_statistics.json").unlink()
+    with pytest.raises(ModelNotFoundError, match="request_fusion_weights weigh bm25, which needs the corpus's "
+                                                 "statistics; expected .*bm25_statistics.json, got no such file"):
+        Reranker.load(str(broken))

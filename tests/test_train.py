@@ -577,13 +577,22 @@ def test_lora_save_and_reload_keep_the_scores(tmp_path, tiny_bert):
             if param.requires_grad:  # LoRA A/B and the scoring head: make the adapter matter
                 param.add_(torch.randn_like(param) * 0.5)
     before = Reranker(model, tokenizer, max_length=64).score(PAIRS)
+    from rerankforge.core.lexical import BM25Statistics
+
+    lexical = {"reranker": 0.4, "bm25": 0.6}
+    statistics = BM25Statistics(1.2, 0.75, 10, 5.0, "porter", "en", {"bone": 3})
     save_reranker(model, tokenizer, tmp_path / "out", base_model=tiny_bert,
-                  settings=RerankerSettings(max_length=64, fusion_weights={"reranker": 0.4, "bm25": 0.6}))
+                  settings=RerankerSettings(max_length=64, fusion_weights=lexical, request_fusion_weights=lexical),
+                  bm25=statistics)
     adapter = Reranker.load(str(tmp_path / "out" / "adapter"))  # carries the merged model's settings
-    assert (adapter.max_length, adapter.combiner) == (64, Combiner({"reranker": 0.4, "bm25": 0.6}))
+    assert (adapter.max_length, adapter.combiner) == (64, Combiner(lexical))
+    assert adapter.bm25 == statistics and adapter.request_combiner == Combiner(lexical)
     assert adapter.score(PAIRS) == pytest.approx(before, abs=1e-4)
     assert Reranker.load(str(tmp_path / "out"), max_length=64).score(PAIRS) == pytest.approx(before, abs=1e-4)
     assert _scores(tmp_path / "out", PAIRS) == pytest.approx(before, abs=1e-4)
+    # saved again with a request ranking that needs no statistics: the earlier file goes, in both folders
+    save_reranker(model, tokenizer, tmp_path / "out", base_model=tiny_bert, settings=RerankerSettings(max_length=64))
+    assert not list((tmp_path / "out").rglob("bm25_statistics.json"))
 
 
 def test_trained_model_carries_its_dev_fitted_served_ranking(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
@@ -599,7 +608,9 @@ def test_trained_model_carries_its_dev_fitted_served_ranking(tmp_path, mined_sli
     combination = json.loads((out / "metrics.json").read_text())["combination"]
     assert settings["fusion_weights"] == combination["weights"] and settings["max_length"] == 96
     assert set(combination["dev_nDCG@10_alone"]) == {"reranker", "dense", "bm25", "first_stage"}  # hybrid dev
-    assert set(settings["request_fusion_weights"]) <= {"reranker", "position"} and combination["folds"] >= 2
+    assert set(settings["request_fusion_weights"]) <= {"reranker", "position", "bm25"} and combination["folds"] >= 2
+    # the corpus's BM25 statistics go with the model exactly where the request ranking weighs BM25
+    assert (out / "bm25_statistics.json").is_file() == ("bm25" in settings["request_fusion_weights"])
     assert Reranker.load(str(out)).request_combiner == Combiner(settings["request_fusion_weights"])
     assert settings["fusion_first_stage"] == combination["first_stage"] == "hybrid"
     assert combination["message"] in logged and "p = " in combination["message"]

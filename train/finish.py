@@ -29,7 +29,7 @@ def finish_run(config: TrainConfig, state: TrainState, model, tokenizer, dev, re
     best = output_dir / BEST
     if config.keep_best and (best / BEST_WEIGHTS).is_file():
         restore_best(model, best)
-    settings = RerankerSettings(max_length=config.max_length)
+    settings, bm25 = RerankerSettings(max_length=config.max_length), None
     if dev is not None and (config.fit_combination or config.calibrate):
         # The last evaluation scored the weights being saved unless older best ones came back.
         kept_last = not (config.keep_best and state.best_step not in (None, state.step))
@@ -41,10 +41,11 @@ def finish_run(config: TrainConfig, state: TrainState, model, tokenizer, dev, re
             settings.fusion_weights, settings.fusion_chosen_on = dict(fit.combiner.weights), fit.combiner.chosen_on
             settings.fusion_first_stage = fit.combiner.first_stage
             settings.request_fusion_weights = dict(fit.request.weights)
+            bm25 = dev.bm25_statistics if fit.request.uses_bm25 else None  # what requests get their BM25 from
             metrics["combination"] = fit.evidence
             logger.info(fit.message)
     tokenizer.model_max_length = config.max_length  # CrossEncoder(path) then truncates as in training
-    save_reranker(model, tokenizer, output_dir, config.model, settings)
+    save_reranker(model, tokenizer, output_dir, config.model, settings, bm25)
     atomic_write_text(output_dir / "train_config.json", json.dumps(to_dict(config), indent=2) + "\n")
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     write_model_card(output_dir, config, metrics)

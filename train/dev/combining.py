@@ -3,13 +3,14 @@ dense and BM25 scores each count (reranker/combiner.py), and whether the reranke
 
 Two rankings are fitted, both saved in rerankforge.json:
 
-- the request ranking: the reranker weighed against the first stage's order (`reranker` + `position`), all a
-  rerank request carries (documents in the client's first-stage order) -- what the rerank endpoints, the adapters
-  and `Reranker.rerank(served=True)` rank by;
+- the request ranking: the reranker weighed against the first stage's order (`reranker` + `position`) and, where
+  the first stage's BM25 statistics go with the model, the documents' BM25 (`bm25`, which a request's text is
+  scored for; core/lexical.py): all a rerank request carries (documents in the client's first-stage order) --
+  what the rerank endpoints, the adapters and `Reranker.rerank(served=True)` rank by;
 - the served ranking: that, or a weighting that also uses the first stage's dense and BM25 scores, where those
   are at hand (`/search`, `/ask`, `eval`, the demo).
 
-Each weighting on a grid (steps of 1/20 for two signals, 1/10 over four) is scored by dev nDCG@10. The gate judges
+Each weighting on a grid (steps of 1/20 for the request ranking's two or three signals, 1/10 over four) is scored by dev nDCG@10. The gate judges
 the fitting itself on queries it did not see: the dev queries are cut into folds, the weights are fitted on all
 folds but one and scored on that one. The request ranking keeps the reranker only where these out-of-fold scores
 beat the first stage as it ranks (one-sided paired randomization test over the dev queries, p < 0.05), else it
@@ -28,8 +29,10 @@ import numpy as np
 
 from rerankforge.eval.metrics import per_query
 from rerankforge.eval.significance import compare
-from rerankforge.reranker.combiner import REQUEST_SIGNALS, RETRIEVER_SIGNALS, Combiner
+from rerankforge.reranker.combiner import RETRIEVER_SIGNALS, Combiner
 
+ORDER_SIGNALS = ("reranker", "position")
+"""What every rerank request carries: the reranker's scores of documents sent in first-stage order."""
 GRID_STEPS = 20
 WIDE_GRID_STEPS = 10
 ALPHA = 0.05
@@ -77,11 +80,12 @@ class Family:
 
 def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[str, dict[str, float]]],
                     qrels: dict[str, dict[str, int]], where: str, first_stage: str | None = None,
-                    alpha: float = ALPHA) -> Fit:
+                    alpha: float = ALPHA, request_bm25: bool = False) -> Fit:
     """Fit both rankings on the dev queries' `candidates` (each list in the first stage's order), judged by `qrels`.
     `signals`: signal -> query id -> {doc id -> score}, with "reranker" and the retrievers' ("dense", "bm25") where
     at hand. `where` names the dev split, `first_stage` the retriever that made the candidates (both saved);
-    `alpha` is the gates' level."""
+    `alpha` is the gates' level; `request_bm25`: rerank requests can be scored for BM25 (the model gets the
+    corpus's statistics), so the request ranking may weigh it."""
     queries = list(candidates)
 
     def ranked_by(combiner: Combiner) -> dict[str, float]:
@@ -92,7 +96,8 @@ def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[st
         return Combiner({s: w / sum(weights) for s, w in zip(family.signals, weights)},
                         f"{where} ({len(queries)} queries)", first_stage)
 
-    narrow = fit_family(REQUEST_SIGNALS, GRID_STEPS, ranked_by, queries)
+    request_signals = ORDER_SIGNALS + (("bm25",) if request_bm25 and "bm25" in signals else ())
+    narrow = fit_family(request_signals, GRID_STEPS, ranked_by, queries)
     first = narrow.scored[narrow.as_ranked]
     request_test = compare("nDCG@10", "first stage", first, "with reranker", narrow.out_of_fold, alternative="greater")
     helps = (narrow.best != narrow.as_ranked and _mean(narrow.out_of_fold) > _mean(first)
@@ -102,7 +107,7 @@ def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[st
     served, evidence = request, {}
     retrievers = tuple(s for s in RETRIEVER_SIGNALS if s in signals)
     if retrievers:
-        wide = fit_family(REQUEST_SIGNALS + retrievers, WIDE_GRID_STEPS, ranked_by, queries)
+        wide = fit_family(ORDER_SIGNALS + retrievers, WIDE_GRID_STEPS, ranked_by, queries)
         wide_test = compare("nDCG@10", base_name, base, "with dense/BM25", wide.out_of_fold, alternative="greater")
         uses = any(w > 0 for s, w in zip(wide.signals, wide.best) if s in retrievers)
         if uses and _mean(wide.out_of_fold) > _mean(base) and wide_test.p_randomization < alpha:
@@ -112,7 +117,8 @@ def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[st
                          "dev_nDCG@10_wide_out_of_fold": _mean(wide.out_of_fold),
                          "p_value_wide": wide_test.p_randomization})
     leans = not served.uses_reranker
-    figures = (f"dev nDCG@10 {narrow.mean(narrow.best):.4f} with the reranker against the order "
+    against = "the order and BM25" if "bm25" in request_signals else "the order"
+    figures = (f"dev nDCG@10 {narrow.mean(narrow.best):.4f} with the reranker against {against} "
                f"({combiner(narrow, narrow.best).describe()}; {_mean(narrow.out_of_fold):.4f} fitted out of fold, "
                f"p = {request_test.p_randomization:.3g})")
     if retrievers:

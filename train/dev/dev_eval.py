@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rerankforge.core.errors import DataError, preview
+from rerankforge.core.lexical import BM25Statistics
 from rerankforge.data_prep.collection import Collection
 from rerankforge.core.rankings import Run
 from rerankforge.data_prep.training_files import TEXT_ID_PREFIX, text_query_id
@@ -32,6 +33,9 @@ class DevSet:
     """The first stage's signals of every candidate: "dense" and/or "bm25" -> query id -> {doc id -> score}."""
     first_stage_kind: str | None = None
     """Which first stage made the candidates: hybrid, dense or bm25."""
+    bm25_statistics: BM25Statistics | None = None
+    """The first stage's BM25 statistics (core/lexical.py), where it has a BM25 part that keeps them: then rerank
+    requests can be scored for BM25 too, and the request ranking may weigh it."""
 
     @classmethod
     def build(cls, config: TrainConfig, query_ids: list[str], show_progress: bool = True) -> "DevSet":
@@ -48,7 +52,8 @@ class DevSet:
         run = stage.search(queries, [config.first_stage], config.dev_depth)[config.first_stage]
         candidates = {qid: [d for d, _ in hits] for qid, hits in run.items()}
         signals = stage.signals(queries, candidates, stage.parts)
-        return cls(collection, queries, run, config.dev_depth, signals, config.first_stage)
+        bm25 = getattr(stage.parts.get("bm25"), "statistics", None)
+        return cls(collection, queries, run, config.dev_depth, signals, config.first_stage, bm25)
 
     def qrels(self):
         return {qid: self.collection.qrels[qid] for qid in self.queries}
@@ -90,7 +95,7 @@ class DevSet:
         stage's signals (combining.py), or the first stage alone where dev does not show the reranker helps."""
         as_ranked = {qid: dict(hits[:self.depth]) for qid, hits in self.run.items()}
         return fit_combination(self.candidates, {"reranker": scores, **self.signals, "first_stage": as_ranked},
-                               self.qrels(), where, self.first_stage_kind)
+                               self.qrels(), where, self.first_stage_kind, request_bm25=self.bm25_statistics is not None)
 
     @property
     def candidates(self) -> dict[str, list[str]]:
