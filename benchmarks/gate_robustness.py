@@ -9,9 +9,10 @@ on the test split's hybrid top---depth:
 - before (benchmarks/gate_in_sample.py, rerankforge's earlier gate): every weighting of reranker, dense and BM25
   on a simplex grid, fitted and judged on the same dev queries (one-sided randomization p < 0.05);
 - after (train/dev/combining.py), its two rankings: the request ranking (the reranker weighed against the first
-  stage's order, what the rerank endpoints serve), fitted on four folds of dev and judged on the fifth, kept where
-  the out-of-fold scores beat the first stage (p < 0.05); and the served ranking (/search, eval), which also
-  weighs dense and BM25 scores where their out-of-fold gain over the request ranking is clear (p < 0.05);
+  stage's order and BM25, which a request's documents are scored for from the corpus's statistics: what the
+  rerank endpoints serve), fitted on four folds of dev and judged on the fifth, kept where the out-of-fold scores
+  beat the first stage (p < 0.05); and the served ranking (/search, eval), which also weighs the dense score
+  where its out-of-fold gain over the request ranking is clear (p < 0.05);
 - after at looser levels (p < 0.2, p < 0.5), the evidence the level was chosen on: each kept ranking is also
   scored on the pool's queries outside the dev split ("held-out train"), which no gate saw.
 
@@ -149,9 +150,11 @@ def one_split(dev: Side, test: Side, dev_ids: list[str], split: int, pool: list[
                  "best_first_stage_test": statistics.mean(first[best].values())}
     rest = sorted(set(pool) - set(dev_ids))
     rest_first = statistics.mean(dev.ndcg(Combiner({"position": 1.0}), rest).values()) if rest else float("nan")
-    fits = {"before": gate_in_sample.fit_combination, "after": fit_combination,
-            "after p<0.2": functools.partial(fit_combination, alpha=0.2),
-            "after p<0.5": functools.partial(fit_combination, alpha=0.5)}
+    # as training fits it over a hybrid first stage: the request ranking may weigh BM25 (the model gets the
+    # corpus's statistics); the in-sample gate of before never fitted a request ranking
+    after = functools.partial(fit_combination, request_bm25=True)
+    fits = {"before": gate_in_sample.fit_combination, "after": after,
+            "after p<0.2": functools.partial(after, alpha=0.2), "after p<0.5": functools.partial(after, alpha=0.5)}
     fitted = {name: fit(candidates, signals, dev.qrels(dev_ids), "dev split", "hybrid") for name, fit in fits.items()}
     kept_by = {name: result.combiner for name, result in fitted.items()}
     kept_by["after request"] = fitted["after"].request
