@@ -274,8 +274,9 @@ def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], 
 
 
 def retriever_signals(rerankers: list[Reranker]) -> list[str]:
-    """The first-stage retrievers ("dense", "bm25") whose scores the rerankers' served rankings combine."""
-    return [s for s in RETRIEVER_SIGNALS if any(s in r.combiner.signals for r in rerankers)]
+    """The first-stage retrievers ("dense", "bm25") whose scores the rerankers' served and request rankings
+    combine."""
+    return [s for s in RETRIEVER_SIGNALS if any(s in c.signals for r in rerankers for c in _variants(r))]
 
 
 def _variants(reranker: Reranker) -> list[Combiner]:

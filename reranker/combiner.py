@@ -112,24 +112,50 @@ class Combiner:
 
     def rank(self, candidates: Sequence[str], signals: Mapping[str, Mapping[str, float]]) -> list[tuple[str, float]]:
         """The candidates best first, by the weighted sum of their standardised signals; `signals` maps each
-        signal this combiner uses to {doc id -> score} (`position` comes from the candidates' order). A candidate a signal has no score for gets that
-        signal's lowest standardised value (ranked with its last). Ties keep the candidates' order."""
-        if "position" in self.weights:
-            signals = {**signals, "position": {d: 1 / (POSITION_K + r) for r, d in enumerate(candidates, 1)}}
-        missing = [s for s in self.signals if s not in signals]
+        signal this combiner uses to {doc id -> score} (`position` comes from the candidates' order). A candidate
+        a signal has no score for gets that signal's lowest standardised value (ranked with its last). Ties keep
+        the candidates' order."""
+        missing = [s for s in self.signals if s not in signals and s != "position"]
         if missing:
             raise DataError(f"the combination {self.describe()} needs the signal(s) {', '.join(missing)}; got only "
                             f"{', '.join(signals) or 'none'}")
-        if len(self.weights) == 1:  # one signal: its raw values, so "reranker" alone is the raw cross-encoder
-            (name,) = self.signals
-            floor = min(signals[name].values(), default=0.0)
-            combined = [signals[name].get(d, floor) for d in candidates]
+        return CandidateSignals(candidates, signals).rank(self.weights)
+
+
+class CandidateSignals:
+    """One query's candidates and their signals, each standardised once and kept: ranking them under many
+    weightings (the dev split's grids) costs a weighted sum per weighting, not the z-scores again.
+    `Combiner.rank` is this for one weighting."""
+
+    def __init__(self, candidates: Sequence[str], signals: Mapping[str, Mapping[str, float]]):
+        self.candidates = list(candidates)
+        self.signals = signals
+        self._standardised: dict[str, list[float]] = {}
+
+    def values(self, name: str) -> Mapping[str, float]:
+        if name == "position":
+            return {d: 1 / (POSITION_K + r) for r, d in enumerate(self.candidates, 1)}
+        return self.signals[name]
+
+    def standardised(self, name: str) -> list[float]:
+        if name not in self._standardised:
+            values = self.values(name)
+            self._standardised[name] = standardise([values.get(d) for d in self.candidates])
+        return self._standardised[name]
+
+    def rank(self, weights: Mapping[str, float]) -> list[tuple[str, float]]:
+        """The candidates best first under `weights` (signal -> weight > 0); see `Combiner.rank`."""
+        if len(weights) == 1:  # one signal: its raw values, so "reranker" alone is the raw cross-encoder
+            (name,) = weights
+            values = self.values(name)
+            floor = min(values.values(), default=0.0)
+            combined = [values.get(d, floor) for d in self.candidates]
         else:
-            combined = [0.0] * len(candidates)
-            for name, weight in self.weights.items():
-                for i, value in enumerate(standardise([signals[name].get(d) for d in candidates])):
+            combined = [0.0] * len(self.candidates)
+            for name, weight in weights.items():
+                for i, value in enumerate(self.standardised(name)):
                     combined[i] += weight * value
-        return sorted(zip(candidates, combined), key=lambda hit: -hit[1])
+        return sorted(zip(self.candidates, combined), key=lambda hit: -hit[1])
 
 
 def check_weights(weights: object, where: str) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from rerankforge.eval.metrics import per_query
 from rerankforge.eval.significance import compare
-from rerankforge.reranker.combiner import RETRIEVER_SIGNALS, Combiner
+from rerankforge.reranker.combiner import RETRIEVER_SIGNALS, CandidateSignals, Combiner
 
 ORDER_SIGNALS = ("reranker", "position")
 """What every rerank request carries: the reranker's scores of documents sent in first-stage order."""
@@ -87,9 +87,10 @@ def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[st
     `alpha` is the gates' level; `request_bm25`: rerank requests can be scored for BM25 (the model gets the
     corpus's statistics), so the request ranking may weigh it."""
     queries = list(candidates)
+    prepared = {qid: CandidateSignals(candidates[qid], {s: v[qid] for s, v in signals.items()}) for qid in queries}
 
     def ranked_by(combiner: Combiner) -> dict[str, float]:
-        run = {qid: combiner.rank(candidates[qid], {s: v[qid] for s, v in signals.items()}) for qid in queries}
+        run = {qid: prepared[qid].rank(combiner.weights) for qid in queries}
         return per_query(qrels, run, ("nDCG@10",))["nDCG@10"]
 
     def combiner(family: Family, weights: Weights) -> Combiner:
