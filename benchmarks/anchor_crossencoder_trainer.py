@@ -101,11 +101,12 @@ def main() -> None:
 
     from rerankforge.core.hardware import use_cpu_threads
     from rerankforge.training.config import load_config
-    from rerankforge.training.groups import build_groups, read_mined, split_dev
+    from rerankforge.training.groups import build_groups, split_dev
+    from rerankforge.data_prep.training_files import read_training_rows
 
     threads = use_cpu_threads()
     config = load_config(["--config", args.config, *(["--train_file", args.train_file] if args.train_file else [])])
-    rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed)
+    rows, dev_ids = split_dev(read_training_rows(config.train_file), config.dev_queries, config.seed)
     groups = build_groups(rows, config)
     seconds, pairs = train(config, groups, args.loss, args.steps, Path(args.output))
     first, reranked = dev_ndcg(config, dev_ids, Path(args.output), args.dev_depth)

@@ -46,9 +46,10 @@ def train_config(folder: str, train_file: str | None = None):
 
 
 def dev_ids(config) -> list[str]:
-    from rerankforge.training.groups import read_mined, split_dev
+    from rerankforge.training.groups import split_dev
+    from rerankforge.data_prep.training_files import read_training_rows
 
-    return split_dev(read_mined(config.train_file), config.dev_queries, config.seed)[1]
+    return split_dev(read_training_rows(config.train_file), config.dev_queries, config.seed)[1]
 
 
 def load(folder: str, layers: int | None = None):

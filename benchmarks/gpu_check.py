@@ -307,7 +307,7 @@ def training(s: Setup, work: Path) -> tuple[list[dict], str]:
 
     import train_vs_sentence_transformers as versus
     from rerankforge.training.config import load_config
-    from rerankforge.training.groups import read_mined
+    from rerankforge.data_prep.training_files import read_training_rows
     from rerankforge.training.loop import train
 
     out = work / "rf-trained"
@@ -325,7 +325,7 @@ def training(s: Setup, work: Path) -> tuple[list[dict], str]:
             self.times.append(time.perf_counter())
 
     clock = Clock()
-    versus.train_sentence_transformers(config, read_mined(s.train_file), work / "st-trained", match=True,
+    versus.train_sentence_transformers(config, read_training_rows(s.train_file), work / "st-trained", match=True,
                                        device=s.device, callbacks=(clock,))
     skip = config.log_steps  # the first log window (allocator and kernel warm-up) counts on neither side
     st_steps_s = (len(clock.times) - 1 - skip) / (clock.times[-1] - clock.times[skip])

@@ -45,7 +45,7 @@ def main() -> None:
 
     from rerankforge.configs import recipe
     from rerankforge.core.models import DEFAULT_BI_ENCODER
-    from rerankforge.data_prep.mined_files import rows, write_rows
+    from rerankforge.data_prep.training_files.writing import rows, write_rows
     from rerankforge.data_prep.mining import MiningConfig, mine_negatives
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
     from rerankforge.data_prep.sources import load_collection
@@ -53,7 +53,8 @@ def main() -> None:
     from rerankforge.eval.report import EvalSettings, evaluate, retriever_signals
     from rerankforge.reranker.scoring import Reranker
     from rerankforge.training.config import load_config
-    from rerankforge.training.groups import read_mined, split_dev
+    from rerankforge.training.groups import split_dev
+    from rerankforge.data_prep.training_files import read_training_rows
     from rerankforge.training.dev.dev_choices import train_choosing_on_dev
     from rerankforge.training.warm_start import WarmStartArgs, warm_start
 
@@ -70,7 +71,7 @@ def main() -> None:
         result = mine_negatives(train_split, dense, MiningConfig(num_negatives=3, min_rank=3, max_rank=30,
                                                                 sampling="random", seed=13))
         write_rows(mined, rows(result.examples, "n-tuple"))
-    all_rows = read_mined(mined)
+    all_rows = read_training_rows(mined)
     _, dev_ids = split_dev(all_rows, args.dev_queries, args.seed)
     pool = sorted({str(r["query_id"]) for r in all_rows} - set(dev_ids))
     random.Random(args.seed).shuffle(pool)

@@ -35,7 +35,7 @@ def training_file(args, folder: Path, num_negatives: int) -> Path:
         return Path(args.train_file)
     if DEMO_MINED.is_file():
         return DEMO_MINED
-    from rerankforge.data_prep.mined_files import rows, write_rows
+    from rerankforge.data_prep.training_files.writing import rows, write_rows
     from rerankforge.data_prep.mining import MiningConfig, mine_negatives
     from rerankforge.data_prep.retrieval import RetrieverConfig, build_retriever
     from rerankforge.data_prep.sources import load_collection

@@ -32,7 +32,8 @@ from rerankforge.data_prep.sources import load_collection
 from rerankforge.eval.metrics import mean, per_query
 from rerankforge.reranker.scoring import Reranker
 from rerankforge.training.config import load_config
-from rerankforge.training.groups import build_groups, read_mined, split_dev
+from rerankforge.training.groups import build_groups, split_dev
+from rerankforge.data_prep.training_files import read_training_rows
 
 
 def train_rerankforge(config) -> float:
@@ -108,7 +109,7 @@ def main() -> None:
                               "--save_steps", "0", "--dev_queries", "0", "--fit_combination", "false"])
         # Both train on the rows left after the usual dev hold-out, so the data is the same as in a real run.
         dev_queries = load_config(["--config", args.config, "--train_file", args.train_file]).dev_queries
-        rows, _ = split_dev(read_mined(args.train_file), dev_queries, config.seed)
+        rows, _ = split_dev(read_training_rows(args.train_file), dev_queries, config.seed)
         trimmed = tmp / "train.jsonl"
         import json
 

@@ -149,7 +149,7 @@ def run_demo(args: DemoArgs) -> int:
 def _mine(train_split, dense, mining, mined: Path) -> None:
     """The hard negatives of the train split, written with their summary beside them."""
     from rerankforge.core.files import atomic_write_text
-    from rerankforge.data_prep.mined_files import rows, summary_path, write_rows
+    from rerankforge.data_prep.training_files.writing import rows, summary_path, write_rows
     from rerankforge.data_prep.mining import mine_negatives
 
     result = mine_negatives(train_split, dense, mining)

@@ -63,7 +63,7 @@ def add_retrieve_parser(subparsers) -> None:
 
 
 def run_mine(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningConfig) -> int:
-    from .mined_files import summary_path
+    from .training_files.writing import summary_path
 
     summary = mine_to_file(args, retriever_config, mining)
     print(format_summary(summary))

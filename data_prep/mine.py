@@ -43,7 +43,7 @@ class MineArgs:
 
 def mine_to_file(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningConfig) -> dict:
     """What `mine` does, printing nothing: the file and its summary written; returns the summary."""
-    from .mined_files import (check_output_path, rows, sentence_transformers_rows, short_of_negatives, summary_path,
+    from .training_files.writing import (check_output_path, rows, sentence_transformers_rows, short_of_negatives, summary_path,
                               write_rows)
     from .mining import mine_negatives
     from .retrieval import build_retriever

@@ -371,7 +371,8 @@ def test_export_cli_needs_a_dev_split(tmp_path, tiny_reranker, capsys):
 def test_export_cli_finds_the_train_file_from_the_folder_training_ran_in(tmp_path, tiny_reranker):
     """train_config.json keeps the paths training was given, relative to where it ran."""
     from rerankforge.training.dev.dev_split import DevSplitArgs, dev_split
-    from rerankforge.training.groups import read_mined, split_dev
+    from rerankforge.training.groups import split_dev
+    from rerankforge.data_prep.training_files import read_training_rows
 
     run_folder = tmp_path / "project"
     folder = _model_folder(run_folder / "outputs", tiny_reranker, "reranker")
@@ -381,7 +382,7 @@ def test_export_cli_finds_the_train_file_from_the_folder_training_ran_in(tmp_pat
         "train_file": "outputs/mined.jsonl", "output_dir": "outputs/reranker", "data": "scifact", "split": "train",
         "dev_queries": 3, "dev_depth": 7, "seed": 5}))
     config, query_ids, where = dev_split(folder, DevSplitArgs())
-    assert query_ids == split_dev(read_mined(run_folder / "outputs" / "mined.jsonl"), 3, 5)[1]
+    assert query_ids == split_dev(read_training_rows(run_folder / "outputs" / "mined.jsonl"), 3, 5)[1]
     assert (config.data, config.split, config.dev_depth) == ("scifact", "train", 7)
     assert "its dev split" in where
 

@@ -159,7 +159,8 @@ def test_label_loss_weight_mixes_the_listwise_label_loss_in(mined_slice):
 def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_or_teacher_changes(
         tmp_path, mined_slice, tiny_teacher, monkeypatch):
     from rerankforge.training.teachers import teacher as teacher_module
-    from rerankforge.training.groups import build_groups, read_mined
+    from rerankforge.training.groups import build_groups
+    from rerankforge.data_prep.training_files import read_training_rows
 
     mined, teacher = tmp_path / "mined.jsonl", tmp_path / "teacher"
     mined.write_text(Path(mined_slice).read_text())
@@ -172,7 +173,7 @@ def test_teacher_scores_cache_is_reused_and_invalidated_when_the_train_file_or_t
                         or real_score(pairs, *a, **k))
 
     def attach():
-        groups = build_groups(read_mined(mined), config)
+        groups = build_groups(read_training_rows(mined), config)
         return groups, teacher_module.attach_teacher_scores(groups, config, str(teacher), "cpu", "fp32", False)
 
     groups, source = attach()
@@ -258,11 +259,12 @@ def test_dev_queries_the_teacher_trained_on_are_refused(tmp_path, mined_slice, s
     assert "dev_queries/seed: " in capsys.readouterr().err and not (tmp_path / "out").exists()
     (teacher / "train_config.json").write_text(json.dumps({"train_file": str(mined_slice), "dev_queries": 8,
                                                            "seed": 42}))
-    from rerankforge.training.groups import read_mined, split_dev
+    from rerankforge.training.groups import split_dev
+    from rerankforge.data_prep.training_files import read_training_rows
     from rerankforge.training.teachers.teacher import check_teacher
 
     config = load_config(args)
-    assert check_teacher(config, str(teacher), split_dev(read_mined(mined_slice), 8, 42)[1]) is None
+    assert check_teacher(config, str(teacher), split_dev(read_training_rows(mined_slice), 8, 42)[1]) is None
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 
 from rerankforge.core.errors import ConfigError
 from rerankforge.data_prep.collection import Collection, Document
-from rerankforge.data_prep.mined_files import rows, summary_path, write_rows
+from rerankforge.data_prep.training_files.writing import rows, summary_path, write_rows
 from rerankforge.data_prep.mining import MiningConfig, mine_negatives
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from rerankforge.core.errors import DataError
-from rerankforge.data_prep.mined_files import rows, sentence_transformers_rows, write_rows
+from rerankforge.data_prep.training_files.writing import rows, sentence_transformers_rows, write_rows
 from rerankforge.data_prep.training_files import text_query_id
-from rerankforge.training.groups import read_mined
+from rerankforge.data_prep.training_files import read_training_rows
 
 NUM_NEGATIVES = 4
 FORMATS = ("n-tuple", "triplet", "labeled-pair")
@@ -137,27 +137,27 @@ def _groups(rows_: list[dict]) -> dict[tuple[str, str], tuple[str, ...]]:
 
 
 def test_every_layout_reads_back_to_the_same_training_rows(tmp_path, mined):
-    ours = read_mined(_write_rerankforge(tmp_path, mined, "n-tuple"))
+    ours = read_training_rows(_write_rerankforge(tmp_path, mined, "n-tuple"))
     full = {k: v for k, v in _groups(ours).items() if len(v) == NUM_NEGATIVES}
     with_negatives = {k: v for k, v in _groups(ours).items() if v}
 
-    n_tuple = read_mined(_write(tmp_path, mined, "n-tuple", output_scores=True))
+    n_tuple = read_training_rows(_write(tmp_path, mined, "n-tuple", output_scores=True))
     assert _groups(n_tuple) == full
     by_pair = {(r["query"], r["positive"]): r for r in ours}
     for row in n_tuple:  # scores come back as the distillation targets; ids are made from the query text
         assert row["positive_score"] == pytest.approx(by_pair[row["query"], row["positive"]]["positive_score"])
         assert row["negative_scores"] == pytest.approx(by_pair[row["query"], row["positive"]]["negative_scores"])
         assert row["query_id"] == text_query_id(row["query"])
-    assert _groups(read_mined(_write(tmp_path, mined, "triplet", suffix=".parquet"))) == with_negatives
-    assert _groups(read_mined(_write_rerankforge(tmp_path, mined, "triplet"))) == with_negatives
+    assert _groups(read_training_rows(_write(tmp_path, mined, "triplet", suffix=".parquet"))) == with_negatives
+    assert _groups(read_training_rows(_write_rerankforge(tmp_path, mined, "triplet"))) == with_negatives
 
-    labeled = read_mined(_write(tmp_path, mined, "labeled-pair"))  # grouped by query: all its negatives per positive
+    labeled = read_training_rows(_write(tmp_path, mined, "labeled-pair"))  # grouped by query: all its negatives per positive
     union: dict[str, set[str]] = {}
     for row in ours:
         union.setdefault(row["query"], set()).update(row["negatives"])
     assert {(r["query"], r["positive"]) for r in labeled} == set(_groups(ours))
     assert all(set(r["negatives"]) == union[r["query"]] for r in labeled)
-    assert {r["query_id"] for r in read_mined(_write_rerankforge(tmp_path, mined, "labeled-pair"))} == {
+    assert {r["query_id"] for r in read_training_rows(_write_rerankforge(tmp_path, mined, "labeled-pair"))} == {
         r["query_id"] for r in ours}
 
 
@@ -179,17 +179,17 @@ def test_datasets_folders_csv_and_local_hf_datasets_are_read(tmp_path, monkeypat
                  "negatives": ["a is a letter"]}]
     datasets.Dataset.from_dict(table).save_to_disk(str(tmp_path / "saved"))
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(table)}).save_to_disk(str(tmp_path / "saved_dict"))
-    assert read_mined(tmp_path / "saved") == expected
-    assert read_mined(tmp_path / "saved_dict") == expected
+    assert read_training_rows(tmp_path / "saved") == expected
+    assert read_training_rows(tmp_path / "saved_dict") == expected
     csv = tmp_path / "pairs.csv"
     csv.write_text("query,answer,label\n" + "".join(f"{q},{a},{y}\n" for q, a, y in zip(*table.values())))
-    assert read_mined(csv) == expected
+    assert read_training_rows(csv) == expected
     # hf:NAME goes through datasets.load_dataset; here NAME is a local folder of data files (no Hub in tests)
     (tmp_path / "hub").mkdir()
     (tmp_path / "hub" / "train.jsonl").write_text("".join(
         json.dumps(dict(zip(table, values))) + "\n" for values in zip(*table.values())))
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
-    assert read_mined(f"hf:{tmp_path / 'hub'}") == expected
+    assert read_training_rows(f"hf:{tmp_path / 'hub'}") == expected
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -211,7 +211,7 @@ def test_bad_rows_are_named_with_what_was_expected(tmp_path, lines, message):
     path = tmp_path / "x.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     with pytest.raises(DataError, match=message):
-        read_mined(path)
+        read_training_rows(path)
 
 
 def test_a_folder_datasets_did_not_write_is_named(tmp_path):
@@ -219,7 +219,7 @@ def test_a_folder_datasets_did_not_write_is_named(tmp_path):
     (tmp_path / "beir" / "corpus.jsonl").write_text("{}\n")
     with pytest.raises(DataError, match=r"beir: expected a folder written by `datasets` save_to_disk .* got a folder "
                                         r"with 'corpus.jsonl'"):
-        read_mined(tmp_path / "beir")
+        read_training_rows(tmp_path / "beir")
 
 
 # ---------------------------------------------------------------- rerankforge train on them

@@ -13,7 +13,8 @@ from rerankforge.core.errors import ConfigError, DataError
 from rerankforge.reranker.combiner import Combiner
 from rerankforge.training import losses
 from rerankforge.training.config import TrainConfig, load_config
-from rerankforge.training.groups import LengthGroupedBatches, build_groups, read_mined, split_dev
+from rerankforge.training.groups import LengthGroupedBatches, build_groups, split_dev
+from rerankforge.data_prep.training_files import read_training_rows
 from conftest import launch_two_processes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +131,7 @@ def test_label_smoothing_spreads_the_target_over_the_real_documents(mined_slice)
 # ---------------------------------------------------------------- groups
 
 def test_dev_queries_never_in_training(mined_slice):
-    rows = read_mined(mined_slice)
+    rows = read_training_rows(mined_slice)
     train_rows, dev_ids = split_dev(rows, dev_queries=8, seed=3)
     assert len(dev_ids) == 8 and not {r["query_id"] for r in train_rows} & set(dev_ids)
     assert len(train_rows) + sum(r["query_id"] in dev_ids for r in rows) == len(rows)
@@ -138,7 +139,7 @@ def test_dev_queries_never_in_training(mined_slice):
 
 
 def test_short_groups_are_filled_with_other_queries_negatives(mined_slice):
-    rows = sorted(read_mined(mined_slice), key=lambda r: -len(r["negatives"]))
+    rows = sorted(read_training_rows(mined_slice), key=lambda r: -len(r["negatives"]))
     rows[0] = {**rows[0], "negatives": rows[0]["negatives"][:1], "negative_scores": rows[0]["negative_scores"][:1]}
     config = TrainConfig(train_file=str(mined_slice), num_negatives=4)
     groups = build_groups(rows, config)
@@ -157,7 +158,7 @@ def test_training_pairs_are_tokenised_as_the_reranker_scores_them(tiny_bert, min
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     config = TrainConfig(train_file=str(mined_slice), num_negatives=3, max_length=128)
-    groups = build_groups(read_mined(mined_slice)[:4], config)
+    groups = build_groups(read_training_rows(mined_slice)[:4], config)
     groups[0].query = " ".join(["protein"] * 80)  # longest_first would cut it to 62 tokens
     encoder = PairEncoder(tokenizer, config.max_length)
     dataset = TokenizedGroups(groups, encoder)
@@ -176,7 +177,7 @@ def test_too_few_training_queries_is_said_plainly_before_any_model_loads(tmp_pat
     from rerankforge.training import model as model_module
     from rerankforge.training.cli import train_main
 
-    rows = read_mined(mined_slice)
+    rows = read_training_rows(mined_slice)
     few = tmp_path / "few.jsonl"
     keep = list(dict.fromkeys(str(r["query_id"]) for r in rows))[:12]
     few.write_text("".join(json.dumps(r) + "\n" for r in rows if str(r["query_id"]) in keep))
@@ -193,7 +194,7 @@ def test_mined_file_errors_name_the_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query_id": "1", "query": "q", "positive": "p", "negatives": []}\n{"query": "q"}\n')
     with pytest.raises(DataError, match=r"bad.jsonl:2: expected fields .* missing query_id, positive, negatives"):
-        read_mined(bad)
+        read_training_rows(bad)
 
 
 def test_length_grouped_batches_cover_everything_once_and_are_seeded():
@@ -488,7 +489,7 @@ def test_two_process_run_shares_the_data_saves_once_and_keeps_the_schedule(tmp_p
     result = launch_two_processes(args)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    groups = len(split_dev(read_mined(mined_slice), 8, 42)[0])
+    groups = len(split_dev(read_training_rows(mined_slice), 8, 42)[0])
     # Each process gets every other batch of 2 groups and updates once every 2 of its batches.
     steps = math.ceil(math.ceil(math.ceil(groups / 2) / 2) / 2)
     assert metrics["steps"] == steps >= 3
@@ -834,10 +835,11 @@ def test_a_crossencoder_start_keeps_its_head_and_scores(tmp_path, mined_slice, s
 
 def test_a_fixed_dev_split_holds_out_exactly_those_queries(tmp_path, mined_slice, scifact_slice, tiny_bi_encoder,
                                                            tiny_bert):
-    from rerankforge.training.groups import read_mined, split_dev
+    from rerankforge.training.groups import split_dev
+    from rerankforge.data_prep.training_files import read_training_rows
     from rerankforge.training.loop import check_inputs
 
-    rows = read_mined(mined_slice)
+    rows = read_training_rows(mined_slice)
     ids = sorted({str(row["query_id"]) for row in rows})
     kept, dev = split_dev(rows, 3, 0, ids[:3])
     assert dev == ids[:3] and not {str(row["query_id"]) for row in kept} & set(dev)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from rerankforge.core.errors import ConfigError, DataError
-from rerankforge.data_prep.training_files import read_training_rows
 from rerankforge.reranker.packing import PairEncoder
 
 from .config import TrainConfig
@@ -30,14 +28,6 @@ class Group:
     docs: list[str]  # positive first
     teacher: list[float] | None  # distillation targets (first-stage or teacher scores), aligned with docs
     real: list[bool]  # False for filler negatives taken from other queries
-
-
-def read_mined(path: str | Path) -> list[dict]:
-    """Rows of a training file, checked for the fields training needs: query_id, query, positive, negatives
-    (+ positive_score, negative_scores where it has scores). Any layout data_prep/training_files.py reads:
-    `rerankforge mine`'s n-tuple files, sentence-transformers' mined files and Hugging Face datasets of those
-    shapes (files, save_to_disk folders, hf:NAME)."""
-    return read_training_rows(path)
 
 
 def split_dev(rows: list[dict], dev_queries: int, seed: int,

@@ -19,12 +19,13 @@ from accelerate.logging import get_logger
 
 from rerankforge.core.errors import ConfigError
 from rerankforge.core.hardware import resolve_precision, use_cpu_threads
+from rerankforge.data_prep.training_files import read_training_rows
 
 from .checkpoints import (BEST, TrainState, latest_checkpoint, prune_checkpoints, read_checkpoint, resume,
                           save_best, save_checkpoint)
 from .config import TrainConfig, check_model_fields, to_dict
 from .finish import finish_run
-from .groups import (Collator, LengthGroupedBatches, TokenizedGroups, build_groups, check_enough_queries, read_mined,
+from .groups import (Collator, LengthGroupedBatches, TokenizedGroups, build_groups, check_enough_queries,
                      split_dev)
 from .losses import compute_loss
 from .schedule import Schedule, TimeBudget
@@ -259,7 +260,7 @@ def check_inputs(config: TrainConfig) -> tuple[str, str | None, list[str], list,
     teacher_folder = resolve_teacher(config.teacher) if config.teacher else None
     if config.report_to == "wandb":
         _require_wandb()
-    rows, dev_ids = split_dev(read_mined(config.train_file), config.dev_queries, config.seed,
+    rows, dev_ids = split_dev(read_training_rows(config.train_file), config.dev_queries, config.seed,
                              config.dev_query_ids)
     check_enough_queries(rows, dev_ids, config)
     groups = build_groups(rows, config)

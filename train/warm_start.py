@@ -113,7 +113,7 @@ def warm_start(args: WarmStartArgs, dense=None) -> str:
 def _make_groups(collection, args: WarmStartArgs, num_negatives: int, path: Path, dense) -> None:
     from rerankforge.core.files import atomic_write_text
     from rerankforge.data_prep.collection import Collection
-    from rerankforge.data_prep.mined_files import rows, summary_path, write_rows
+    from rerankforge.data_prep.training_files.writing import rows, summary_path, write_rows
     from rerankforge.data_prep.mining import MiningConfig, mine_negatives
     from rerankforge.data_prep.pseudo_queries import pseudo_queries
 

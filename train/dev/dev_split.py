@@ -50,7 +50,9 @@ def dev_split(folder: Path, args: DevSplitArgs) -> tuple[TrainConfig, list[str],
     if saved is None:
         raise ConfigError(f"{folder}: no {TRAIN_CONFIG} (not trained by rerankforge), so no dev split of its own; "
                           f"expected --data (and --split, --dev_queries) to use instead")
-    from ..groups import read_mined, split_dev
+    from rerankforge.data_prep.training_files import read_training_rows
+
+    from ..groups import split_dev
 
     values = json.loads(saved.read_text())
     known = {f.name for f in fields(TrainConfig)}
@@ -59,7 +61,7 @@ def dev_split(folder: Path, args: DevSplitArgs) -> tuple[TrainConfig, list[str],
         raise ConfigError(f"{saved}: dev_queries is 0 (trained without a dev split); expected --data (and --split, "
                           f"--dev_queries) to use instead")
     train_file = Path(args.train_file) if args.train_file else _find_train_file(saved, values)
-    _, query_ids = split_dev(read_mined(train_file), config.dev_queries, config.seed, config.dev_query_ids)
+    _, query_ids = split_dev(read_training_rows(train_file), config.dev_queries, config.seed, config.dev_query_ids)
     if args.depth is not None:
         config.dev_depth = args.depth
     return config, query_ids, f"{config.data}/{config.split} held out from {train_file} (its dev split)"

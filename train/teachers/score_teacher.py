@@ -77,13 +77,13 @@ def add_score_teacher_parser(subparsers) -> None:
 
 def run_score_teacher(args: ScoreTeacherArgs) -> int:
     from rerankforge.core.progress import progress_bar
-    from rerankforge.data_prep.mined_files import write_rows
+    from rerankforge.data_prep.training_files.writing import write_rows
 
-    from ..groups import read_mined
+    from rerankforge.data_prep.training_files import read_training_rows
 
     output = _check_output(args)
     prompt = read_prompt(args.prompt, JudgePrompt) if args.kind in ("causal-lm", "openai") else None
-    rows = read_mined(args.input)
+    rows = read_training_rows(args.input)
     if args.kind == "served":
         _check_ids(rows, args.input)
     logger.info(f"using {use_cpu_threads()}")

@@ -16,9 +16,10 @@ from pathlib import Path
 from rerankforge.core.errors import ConfigError, ModelNotFoundError
 from rerankforge.core.files import atomic_write_text
 from rerankforge.data_prep.fingerprints import files_fingerprint
+from rerankforge.data_prep.training_files import read_training_rows
 
 from ..config import TrainConfig
-from ..groups import Group, read_mined, split_dev
+from ..groups import Group, split_dev
 
 CACHE_FILE = ".teacher-scores.json"  # a dot file: never uploaded with the reranker (hub.py)
 CHUNK = 1024  # pairs per call to the scorer: progress to show, memory bounded
@@ -54,7 +55,7 @@ def check_teacher(config: TrainConfig, teacher_folder: str, dev_ids: list[str]) 
     if not teacher_file.is_file() or not isinstance(held_out, int) or not isinstance(seed, int):
         return (f"could not check the dev split against the teacher's training queries: {saved} names no "
                 f"train_file found from here ({teacher_file}), or no dev_queries and seed")
-    rows = read_mined(teacher_file)
+    rows = read_training_rows(teacher_file)
     teacher_dev = set(split_dev(rows, held_out, seed, trained.get("dev_query_ids"))[1]) if held_out else set()
     seen = sorted(({str(row["query_id"]) for row in rows} - teacher_dev) & set(dev_ids))
     if seen:

@@ -1,4 +1,4 @@
-"""Writing mined examples as training files (JSONL or parquet), loadable with `datasets`.
+"""Writing mined examples as training files (JSONL or parquet), loadable with `datasets`; reading.py reads them.
 
 Formats: `n-tuple` (one row per query-positive pair with all its negatives, the default),
 `triplet` (one row per negative), `labeled-pair` (one row per query-document pair with a 0/1 label,
@@ -25,7 +25,7 @@ from typing import Iterator
 from rerankforge.core.errors import ConfigError
 from rerankforge.core.files import atomic_path
 from rerankforge.core.outputs import check_output_file
-from .mining import MinedExample
+from ..mining import MinedExample
 
 FORMATS = ("n-tuple", "triplet", "labeled-pair")
 LAYOUTS = ("rerankforge", "sentence-transformers")
