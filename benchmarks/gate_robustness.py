@@ -8,11 +8,12 @@ on the test split's hybrid top---depth:
 
 - before (benchmarks/gate_in_sample.py, rerankforge's earlier gate): every weighting of reranker, dense and BM25
   on a simplex grid, fitted and judged on the same dev queries (one-sided randomization p < 0.05);
-- after (train/dev/combining.py), its two rankings: the request ranking (the reranker weighed against the first
-  stage's order and BM25, which a request's documents are scored for from the corpus's statistics: what the
-  rerank endpoints serve), fitted on four folds of dev and judged on the fifth, kept where the out-of-fold scores
-  beat the first stage (p < 0.05); and the served ranking (/search, eval), which also weighs the dense score
-  where its out-of-fold gain over the request ranking is clear (p < 0.05);
+- after (train/dev/combining.py), its two rankings: the reranker weighed against the first stage's order,
+  fitted on four folds of dev and judged on the fifth, kept where the out-of-fold scores beat the first stage
+  (p < 0.05); the served ranking (/search, eval), which also weighs dense and BM25 scores where their out-of-fold
+  gain over that is clear (p < 0.05); and the request ranking (what the rerank endpoints serve): the served
+  ranking where it weighs no dense score (a request's documents are scored for BM25 from the corpus's
+  statistics), else the first;
 - after at looser levels (p < 0.2, p < 0.5), the evidence the level was chosen on: each kept ranking is also
   scored on the pool's queries outside the dev split ("held-out train"), which no gate saw.
 
@@ -151,7 +152,7 @@ def one_split(dev: Side, test: Side, dev_ids: list[str], split: int, pool: list[
     rest = sorted(set(pool) - set(dev_ids))
     rest_first = statistics.mean(dev.ndcg(Combiner({"position": 1.0}), rest).values()) if rest else float("nan")
     # as training fits it over a hybrid first stage: the request ranking may weigh BM25 (the model gets the
-    # corpus's statistics); the in-sample gate of before never fitted a request ranking
+    # corpus's statistics); the in-sample gate of before fitted no request ranking
     after = functools.partial(fit_combination, request_bm25=True)
     fits = {"before": gate_in_sample.fit_combination, "after": after,
             "after p<0.2": functools.partial(after, alpha=0.2), "after p<0.5": functools.partial(after, alpha=0.5)}
@@ -217,11 +218,11 @@ def reranker_and_pool(args, out: Path, model: str, stage, judged: list[str]) -> 
 def train_labelled(args, out: Path, model: str, stage, trained_on: set[str], warm: str, folder: str) -> None:
     """The demo recipe on the `trained_on` queries' mined groups (no dev split: the study fits on its own)."""
     from rerankforge.configs import recipe
-    from rerankforge.data_prep.mined_files import rows, write_rows
+    from rerankforge.data_prep.training_files.writing import rows, write_rows
     from rerankforge.data_prep.mining import MiningConfig, mine_negatives
     from rerankforge.data_prep.sources import load_collection
     from rerankforge.training.config import load_config
-    from rerankforge.training.groups import read_mined
+    from rerankforge.data_prep.training_files import read_training_rows
     from rerankforge.training.loop import train
 
     mined = out / "mined.train.jsonl"
@@ -230,7 +231,7 @@ def train_labelled(args, out: Path, model: str, stage, trained_on: set[str], war
                                 MiningConfig(num_negatives=3, min_rank=3, max_rank=30, sampling="random", seed=13))
         write_rows(mined, rows(result.examples, "n-tuple"))
     subset = out / "mined.labelled.train.jsonl"
-    write_rows(subset, iter([r for r in read_mined(mined) if str(r["query_id"]) in trained_on]))
+    write_rows(subset, iter([r for r in read_training_rows(mined) if str(r["query_id"]) in trained_on]))
     train(load_config(["--config", str(recipe("demo_scifact.yaml")), "--train_file", str(subset),
                        "--data", args.data, "--model", warm, "--first_stage_model", model, "--output_dir", folder,
                        "--max_minutes", str(args.minutes), "--dev_queries", "0", "--data_license", "none"]))

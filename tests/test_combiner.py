@@ -198,16 +198,19 @@ def test_the_settings_file_carries_the_request_ranking(tmp_path):
 
 
 def test_the_request_ranking_weighs_bm25_where_requests_can_be_scored_for_it():
-    """A BM25 score that finds the relevant document (the reranker is noise): with the corpus's statistics going
-    with the model (`request_bm25`), the request ranking weighs it and equals the served ranking; without them
-    only the served ranking can, and requests keep the first stage's order."""
+    """A BM25 score that finds the relevant document (the reranker is noise): the served ranking weighs it where
+    its out-of-fold gain holds; with the corpus's statistics going with the model (`request_bm25`) the request
+    ranking is that same ranking, without them requests keep the first stage's order. A served ranking that
+    weighs dense stays out of requests."""
     candidates, signals, qrels = _toy_dev(60, bonus=0.0, seed=3)
     rng = random.Random(7)
     signals["bm25"] = {q: {d: rng.gauss(0, 1) + 3.0 * (d in qrels[q]) for d in docs} for q, docs in candidates.items()}
     lexical = fit_combination(candidates, signals, qrels, "toy dev split", request_bm25=True)
     assert "bm25" in lexical.request.signals and lexical.request.request_ready
-    assert lexical.combiner == lexical.request and lexical.evidence["p_value"] < 0.05
-    assert "against the order and BM25" in lexical.message
+    assert lexical.combiner == lexical.request and lexical.evidence["p_value_wide"] < 0.05
+    assert lexical.evidence["request_weights"] == dict(lexical.request.weights)
     plain = fit_combination(candidates, signals, qrels, "toy dev split")
-    assert plain.request == Combiner({"position": 1.0}) and "bm25" in plain.combiner.signals
-    assert "against the order (" in plain.message
+    assert plain.request == Combiner({"position": 1.0}) and plain.combiner == lexical.combiner
+    signals["dense"] = signals.pop("bm25")
+    dense = fit_combination(candidates, signals, qrels, "toy dev split", request_bm25=True)
+    assert "dense" in dense.combiner.signals and dense.request == Combiner({"position": 1.0})

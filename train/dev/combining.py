@@ -3,21 +3,23 @@ dense and BM25 scores each count (reranker/combiner.py), and whether the reranke
 
 Two rankings are fitted, both saved in rerankforge.json:
 
-- the request ranking: the reranker weighed against the first stage's order (`reranker` + `position`) and, where
-  the first stage's BM25 statistics go with the model, the documents' BM25 (`bm25`, which a request's text is
-  scored for; core/lexical.py): all a rerank request carries (documents in the client's first-stage order) --
-  what the rerank endpoints, the adapters and `Reranker.rerank(served=True)` rank by;
-- the served ranking: that, or a weighting that also uses the first stage's dense and BM25 scores, where those
-  are at hand (`/search`, `/ask`, `eval`, the demo).
+- the request ranking: what a rerank request carries (documents in the client's first-stage order, and their
+  text) -- what the rerank endpoints, the adapters and `Reranker.rerank(served=True)` rank by;
+- the served ranking: the request ranking, or a weighting that also uses the first stage's dense and BM25
+  scores, where those are at hand (`/search`, `/ask`, `eval`, the demo).
 
-Each weighting on a grid (steps of 1/20 for the request ranking's two or three signals, 1/10 over four) is scored by dev nDCG@10. The gate judges
+Each weighting on a grid (steps of 1/20 for two signals, 1/10 over four) is scored by dev nDCG@10. The gate judges
 the fitting itself on queries it did not see: the dev queries are cut into folds, the weights are fitted on all
-folds but one and scored on that one. The request ranking keeps the reranker only where these out-of-fold scores
-beat the first stage as it ranks (one-sided paired randomization test over the dev queries, p < 0.05), else it
-is the first stage's order. The served ranking takes the dense and BM25 scores only where their out-of-fold scores
-beat the request ranking's the same way: fewer signals unless the gain is clear. The weights kept are the ones
-fitted on every dev query. A small dev split, a reranker that does not help on this domain, or a gain that holds
-only in-sample leaves the first stage as it ranks, and the run says so with the dev figures."""
+folds but one and scored on that one. First, the reranker weighed against the first stage's order (`reranker` +
+`position`) is kept only where these out-of-fold scores beat the first stage as it ranks (one-sided paired
+randomization test over the dev queries, p < 0.05), else it is the first stage's order. Then the weighting with
+dense and BM25 scores is taken only where its out-of-fold scores beat that the same way: fewer signals unless the
+gain is clear. It is the served ranking, and the request ranking too where it gives dense no weight and the
+model gets the first stage's BM25 statistics (`request_bm25`): then a request's documents are scored for BM25
+from their text (core/lexical.py). No further choice is made for requests, so a request ranking passed the same
+two gates as the served one. The weights kept are the ones fitted on every dev query. A small dev split, a
+reranker that does not help on this domain, or a gain that holds only in-sample leaves the first stage as it
+ranks, and the run says so with the dev figures."""
 
 from __future__ import annotations
 
@@ -97,8 +99,7 @@ def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[st
         return Combiner({s: w / sum(weights) for s, w in zip(family.signals, weights)},
                         f"{where} ({len(queries)} queries)", first_stage)
 
-    request_signals = ORDER_SIGNALS + (("bm25",) if request_bm25 and "bm25" in signals else ())
-    narrow = fit_family(request_signals, GRID_STEPS, ranked_by, queries)
+    narrow = fit_family(ORDER_SIGNALS, GRID_STEPS, ranked_by, queries)
     first = narrow.scored[narrow.as_ranked]
     request_test = compare("nDCG@10", "first stage", first, "with reranker", narrow.out_of_fold, alternative="greater")
     helps = (narrow.best != narrow.as_ranked and _mean(narrow.out_of_fold) > _mean(first)
@@ -117,9 +118,10 @@ def fit_combination(candidates: dict[str, list[str]], signals: dict[str, dict[st
                          "dev_nDCG@10_wide": wide.mean(wide.best),
                          "dev_nDCG@10_wide_out_of_fold": _mean(wide.out_of_fold),
                          "p_value_wide": wide_test.p_randomization})
+    if request_bm25 and served is not request and served.request_ready:  # dense has no weight: requests can
+        request = served  # have it too, their documents' BM25 scored from the corpus's statistics
     leans = not served.uses_reranker
-    against = "the order and BM25" if "bm25" in request_signals else "the order"
-    figures = (f"dev nDCG@10 {narrow.mean(narrow.best):.4f} with the reranker against {against} "
+    figures = (f"dev nDCG@10 {narrow.mean(narrow.best):.4f} with the reranker against the order "
                f"({combiner(narrow, narrow.best).describe()}; {_mean(narrow.out_of_fold):.4f} fitted out of fold, "
                f"p = {request_test.p_randomization:.3g})")
     if retrievers:

@@ -299,9 +299,10 @@ def _evaluation_text(config: TrainConfig, metrics: dict, report: dict | None, na
         lines += ["", f"Two rankings are saved in `{SETTINGS}`, fitted on the dev split and judged out of fold: the "
                   f"request ranking (the rerank endpoints and adapters, for documents sent in first-stage order) "
                   f"weighs the reranker's z-standardised score against the first stage's order (position: 1 / (60 + "
-                  f"rank)) and the documents' BM25 (scored from their text with the corpus's statistics, "
-                  f"bm25_statistics.json); the served ranking (`rerankforge eval`, the demo, `/search`) may also "
-                  f"weigh the dense score. {combination['message']}."]
+                  f"rank)); the served ranking (`rerankforge eval`, the demo, `/search`) may also weigh the dense and "
+                  f"BM25 scores, and where it weighs no dense score requests get it too (their documents' BM25 "
+                  f"scored from their text with the corpus's statistics, bm25_statistics.json). "
+                  f"{combination['message']}."]
     if report:
         lines += ["", f"Test: `rerankforge eval` on {data_name(report['collection'])} ({report['split']} split, "
                   f"{report.get('judged_queries', '?')} judged queries), candidates: each first stage's "
