@@ -64,3 +64,12 @@ def test_only_the_flat_lucene_index_keeps_statistics(scifact):
     corpus = dict(list(scifact.corpus.items())[:50])
     assert BM25Retriever(corpus, fields="multifield").statistics is None
     assert BM25Retriever(corpus, method="atire").statistics is None
+
+
+def test_what_a_careless_client_sends_scores_without_failing():
+    statistics = BM25Statistics(1.2, 0.75, 100, 10.0, "porter", "en", {"vitamin": 5})
+    documents = ["", "   \n\t", "😀 \x00 vitamin", "the of and", "VITAMINS", "vitamin " * 200_000]
+    scores = statistics.scores("Vitamin D?", documents)
+    assert scores[:2] == [0.0, 0.0] and scores[3] == 0.0 and scores[2] > 0 and scores[4] > 0 and scores[5] > 0
+    assert statistics.scores("", ["vitamin"]) == [0.0] and statistics.scores("the of", ["the of"]) == [0.0]
+    assert statistics.scores("vitamin", []) == []
