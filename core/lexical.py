@@ -26,15 +26,14 @@ BM25_STATISTICS = "bm25_statistics.json"
 """The file a reranker folder keeps its corpus's BM25 statistics in."""
 
 
-def analyze(texts: Sequence[str], stemmer_language: str | None, stopwords: str | None) -> list[list[str]]:
-    """The BM25 analyzer as the first stage runs it (bm25s): lowercase, words of 2+ characters, stopwords out,
-    then stemmed."""
+def analyze(texts: Sequence[str], stemmer, stopwords: str | None, as_ids: bool = False, show_progress: bool = False):
+    """The one BM25 analyzer, of corpus, queries and requests' documents alike (bm25s): lowercase, words of 2+
+    characters, stopwords out, then stemmed with `stemmer` (a PyStemmer stemmer, or None). Token lists, or with
+    `as_ids` bm25s' `Tokenized` (ids and vocabulary) for indexing."""
     import bm25s
-    import Stemmer
 
-    stemmer = Stemmer.Stemmer(stemmer_language) if stemmer_language else None
-    return bm25s.tokenize(list(texts), lower=True, stopwords=stopwords, stemmer=stemmer, return_ids=False,
-                          show_progress=False)
+    return bm25s.tokenize(list(texts), lower=True, stopwords=stopwords, stemmer=stemmer, return_ids=as_ids,
+                          show_progress=show_progress)
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,11 @@ class BM25Statistics:
 
     def scores(self, query: str, documents: Sequence[str]) -> list[float]:
         """BM25 of `query` with each of `documents` (0.0 where they share no term), in the order given."""
-        analyzed = analyze([query, *documents], self.stemmer_language, self.stopwords)
+        import Stemmer
+
+        # a stemmer of its own per call: PyStemmer's are not thread-safe, and requests are scored concurrently
+        stemmer = Stemmer.Stemmer(self.stemmer_language) if self.stemmer_language else None
+        analyzed = analyze([query, *documents], stemmer, self.stopwords)
         # a term the query repeats counts as often as it occurs, as in bm25s (and Lucene's boolean query)
         terms = {t: n * self.idf(t) for t, n in Counter(analyzed[0]).items()}
         out = []

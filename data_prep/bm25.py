@@ -8,6 +8,7 @@ paper's Elasticsearch baseline does; flat scored higher on SciFact train (0.698 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ import Stemmer
 from bm25s.tokenization import Tokenized
 
 from rerankforge.core.errors import ConfigError, DataError, preview
-from rerankforge.core.lexical import BM25Statistics
+from rerankforge.core.lexical import BM25Statistics, analyze
 from rerankforge.core.progress import progress_enabled
 from rerankforge.core.rankings import Hit, Run
 from .collection import Document
@@ -142,43 +143,34 @@ class BM25Retriever:
                                 "indexes (words of 2+ letters that are not stopwords); expected real text, or use "
                                 "--retriever dense")
             self._index.index(tokens, show_progress=show_progress)
-            self.statistics = self._statistics_of(tokens) if method == "lucene" else None
+            self._average_length = float(np.mean([len(ids) for ids in tokens.ids]))
         else:
-            self.statistics = None
             self._field_indexes = [
                 _FieldIndex(self._tokenize([getattr(doc, name) for doc in corpus.values()], as_ids=True),
                             len(corpus), k1, b, method, show_progress)
                 for name in ("title", "text")
             ]
 
-    statistics: BM25Statistics | None
-    """What scoring any (query, document) pair as this index does needs (core/lexical.py): what a rerank
-    request's documents get their BM25 score from. None for multifield and methods other than lucene."""
-
-    def _statistics_of(self, tokens: Tokenized) -> BM25Statistics:
-        lengths = np.array([len(ids) for ids in tokens.ids], dtype=np.int64)
-        vocabulary = max(tokens.vocab.values()) + 1
-        flat = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in tokens.ids if ids])
-        pairs = np.unique(np.repeat(np.arange(len(lengths)), lengths) * vocabulary + flat)  # (document, term) once
-        frequency = np.bincount(pairs % vocabulary, minlength=vocabulary)
-        return BM25Statistics(self.k1, self.b, len(lengths), float(lengths.mean()), self.stemmer_language,
-                              self.stopwords, {term: int(frequency[i]) for term, i in tokens.vocab.items()
-                                               if frequency[i] > 1})
+    @functools.cached_property
+    def statistics(self) -> BM25Statistics | None:
+        """What scoring any (query, document) pair as this index does needs (core/lexical.py): what a rerank
+        request's documents get their BM25 score from. Read off the index when first asked (a term's document
+        frequency is its column's entry count); None for multifield and methods other than lucene."""
+        if self.fields != "flat" or self.method != "lucene":
+            return None
+        frequency = np.diff(self._index.scores["indptr"])
+        return BM25Statistics(self.k1, self.b, len(self._doc_ids), self._average_length, self.stemmer_language,
+                              self.stopwords, {term: int(frequency[i]) for term, i in self._index.vocab_dict.items()
+                                               if i < len(frequency) and frequency[i] > 1})
 
     def __len__(self) -> int:
         return len(self._doc_ids)
 
     def _tokenize(self, texts: list[str], as_ids: bool = False, progress: bool | None = None):
-        """The one analyzer shared by corpus and queries: lowercase, stopwords out, then stem. `progress`:
+        """core/lexical.py's analyzer with this index's stemmer and stopwords, for corpus and queries. `progress`:
         bars or not (default the retriever's `show_progress`)."""
-        return bm25s.tokenize(
-            texts,
-            lower=True,
-            stopwords=self.stopwords,
-            stemmer=self._stemmer,
-            return_ids=as_ids,
-            show_progress=self.show_progress if progress is None else progress,
-        )
+        return analyze(texts, self._stemmer, self.stopwords, as_ids,
+                       self.show_progress if progress is None else progress)
 
     def search(self, queries: dict[str, str], k: int) -> Run:
         """Each query's top-k (k capped at the corpus size), best first, zero-score hits dropped.
