@@ -67,9 +67,13 @@ class DevSet:
 
     def evaluate(self, scores: dict[str, dict[str, float]]) -> dict[str, float]:
         """The reranker alone (no fusion with the first stage), from its `score`s."""
+        return mean(self.per_query(scores))
+
+    def per_query(self, scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        """What `evaluate` averages: metric -> {query id -> value} of the reranker alone."""
         reranked = {qid: Combiner.reranker_only().rank(self.candidates[qid], {"reranker": scores[qid]})
                     for qid in self.run}
-        return mean(per_query(self.qrels(), reranked, DEV_METRICS))
+        return per_query(self.qrels(), reranked, DEV_METRICS)
 
     def calibrate(self, scores: dict[str, dict[str, float]], where: str = "dev split") -> tuple[Calibration, dict]:
         """Platt scaling fitted on every dev candidate (relevant: judged relevant in the qrels), with the
