@@ -56,9 +56,10 @@ class DemoArgs:
         "help": "Share of the train queries held out as the dev split (at most the config's dev_queries)."})
     precision: ScoringPrecision = field(default="auto", metadata={
         "help": "Precision of the test scoring (training follows the config's mixed_precision). " + PRECISION_HELP})
-    backend: ScoringBackend = field(default="torch", metadata={
-        "help": "What runs the test scoring; onnx and onnx-int8 export the trained reranker first (`rerankforge "
-                "export`, checked on the dev split and refused if it ranks it differently). " + BACKEND_HELP})
+    backend: ScoringBackend = field(default="auto", metadata={
+        "help": "What runs the test scoring (auto: torch, since a freshly trained reranker has no checked "
+                "export); onnx and onnx-int8 export the trained reranker first (`rerankforge export`, checked on "
+                "the dev split and refused if it ranks it differently). " + BACKEND_HELP})
 
 
 def add_demo_parser(subparsers) -> None:
@@ -170,7 +171,7 @@ def _evaluate(args: DemoArgs, test, dense, reranker_folder: str):
     stage = FirstStage({"dense": dense, "bm25": build_retriever(test.corpus, RetrieverConfig(retriever="bm25"))})
     queries = test.split_queries()
     first_stages = stage.search(queries, ["bm25", "dense", "hybrid"], settings.max_depth)
-    if args.backend != "torch":
+    if args.backend in ("onnx", "onnx-int8"):
         run_export(ExportArgs(model=reranker_folder, backend=args.backend))  # refused (exit 2) if it ranks unlike torch
     reranker = Reranker.load(reranker_folder, precision=args.precision, batch_size=64, backend=args.backend)
     logger.info(f"test scoring: {reranker.backend}")

@@ -26,8 +26,9 @@ import numpy as np
 
 from rerankforge.core.commands import add_command
 from rerankforge.core.errors import ConfigError
-from rerankforge.core.hardware import use_cpu_threads
-from rerankforge.reranker.backends import require_onnx
+from rerankforge.core.hardware import resolve_precision, use_cpu_threads
+from rerankforge.reranker.backends import TorchBackend, require_onnx
+from rerankforge.reranker.checked_paths import path_key, record_checked_path
 from rerankforge.reranker.export import Verdict, export_backend, spearman
 from rerankforge.reranker.scoring import Reranker
 
@@ -77,14 +78,34 @@ def run_export(args: ExportArgs, split: DevSplitArgs | None = None) -> int:
     dev = DevSet.build(config, query_ids)
     check = DevCheck(dev, torch_reranker, args.min_spearman, args.max_ndcg_loss)
     print(f"torch fp32: dev nDCG@10 {check.torch_ndcg:.4f} over {check.pairs} pairs ({check.torch_rate:.1f} pairs/s)")
+    record_checked_path(folder, path_key("torch", "fp32"), {"passed": True, "precision": "fp32",
+                                                             "pairs_per_s": check.torch_rate, "dev": where})
+    check_native_precision(folder, check, torch_reranker, where)
     kept = export_backend(folder, args.backend, torch_reranker.model, torch_reranker.tokenizer, check,
                           fmt=args.int8_format, optimize=args.optimize, probe=check.probe,
                           on_candidate=lambda name, verdict: print(f"{name}: {verdict.summary}"))
+    verdict = dict(kept.verdicts)[kept.candidate]
+    record_checked_path(folder, path_key(args.backend), {
+        "passed": True, "pairs_per_s": verdict.figures["pairs_per_s"], "candidate": kept.candidate, "dev": where,
+        "file": str(kept.path.relative_to(folder)), "figures": verdict.figures})
     print(f"kept {kept.path} ({kept.candidate}); load it with Reranker.load(..., backend={args.backend!r}) or "
           f"CrossEncoder(folder, backend='onnx'"
           + (f", model_kwargs={{'file_name': '{kept.path.parent.name}/{kept.path.name}'}})" if args.backend != "onnx"
              else ")"))
     return 0
+
+
+def check_native_precision(folder: Path, check: "DevCheck", reranker: Reranker, where: str) -> None:
+    """Where torch's `auto` precision is not fp32 here (bf16 on a CPU with AVX512-BF16 or AMX), judge it like an
+    export and record what it did: `backend auto` scores in it only if it passed."""
+    precision = resolve_precision("auto", "cpu")
+    if precision.name == "fp32":
+        return
+    verdict = check(TorchBackend(reranker.model, precision))
+    print(f"torch {precision.name}: {verdict.summary}")
+    record_checked_path(folder, path_key("torch", precision.name), {
+        "passed": verdict.passed, "precision": precision.name, "pairs_per_s": verdict.figures["pairs_per_s"],
+        "dev": where, "figures": verdict.figures})
 
 
 class DevCheck:

@@ -48,7 +48,7 @@ class EvalArgs:
     batch_size: int = field(default=64, metadata={
         "help": "Most pairs per forward pass when reranking (a pass holds 16384 padded tokens at most)."})
     precision: ScoringPrecision = field(default="auto", metadata={"help": "Scoring precision. " + PRECISION_HELP})
-    backend: ScoringBackend = field(default="torch", metadata={"help": "What runs every --reranker. " + BACKEND_HELP})
+    backend: ScoringBackend = field(default="auto", metadata={"help": "What runs every --reranker. " + BACKEND_HELP})
     seed: int = field(default=0, metadata={"help": "Seeds the randomization tests and bootstraps."})
 
 

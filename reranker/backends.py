@@ -29,11 +29,13 @@ import numpy as np
 from rerankforge.core.errors import ConfigError, ModelNotFoundError
 from rerankforge.core.hardware import Precision
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
-ScoringBackend = Literal["torch", "onnx", "onnx-int8"]  # the `backend` option of eval and serve
-BACKEND_HELP = ("torch: the model in fp32 (bf16/fp16 where the hardware has them natively); onnx: the ONNX "
-                "Runtime export in onnx/model.onnx (fp32, fused attention); onnx-int8: its int8 quantisation for "
-                "this CPU, onnx/model_qint8_<format>.onnx. `rerankforge export` writes both.")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+ScoringBackend = Literal["auto", "torch", "onnx", "onnx-int8"]  # the `backend` option of eval, serve and demo
+BACKEND_HELP = ("auto: the fastest path `rerankforge export` checked faithful on this kind of CPU "
+                "(onnx/checked_paths.json), else torch; torch: the model in fp32 (bf16/fp16 where the hardware has "
+                "them natively); onnx: the ONNX Runtime export in onnx/model.onnx (fp32, fused attention); "
+                "onnx-int8: its int8 quantisation for this CPU, onnx/model_qint8_<format>.onnx. `rerankforge "
+                "export` writes both.")
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
 LOGITS = "logits"  # the output name optimum's ORTModelForSequenceClassification reads
@@ -46,12 +48,17 @@ FINGERPRINT_SPAN = 1 << 20
 
 def int8_format() -> str:
     """The int8 format (sentence-transformers' name) for this CPU: avx512_vnni where it has VNNI (or AMX),
-    avx512, avx2, or arm64. It only names the file and picks the kernels' assumptions; any of them runs
-    anywhere, slower."""
+    avx512, avx2, or arm64; RERANKFORGE_CPU_CAPABILITY=AVX2 (or AVX512) names that format instead. It only
+    names the file and picks the kernels' assumptions; any of them runs anywhere, slower."""
     import platform
 
     from rerankforge.core.hardware import cpu_features
 
+    from rerankforge.core.hardware import CPU_CAPABILITY_ENV
+
+    forced = os.environ.get(CPU_CAPABILITY_ENV, "").strip().upper()
+    if forced in ("AVX2", "AVX512"):  # RERANKFORGE_CPU_CAPABILITY=AVX2: the file and recipes an AVX2 CPU gets
+        return forced.lower()  # (onnxruntime's kernels still use what the CPU has: the speed is this CPU's)
     features = cpu_features()
     if features.get("avx512_vnni") or features.get("amx_int8"):
         return "avx512_vnni"
@@ -72,8 +79,8 @@ def int8_file(fmt: str) -> str:
 def backend_file(folder: str | os.PathLike, backend: str, fmt: str | None = None) -> Path:
     """Where `backend` of the reranker in `folder` lives (`onnx/model.onnx`, `onnx/model_qint8_avx2.onnx`)."""
     check_backend(backend)
-    if backend == "torch":
-        raise ValueError("the torch backend has no exported file")
+    if backend in ("torch", "auto"):
+        raise ValueError(f"the {backend} backend has no exported file")
     name = ONNX_FILE if backend == "onnx" else int8_file(fmt or int8_format())
     return Path(folder) / ONNX_DIR / name
 

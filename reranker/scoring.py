@@ -7,6 +7,7 @@ adapter folder (merged into its base at load time, so scoring costs the same as 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,10 +20,13 @@ from rerankforge.core.rankings import Run
 
 from .backends import TorchBackend, check_backend, load_onnx_backend
 from .calibration import SIGMOID, Calibration
+from .checked_paths import choose_path, path_key
 from .combiner import Combiner
 from .folder import ADAPTER_CONFIG, load_adapter_merged, read_settings
 from .folder_check import check_folder_files, check_tokenizer_fits, usable_positions, weights_error
 from .packing import DEFAULT_MAX_BATCH_TOKENS, PairEncoder, pack
+
+logger = logging.getLogger(__name__)
 
 
 class Reranker:
@@ -83,6 +87,10 @@ class Reranker:
 
         check_backend(backend)
         folder = Path(resolve_model(ref))
+        if backend == "auto":
+            choice = choose_path(folder, precision)
+            logger.info(f"backend auto: {path_key(choice.backend, choice.precision)}, {choice.reason}")
+            backend, precision = choice.backend, choice.precision
         settings = read_settings(folder)  # a bad rerankforge.json stops us before the weights load
         adapter = (folder / ADAPTER_CONFIG).is_file()
         config = check_folder_files(folder, adapter, weights=backend == "torch")

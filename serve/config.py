@@ -57,7 +57,7 @@ class ServeConfig(GeneratorConfig):
         "help": "Max tokens of a (query, document) pair; default the model's own."})
     batch_size: int = field(default=32, metadata={"help": "Pairs per forward pass."})
     precision: ScoringPrecision = field(default="auto", metadata={"help": "Scoring precision. " + PRECISION_HELP})
-    backend: ScoringBackend = field(default="torch", metadata={"help": "What runs the reranker. " + BACKEND_HELP})
+    backend: ScoringBackend = field(default="auto", metadata={"help": "What runs the reranker. " + BACKEND_HELP})
     max_batch_tokens: int = field(default=32768, metadata={
         "help": "Dynamic batching: most (padded) tokens scored together across concurrent requests."})
     max_batch_requests: int = field(default=64, metadata={

@@ -312,6 +312,7 @@ def test_an_export_with_a_smaller_vocabulary_or_two_labels_is_refused(tmp_path, 
 def test_int8_format_follows_the_cpu(monkeypatch):
     from rerankforge.core import hardware
 
+    monkeypatch.delenv("RERANKFORGE_CPU_CAPABILITY")  # the suite forces AVX2 (conftest.py); here the CPU decides
     for features, fmt in (({"avx2": True, "avx512_f": True, "avx512_bw": True, "avx512_vnni": True}, "avx512_vnni"),
                           ({"avx2": True, "avx512_f": True, "avx512_bw": True}, "avx512"),
                           ({"avx2": True}, "avx2")):
@@ -323,7 +324,7 @@ def test_int8_format_follows_the_cpu(monkeypatch):
 def test_unknown_backend_is_a_config_error(tiny_reranker):
     from rerankforge.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="backend: expected one of torch, onnx, onnx-int8, got 'tensorrt'"):
+    with pytest.raises(ConfigError, match="backend: expected one of auto, torch, onnx, onnx-int8, got 'tensorrt'"):
         Reranker.load(tiny_reranker, backend="tensorrt")
 
 
@@ -398,3 +399,121 @@ def test_the_eval_cost_table_names_the_backend_that_scored(backend, exported_ber
     assert (latency.backend, latency.device, latency.queries) == (backend, "cpu", 2)
     assert latency.precision == ("int8" if backend == "onnx-int8" else "fp32")
     assert {q: sorted(s) for q, s in scores.items()} == {"q1": ["d1", "d2", "d3"], "q2": ["d2"]}
+
+
+# --- backend auto: the fastest path the export check passed on this kind of CPU
+
+def _on_cpu(monkeypatch, capability: str, fmt: str) -> None:
+    from rerankforge.reranker import checked_paths
+
+    monkeypatch.setattr(checked_paths, "cpu_capability", lambda: capability)
+    monkeypatch.setattr(checked_paths, "int8_format", lambda: fmt)
+
+
+def _record(folder, capability_fmt, monkeypatch, **rates) -> None:
+    """Entries as `rerankforge export` writes them on a CPU of `capability_fmt`: key -> (passed, pairs/s)."""
+    from rerankforge.reranker.checked_paths import record_checked_path
+
+    _on_cpu(monkeypatch, *capability_fmt)
+    files = {"onnx": "onnx/model.onnx", "onnx-int8": f"onnx/model_qint8_{capability_fmt[1]}.onnx"}
+    for key, (passed, rate) in rates.items():
+        key = key.replace("_", "-").replace("torch-", "torch@")
+        entry = {"passed": passed, "pairs_per_s": rate}
+        entry.update({"precision": key.split("@")[1]} if key.startswith("torch@") else {"file": files[key]})
+        record_checked_path(folder, key, entry)
+
+
+VNNI, AVX2 = ("AVX512_BF16", "avx512_vnni"), ("AVX2", "avx2")
+
+
+def test_auto_is_torch_where_nothing_was_checked(tmp_path, tiny_reranker, monkeypatch):
+    from rerankforge.reranker.checked_paths import choose_path
+
+    _on_cpu(monkeypatch, *VNNI)
+    choice = choose_path(_model_folder(tmp_path, tiny_reranker))
+    assert (choice.backend, choice.precision) == ("torch", "auto") and "run `rerankforge export` here" in choice.reason
+
+
+def test_auto_picks_the_fastest_path_that_passed_on_this_kind_of_cpu(tmp_path, exported_bert, monkeypatch):
+    from rerankforge.reranker.checked_paths import choose_path
+
+    folder = _model_folder(tmp_path, str(exported_bert))
+    exported = next((folder / "onnx").glob("model_qint8_*.onnx"))
+    for name in ("model_qint8_avx2.onnx", "model_qint8_avx512_vnni.onnx"):  # both CPUs' int8 files, as if exported on each
+        if not (folder / "onnx" / name).exists():
+            shutil.copy(exported, folder / "onnx" / name)
+    _record(folder, VNNI, monkeypatch, torch_fp32=(True, 50.0), torch_bf16=(True, 90.0), onnx=(True, 55.0),
+            onnx_int8=(True, 150.0))
+    _record(folder, AVX2, monkeypatch, torch_fp32=(True, 29.0), onnx=(True, 31.0), onnx_int8=(False, 40.0))
+    _on_cpu(monkeypatch, *VNNI)
+    assert choose_path(folder).backend == "onnx-int8"
+    _on_cpu(monkeypatch, *AVX2)  # the AVX2 CPU's own entries: its int8 failed there
+    choice = choose_path(folder)
+    assert (choice.backend, choice.precision) == ("onnx", "auto") and "onnx 31.0, torch@fp32 29.0" in choice.reason
+    _on_cpu(monkeypatch, "AVX512", "avx512")  # a kind of CPU nothing was measured on
+    assert (choose_path(folder).backend, choose_path(folder).precision) == ("torch", "auto")
+
+
+def test_auto_skips_a_path_that_failed_one_whose_file_is_gone_and_weights_trained_since(tmp_path, exported_bert,
+                                                                                        monkeypatch):
+    from rerankforge.reranker.checked_paths import choose_path
+
+    folder = _model_folder(tmp_path, str(exported_bert))
+    fmt = next((folder / "onnx").glob("model_qint8_*.onnx")).stem.removeprefix("model_qint8_")
+    here = ("AVX512_BF16", fmt)
+    _record(folder, here, monkeypatch, torch_fp32=(True, 50.0), torch_bf16=(False, 90.0), onnx_int8=(True, 70.0))
+    assert choose_path(folder).backend == "onnx-int8"
+    assert (choose_path(folder, "bf16").backend, choose_path(folder, "fp32").backend) == ("onnx-int8", "onnx-int8")
+    _record(folder, here, monkeypatch, torch_bf16=(True, 90.0))
+    choice = choose_path(folder)
+    assert (choice.backend, choice.precision) == ("torch", "bf16")
+    assert choose_path(folder, "fp32").backend == "onnx-int8"  # an explicit fp32 is not bf16's speed
+    (folder / "onnx" / f"model_qint8_{fmt}.onnx").unlink()
+    assert choose_path(folder, "fp32").precision == "fp32" and choose_path(folder, "fp32").backend == "torch"
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"retrained")
+    assert choose_path(folder).backend == "torch" and "to these weights" in choose_path(folder).reason
+
+
+def test_reranker_load_auto_scores_with_the_chosen_path(tmp_path, exported_bert, monkeypatch):
+    folder = _model_folder(tmp_path, str(exported_bert))
+    fmt = next((folder / "onnx").glob("model_qint8_*.onnx")).stem.removeprefix("model_qint8_")
+    _record(folder, ("AVX512_BF16", fmt), monkeypatch, torch_fp32=(True, 10.0), onnx_int8=(True, 30.0))
+    reranker = Reranker.load(str(folder), backend="auto")
+    assert reranker.backend.name == "onnx-int8"
+    assert np.allclose(reranker.score([("a query", "a document")]),
+                       Reranker.load(str(folder), backend="onnx-int8").score([("a query", "a document")]))
+
+
+def test_an_unreadable_record_means_torch_with_a_warning(tmp_path, exported_bert, monkeypatch, caplog):
+    from rerankforge.reranker.checked_paths import choose_path
+
+    folder = _model_folder(tmp_path, str(exported_bert))
+    (folder / "onnx" / "checked_paths.json").write_bytes(b"\xff{not json")
+    _on_cpu(monkeypatch, *VNNI)
+    assert choose_path(folder).backend == "torch"
+    assert "checked_paths.json: not readable" in caplog.text
+
+
+def test_the_forced_avx2_path_names_the_avx2_int8_file(monkeypatch):
+    monkeypatch.setenv("RERANKFORGE_CPU_CAPABILITY", "AVX2")
+    assert backends.int8_format() == "avx2"
+
+
+def test_export_cli_records_what_it_checked_for_backend_auto(tmp_path, tiny_reranker, scifact_slice, tiny_bi_encoder):
+    from rerankforge.reranker.checked_paths import choose_path, read_checked_paths
+
+    folder = _model_folder(tmp_path, tiny_reranker)
+    check = ["--model", str(folder), "--data", str(scifact_slice), "--split", "test", "--dev_queries", "6",
+             "--depth", "5", "--first_stage_model", tiny_bi_encoder]
+    assert _export(check) == 0
+    assert _export([*check, "--backend", "onnx-int8", "--max_ndcg_loss", "1", "--min_spearman", "-1"]) == 0  # a tiny random model
+    kinds = read_checked_paths(folder)
+    assert list(kinds) == ["AVX2, int8 avx2"]  # the suite forces the AVX2 path (conftest.py)
+    paths = kinds["AVX2, int8 avx2"]
+    assert sorted(paths) == ["onnx", "onnx-int8", "torch@fp32"]
+    assert paths["onnx"]["file"] == "onnx/model.onnx" and paths["onnx-int8"]["file"] == "onnx/model_qint8_avx2.onnx"
+    assert all(entry["passed"] and entry["pairs_per_s"] > 0 for entry in paths.values())
+    assert paths["onnx"]["figures"]["ndcg@10_bound"] == 0.0 or paths["onnx"]["figures"]["queries_changed"] > 0
+    fastest = max(paths, key=lambda key: paths[key]["pairs_per_s"])
+    assert choose_path(folder).backend == ("torch" if fastest == "torch@fp32" else fastest)
