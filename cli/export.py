@@ -78,7 +78,7 @@ def run_export(args: ExportArgs, split: DevSplitArgs | None = None) -> int:
     dev = DevSet.build(config, query_ids)
     check = DevCheck(dev, torch_reranker, args.min_spearman, args.max_ndcg_loss)
     print(f"torch fp32: dev nDCG@10 {check.torch_ndcg:.4f} over {check.pairs} pairs ({check.torch_rate:.1f} pairs/s)")
-    record_checked_path(folder, path_key("torch", "fp32"), {"passed": True, "precision": "fp32",
+    record_checked_path(folder, path_key("torch", "fp32"), {"passed": True, "precision": "fp32", "speedup": 1.0,
                                                              "pairs_per_s": check.torch_rate, "dev": where})
     check_native_precision(folder, check, torch_reranker, where)
     kept = export_backend(folder, args.backend, torch_reranker.model, torch_reranker.tokenizer, check,
@@ -86,7 +86,8 @@ def run_export(args: ExportArgs, split: DevSplitArgs | None = None) -> int:
                           on_candidate=lambda name, verdict: print(f"{name}: {verdict.summary}"))
     verdict = dict(kept.verdicts)[kept.candidate]
     record_checked_path(folder, path_key(args.backend), {
-        "passed": True, "pairs_per_s": verdict.figures["pairs_per_s"], "candidate": kept.candidate, "dev": where,
+        "passed": True, "pairs_per_s": verdict.figures["pairs_per_s"], "speedup": verdict.figures["speedup"],
+        "candidate": kept.candidate, "dev": where,
         "file": str(kept.path.relative_to(folder)), "figures": verdict.figures})
     print(f"kept {kept.path} ({kept.candidate}); load it with Reranker.load(..., backend={args.backend!r}) or "
           f"CrossEncoder(folder, backend='onnx'"
@@ -105,7 +106,7 @@ def check_native_precision(folder: Path, check: "DevCheck", reranker: Reranker, 
     print(f"torch {precision.name}: {verdict.summary}")
     record_checked_path(folder, path_key("torch", precision.name), {
         "passed": verdict.passed, "precision": precision.name, "pairs_per_s": verdict.figures["pairs_per_s"],
-        "dev": where, "figures": verdict.figures})
+        "speedup": verdict.figures["speedup"], "dev": where, "figures": verdict.figures})
 
 
 class DevCheck:

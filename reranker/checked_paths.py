@@ -104,9 +104,21 @@ def choose_path(folder: str | os.PathLike, precision: str = "auto") -> Choice:
                   f"faster ones)" if here not in kinds else f"no path checked on this kind of CPU ({here}) applies to "
                                                             f"these weights")
         return Choice("torch", precision, reason)
-    key = max(usable, key=lambda k: usable[k]["pairs_per_s"])
+    speed = {k: relative_speed(e, kinds[here]) for k, e in usable.items()}
+    key = max(usable, key=speed.get)
     best = usable[key]
     backend, chosen_precision = ("torch", best.get("precision", "fp32")) if key.startswith("torch@") else (key, precision)
-    others = ", ".join(f"{k} {usable[k]['pairs_per_s']:.1f}" for k in sorted(usable, key=lambda k: -usable[k]["pairs_per_s"]))
-    return Choice(backend, chosen_precision, f"the fastest path checked faithful on this kind of CPU ({here}): pairs/s "
-                                             f"{others}")
+    others = ", ".join(f"{k} {speed[k]:.2f}x" for k in sorted(usable, key=lambda k: -speed[k]))
+    return Choice(backend, chosen_precision, f"the fastest path checked faithful on this kind of CPU ({here}), speed "
+                                             f"against torch fp32 when checked: {others}")
+
+
+def relative_speed(entry: dict, paths: dict[str, dict]) -> float:
+    """An entry's pairs/s over torch fp32's in the same export run (its `speedup`): exports run at different
+    times on a machine whose load changes, so their ratios compare where their raw rates may not. An entry
+    without one (written before entries carried it) is divided by the last torch fp32 rate."""
+    speedup = entry.get("speedup", (entry.get("figures") or {}).get("speedup"))
+    if isinstance(speedup, (int, float)):
+        return float(speedup)
+    reference = paths.get("torch@fp32", {}).get("pairs_per_s")
+    return entry["pairs_per_s"] / reference if isinstance(reference, (int, float)) and reference > 0 else entry["pairs_per_s"]
