@@ -17,6 +17,14 @@ Systems (`--systems`, comma-separated):
   torch, onnx, onnx-int8, ...   rerankforge's Reranker.load(model, backend=...); torch@fp16 etc. sets
                       its precision (default --precision, auto)
   student:BACKEND     the same for the distilled `--student`
+  cascade:S>T:K       the student on backend S scores every candidate, the teacher (--model) on backend T
+                      rescores the student's top K; the ranking is the teacher's top K, then the student's rest
+                      (e.g. cascade:onnx-int8>onnx-int8:8)
+  top:T:K             the first stage as the cascade's student: the teacher on backend T scores only the
+                      first stage's top K (the workload's order); the rest stay below in that order
+                      (e.g. top:onnx-int8:20)
+  auto                rerankforge's backend auto: the fastest path `rerankforge export` checked on this CPU kind
+  Any system takes /LEN for a max length of its own (e.g. student:onnx-int8/96): pairs cut shorter.
 
 `--mode all` scores every pair in one call instead (offline scoring, e.g. eval): with `--batch-sizes` it is the
 GPU batch-size sweep. `--write-bundle` saves the workload (texts, qrels) as one gzipped JSON file and
@@ -56,6 +64,8 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="first-stage TREC run (default: dense, computed here)")
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--queries", type=int, default=0, help="first N queries only (0: all)")
+    parser.add_argument("--query-ids", default=None,
+                        help="a JSON list of query ids: only these (e.g. a model's dev split of --split train)")
     parser.add_argument("--max-length", type=int, default=None, help="default: the model's (rerankforge.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", help="rerankforge torch backends' precision")
@@ -74,6 +84,9 @@ def main() -> None:
             json.dump(workload, out)
         print(f"wrote {args.write_bundle}: {len(workload['queries'])} queries")
         return
+    if args.query_ids:
+        wanted = set(map(str, json.loads(Path(args.query_ids).read_text())))
+        workload["queries"] = {q: v for q, v in workload["queries"].items() if q in wanted}
     if args.queries:
         keep = list(workload["queries"])[:args.queries]
         workload["queries"] = {q: workload["queries"][q] for q in keep}
@@ -143,23 +156,67 @@ class Scorer:
 
 
 def make_scorer(name: str, args, max_length: int, batch_size: int) -> Scorer:
-    """`name` is SYSTEM[@PRECISION]: st-torch, st-onnx, a rerankforge backend, or student:BACKEND."""
-    system, _, precision = name.partition("@")
+    """`name` is SYSTEM[@PRECISION][/LEN]: st-torch, st-onnx, a rerankforge backend, student:BACKEND, or
+    cascade:S>T:K."""
+    name_part, _, length = name.partition("/")
+    max_length = int(length) if length else max_length
+    system, _, precision = name_part.partition("@")
     if system in ("st-torch", "st-onnx"):
         return st_scorer(name, system.split("-", 1)[1], precision or "fp32", args, max_length, batch_size)
+    if system.startswith("cascade:"):
+        return cascade_scorer(name, system, precision, args, max_length, batch_size)
+    if system.startswith("top:"):
+        return top_scorer(name, system, precision, args, max_length, batch_size)
     student = system.startswith("student:")
-    backend = system.split(":", 1)[1] if student else system
-    folder = args.student if student else args.model
+    reranker = load_reranker(args.student if student else args.model, system.split(":", 1)[1] if student else system,
+                             precision, args, max_length, batch_size, name)
+    return Scorer(name, reranker.score, str(getattr(reranker, "backend", "torch")), reranker.precision.name)
+
+
+def load_reranker(folder: str | None, backend: str, precision: str, args, max_length: int, batch_size: int, name: str):
     if folder is None:
         raise SystemExit(f"{name}: needs --student")
     from rerankforge.reranker.scoring import Reranker
 
     # The same rows per forward pass as sentence-transformers' batch_size, whatever the pairs' lengths.
-    options = {"backend": backend} if backend != "torch" else {}
-    reranker = Reranker.load(folder, max_length=max_length, batch_size=batch_size, device=args.device,
-                             precision=precision or args.precision, max_batch_tokens=batch_size * max_length,
-                             **options)
-    return Scorer(name, reranker.score, str(getattr(reranker, "backend", "torch")), reranker.precision.name)
+    return Reranker.load(folder, max_length=max_length, batch_size=batch_size, device=args.device,
+                         precision=precision or args.precision, max_batch_tokens=batch_size * max_length,
+                         backend=backend)
+
+
+def cascade_scorer(name: str, system: str, precision: str, args, max_length: int, batch_size: int) -> Scorer:
+    """The student scores every pair; the teacher rescores the student's top `keep`. Scores: the teacher's top
+    `keep` above everything (by the teacher's score), the rest below in the student's order."""
+    backends, _, keep = system.split(":", 1)[1].rpartition(":")
+    student_backend, _, teacher_backend = backends.partition(">")
+    student = load_reranker(args.student, student_backend, precision, args, max_length, batch_size, name)
+    teacher = load_reranker(args.model, teacher_backend, precision, args, max_length, batch_size, name)
+    keep = int(keep)
+
+    def score(pairs):
+        first = np.asarray(student.score(pairs), dtype=np.float64)
+        top = np.argsort(-first, kind="stable")[:keep]
+        final = first - (first.max() - first.min() + 1.0)  # every student-only pair below the lowest rescored one
+        rescored = np.asarray(teacher.score([pairs[i] for i in top]), dtype=np.float64)
+        final[top] = rescored - rescored.min() + first.max() + 1.0
+        return final
+
+    return Scorer(name, score, f"{student.backend} > {teacher.backend} top {keep}", student.precision.name)
+
+
+def top_scorer(name: str, system: str, precision: str, args, max_length: int, batch_size: int) -> Scorer:
+    """The teacher scores the first stage's top `keep` (the pairs come in first-stage order); those rank above
+    the rest, which keep the first stage's order."""
+    backend, _, keep = system.split(":", 1)[1].rpartition(":")
+    teacher = load_reranker(args.model, backend, precision, args, max_length, batch_size, name)
+    keep = int(keep)
+
+    def score(pairs):
+        rescored = np.asarray(teacher.score(pairs[:keep]), dtype=np.float64)
+        below = rescored.min() - 1.0 - np.arange(len(pairs) - len(rescored), dtype=np.float64)
+        return np.concatenate([rescored, below])
+
+    return Scorer(name, score, f"first stage > {teacher.backend} top {keep}", teacher.precision.name)
 
 
 def st_scorer(name: str, backend: str, precision: str, args, max_length: int, batch_size: int) -> Scorer:
