@@ -9,8 +9,10 @@ pooled is at least --min_spearman (0.99), and the low end of the bootstrap 95% c
 per-query nDCG@10 difference from torch is at least -max_ndcg_loss (0.005): a bound on the loss users see on
 queries like the dev split's, not the dev split's own mean (an int8 file whose dev mean moved +0.0022 lost
 0.0074 on 100 test queries; docs/RESULTS.md, issue 29). A candidate that moves many queries' rankings a
-little, or a few a lot, has a wide interval and is refused even where the moves happen to cancel on dev; one
-whose moves are all gains is not refused for them (bf16 that lifts a single dev query is not a loss).
+little, or a few a lot, has a wide interval and is refused even where the moves happen to cancel on dev. And
+the moves' sizes, each counted as a loss whichever way it went, must average at most max_ndcg_loss too: which
+queries a candidate lifts and which it sinks is chance, so a dev gain is no evidence of faithfulness (an int8
+file whose dev queries gained +0.0105, interval [+0.0015, +0.0332], lost 0.0085 on 300 test queries).
 Refused: exit code 2 with the figures, nothing written to onnx/. Which operators an int8 recipe leaves in
 fp32 is ranked on a probe: PROBE_PAIRS dev pairs spread evenly over the split."""
 
@@ -29,7 +31,7 @@ from rerankforge.core.errors import ConfigError
 from rerankforge.core.hardware import resolve_precision, use_cpu_threads
 from rerankforge.reranker.backends import TorchBackend, require_onnx
 from rerankforge.reranker.checked_paths import path_key, record_checked_path
-from rerankforge.reranker.export import Verdict, export_backend, spearman
+from rerankforge.reranker.export import ExportRefused, Verdict, export_backend, spearman
 from rerankforge.reranker.scoring import Reranker
 
 from rerankforge.training.dev.dev_eval import DevSet
@@ -60,7 +62,8 @@ class ExportArgs:
         "help": "Least Spearman correlation with torch's scores over the dev pairs pooled."})
     max_ndcg_loss: float = field(default=0.005, metadata={
         "help": "Most nDCG@10 the candidate may lose to torch at the low end of the bootstrap 95% confidence "
-                "interval of the dev queries' per-query differences (candidate - torch)."})
+                "interval of the dev queries' per-query differences (candidate - torch), and most the differences' "
+                "sizes may average (every move counted as a loss)."})
     batch_size: int = field(default=64, metadata={"help": "Most pairs per forward pass while checking."})
 
 
@@ -81,9 +84,13 @@ def run_export(args: ExportArgs, split: DevSplitArgs | None = None) -> int:
     record_checked_path(folder, path_key("torch", "fp32"), {"passed": True, "precision": "fp32", "speedup": 1.0,
                                                              "pairs_per_s": check.torch_rate, "dev": where})
     check_native_precision(folder, check, torch_reranker, where)
-    kept = export_backend(folder, args.backend, torch_reranker.model, torch_reranker.tokenizer, check,
-                          fmt=args.int8_format, optimize=args.optimize, probe=check.probe,
-                          on_candidate=lambda name, verdict: print(f"{name}: {verdict.summary}"))
+    try:
+        kept = export_backend(folder, args.backend, torch_reranker.model, torch_reranker.tokenizer, check,
+                              fmt=args.int8_format, optimize=args.optimize, probe=check.probe,
+                              on_candidate=lambda name, verdict: print(f"{name}: {verdict.summary}"))
+    except ExportRefused:  # backend auto must not go on trusting a file an earlier export kept
+        record_checked_path(folder, path_key(args.backend), {"passed": False, "dev": where})
+        raise
     verdict = dict(kept.verdicts)[kept.candidate]
     record_checked_path(folder, path_key(args.backend), {
         "passed": True, "pairs_per_s": verdict.figures["pairs_per_s"], "speedup": verdict.figures["speedup"],
@@ -133,13 +140,13 @@ class DevCheck:
         figures = {"spearman": rho, "spearman_per_query": per_query, "max_abs_diff": float(np.abs(ours - theirs).max()),
                    "ndcg@10": self.torch_ndcg + loss.mean, "ndcg@10_diff": loss.mean, "ndcg@10_ci95_low": loss.low,
                    "ndcg@10_ci95_high": loss.high, "ndcg@10_bound": loss.bound, "worst_query_diff": loss.worst,
-                   "queries_changed": loss.changed, "pairs_per_s": rate, "speedup": rate / self.torch_rate}
-        passed = rho >= self.min_spearman and loss.bound <= self.max_ndcg_loss
+                   "queries_changed": loss.changed, "ndcg@10_moved": loss.moved, "pairs_per_s": rate, "speedup": rate / self.torch_rate}
+        passed = rho >= self.min_spearman and loss.passes(self.max_ndcg_loss)
         summary = (f"{'passed' if passed else 'failed'}: Spearman {rho:.4f} (need >= {self.min_spearman}; per query "
                    f"{per_query:.4f}), dev nDCG@10 {figures['ndcg@10']:.4f} vs torch {self.torch_ndcg:.4f} (diff "
                    f"{loss.mean:+.4f}, 95% CI [{loss.low:+.4f}, {loss.high:+.4f}], low end allowed >= "
-                   f"-{self.max_ndcg_loss}; "
-                   f"{loss.changed} of {loss.queries} queries moved, worst {loss.worst:+.4f}), max |score diff| "
+                   f"-{self.max_ndcg_loss}; {loss.changed} of {loss.queries} queries moved, by {loss.moved:.4f} on "
+                   f"average, allowed <= {self.max_ndcg_loss}; worst {loss.worst:+.4f}), max |score diff| "
                    f"{figures['max_abs_diff']:.2e}, {rate:.1f} pairs/s ({figures['speedup']:.2f}x torch on this "
                    f"machine now)")
         return Verdict(passed, figures, summary)
@@ -176,11 +183,20 @@ class LossBound:
     changed: int
     """Queries whose nDCG@10 moved at all."""
     queries: int
+    moved: float
+    """The mean of the differences' sizes, |candidate - torch|: the loss had every move gone the wrong way."""
 
     @property
     def bound(self) -> float:
         """The loss the interval does not rule out: minus its low end, 0 where that is a gain."""
         return max(0.0, -self.low)
+
+    def passes(self, max_loss: float) -> bool:
+        """Within `max_loss` both ways the check reads it: the interval rules out a mean loss beyond it, and the
+        moves, each counted as a loss whichever way it went, average no more than it. The second is what holds
+        where users score: which queries a candidate moves up and which down is chance (the int8 file whose
+        80 dev queries gained +0.0105 lost 0.0085 on 300 test queries), how far it moves them is not."""
+        return self.bound <= max_loss and self.moved <= max_loss
 
 
 def loss_bound(reference: dict[str, float], candidate: dict[str, float]) -> LossBound:
@@ -191,7 +207,7 @@ def loss_bound(reference: dict[str, float], candidate: dict[str, float]) -> Loss
     differences = np.array([candidate[q] - reference[q] for q in reference], dtype=float)
     low, high = bootstrap_ci(differences)
     return LossBound(float(differences.mean()), low, high, float(min(0.0, differences.min())),
-                     int((np.abs(differences) > 1e-12).sum()), len(differences))
+                     int((np.abs(differences) > 1e-12).sum()), len(differences), float(np.abs(differences).mean()))
 
 
 def check_folder(model: str) -> Path:

@@ -349,6 +349,12 @@ def test_export_cli_keeps_a_checked_export_or_refuses_with_exit_2(tmp_path, tiny
     out = capsys.readouterr().out
     assert "fused: passed: Spearman 1.0000" in out and "dev nDCG@10" in out
     assert _exported_files(folder) == ["model.onnx"]
+    from rerankforge.reranker.checked_paths import choose_path, read_checked_paths, this_cpu
+
+    assert read_checked_paths(folder)[this_cpu()]["onnx"]["passed"] is True
+    assert _export([*check, "--min_spearman", "1.01"]) == 2  # a stricter check refuses the file kept above:
+    assert read_checked_paths(folder)[this_cpu()]["onnx"]["passed"] is False  # auto stops trusting it
+    assert choose_path(folder).backend == "torch" and _exported_files(folder) == ["model.onnx"]
 
 
 def test_export_cli_without_onnxruntime_says_what_to_install(tmp_path, tiny_reranker, monkeypatch, capsys):

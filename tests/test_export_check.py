@@ -1,7 +1,7 @@
 """The export check's bound on the loss users see (cli/export.py `loss_bound`), and its power.
 
 The check passes a candidate only when the low end of the 95% interval of its per-query nDCG@10 differences
-from torch (candidate - torch) is at least -max loss. Here a synthetic population of queries stands for "where users score": torch's scores, a
+from torch (candidate - torch) is at least -max loss and the differences' sizes average at most max loss. Here a synthetic population of queries stands for "where users score": torch's scores, a
 candidate's (torch's plus noise, and a systematic tilt against relevant documents), and the loss over the
 whole population. Drawing dev splits from it shows what the check does with each candidate."""
 
@@ -49,7 +49,7 @@ def _pass_rate(reference, candidate, draws: int = 60, seed: int = 3) -> float:
     passed = 0
     for _ in range(draws):
         dev = rng.choice(ids, DEV, replace=False)
-        passed += loss_bound({q: reference[q] for q in dev}, {q: candidate[q] for q in dev}).bound <= MAX_LOSS
+        passed += loss_bound({q: reference[q] for q in dev}, {q: candidate[q] for q in dev}).passes(MAX_LOSS)
     return passed / draws
 
 
@@ -70,8 +70,26 @@ def test_gains_alone_are_not_a_loss():
     candidate = dict(reference, q0=0.87)
     bound = loss_bound(reference, candidate)
     assert bound.changed == 1 and bound.low >= 0.0 and bound.high > MAX_LOSS and bound.bound == 0.0
+    assert bound.passes(MAX_LOSS)
     one_lost = loss_bound(reference, dict(reference, q0=0.13))
-    assert one_lost.bound > MAX_LOSS  # the same move the other way is a loss the check can't rule out
+    assert one_lost.bound > MAX_LOSS and not one_lost.passes(MAX_LOSS)  # the same move the other way: a loss
+
+
+def test_a_gain_on_dev_from_many_moved_queries_is_not_a_pass(population):
+    """The int8 file of docs/RESULTS.md (issue 29): 12 of 80 dev queries moved, mostly up (+0.0105, interval
+    [+0.0015, +0.0332]), then 0.0085 lost on test. Moves that are chance go either way where users score."""
+    qrels, scores, _ = population
+    reference = _ndcg(qrels, scores)
+    candidate = _candidate(population, noise=0.15, tilt=0.0)
+    rng = np.random.default_rng(5)
+    for _ in range(500):  # a dev split on which the moves happen to come out as a clear gain
+        dev = rng.choice(list(reference), DEV, replace=False)
+        bound = loss_bound({q: reference[q] for q in dev}, {q: candidate[q] for q in dev})
+        if bound.low > 0.0:
+            break
+    assert bound.low > 0.0 and bound.bound == 0.0  # the interval alone would keep it
+    assert bound.moved > MAX_LOSS and not bound.passes(MAX_LOSS)
+    assert abs(np.mean([candidate[q] - reference[q] for q in reference])) < bound.mean  # the gain was the split's
 
 
 def test_a_candidate_losing_twice_the_allowance_where_users_score_is_refused_on_nearly_every_dev_split(population):
