@@ -11,7 +11,8 @@ answers allowed besides 200 are the deliberate 429s (with Retry-After).
 With `--backends torch,onnx-int8` (more than one) it compares scoring backends instead, each in its own
 server with the same config (dynamic batching on): p50/p95 latency of one client sending `--latency-requests`
 requests one after another, then throughput of `--clients` concurrent clients, and the ratios against the
-first backend. The backends other than torch need `rerankforge export` to have written their file.
+first backend. The backends other than torch need `rerankforge export` to have written their file. A backend
+may name its precision (`torch@fp32,auto`: torch in fp32 against what backend auto chooses at precision auto).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--backends", default="torch", help="comma-separated; more than one: compare them")
     parser.add_argument("--latency-requests", type=int, default=20, help="backend comparison: one client's requests")
     args = parser.parse_args()
-    args.backend = args.backends.split(",")[0]
+    args.backend = args.backends.split(",")[0].partition("@")[0]
 
     bodies = request_bodies(args)
     if "," in args.backends:
@@ -75,8 +76,10 @@ def main() -> None:
 
 def compare_backends(args, bodies: list[dict]) -> None:
     results = {}
+    default_precision = args.precision
     for backend in args.backends.split(","):
-        args.backend = backend
+        args.backend, _, precision = backend.partition("@")
+        args.precision = precision or default_precision
         with server(args, max_batch_requests=64, max_queue_pairs=1_000_000) as url:
             load(url, bodies[:1], 1)  # warm-up: first-call allocations, ONNX Runtime's arena
             alone = load(url, bodies[:args.latency_requests], 1)
