@@ -173,7 +173,8 @@ class DevCheck:
 @dataclass(frozen=True)
 class LossBound:
     """A candidate's per-query nDCG@10 differences from torch (candidate - torch) over the dev queries, and
-    what they bound: the 95% confidence interval of the mean difference users would see."""
+    what they bound: the 95% confidence interval of the mean difference users would see, and the mean size of the
+    moves (`passes` reads both)."""
 
     mean: float
     low: float
