@@ -65,7 +65,10 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--queries", type=int, default=0, help="first N queries only (0: all)")
     parser.add_argument("--query-ids", default=None,
-                        help="a JSON list of query ids: only these (e.g. a model's dev split of --split train)")
+                        help="a JSON list of query ids: only these")
+    parser.add_argument("--dev-split-of", default=None,
+                        help="a reranker folder: only the train queries its train_config.json held out as dev "
+                             "(with a bundle of --split train)")
     parser.add_argument("--max-length", type=int, default=None, help="default: the model's (rerankforge.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", help="rerankforge torch backends' precision")
@@ -86,6 +89,11 @@ def main() -> None:
         return
     if args.query_ids:
         wanted = set(map(str, json.loads(Path(args.query_ids).read_text())))
+        workload["queries"] = {q: v for q, v in workload["queries"].items() if q in wanted}
+    if args.dev_split_of:
+        from rerankforge.training.dev.dev_split import DevSplitArgs, dev_split
+
+        wanted = set(dev_split(Path(args.dev_split_of), DevSplitArgs())[1])
         workload["queries"] = {q: v for q, v in workload["queries"].items() if q in wanted}
     if args.queries:
         keep = list(workload["queries"])[:args.queries]
