@@ -87,13 +87,8 @@ def main() -> None:
             json.dump(workload, out)
         print(f"wrote {args.write_bundle}: {len(workload['queries'])} queries")
         return
-    if args.query_ids:
-        wanted = set(map(str, json.loads(Path(args.query_ids).read_text())))
-        workload["queries"] = {q: v for q, v in workload["queries"].items() if q in wanted}
-    if args.dev_split_of:
-        from rerankforge.training.dev.dev_split import DevSplitArgs, dev_split
-
-        wanted = set(dev_split(Path(args.dev_split_of), DevSplitArgs())[1])
+    wanted = wanted_queries(args)
+    if wanted is not None:
         workload["queries"] = {q: v for q, v in workload["queries"].items() if q in wanted}
     if args.queries:
         keep = list(workload["queries"])[:args.queries]
@@ -144,6 +139,19 @@ def build_workload(args) -> dict:
     return {"queries": queries, "qrels": qrels}
 
 
+def wanted_queries(args) -> set[str] | None:
+    """The query ids --query-ids and --dev-split-of keep (both given: those in both); None: every query."""
+    wanted = None
+    if args.query_ids:
+        wanted = set(map(str, json.loads(Path(args.query_ids).read_text())))
+    if args.dev_split_of:
+        from rerankforge.training.dev.dev_split import DevSplitArgs, dev_split
+
+        dev = set(map(str, dev_split(Path(args.dev_split_of), DevSplitArgs())[1]))
+        wanted = dev if wanted is None else wanted & dev
+    return wanted
+
+
 def read_bundle(path: str) -> dict:
     with gzip.open(path, "rt", encoding="utf-8") as src:
         return json.load(src)
@@ -164,8 +172,8 @@ class Scorer:
 
 
 def make_scorer(name: str, args, max_length: int, batch_size: int) -> Scorer:
-    """`name` is SYSTEM[@PRECISION][/LEN]: st-torch, st-onnx, a rerankforge backend, student:BACKEND, or
-    cascade:S>T:K."""
+    """`name` is SYSTEM[@PRECISION][/LEN]: st-torch, st-onnx, a rerankforge backend, student:BACKEND,
+    cascade:S>T:K or top:T:K."""
     name_part, _, length = name.partition("/")
     max_length = int(length) if length else max_length
     system, _, precision = name_part.partition("@")
@@ -192,6 +200,12 @@ def load_reranker(folder: str | None, backend: str, precision: str, args, max_le
                          backend=backend)
 
 
+def cascade_depth(name: str, keep: str) -> int:
+    if not keep.isdigit() or int(keep) < 1:
+        raise SystemExit(f"--systems {name}: expected a depth K >= 1 after the last ':'; got {keep!r}")
+    return int(keep)
+
+
 def cascade_scorer(name: str, system: str, precision: str, args, max_length: int, batch_size: int) -> Scorer:
     """The student scores every pair; the teacher rescores the student's top `keep`. Scores: the teacher's top
     `keep` above everything (by the teacher's score), the rest below in the student's order."""
@@ -199,7 +213,7 @@ def cascade_scorer(name: str, system: str, precision: str, args, max_length: int
     student_backend, _, teacher_backend = backends.partition(">")
     student = load_reranker(args.student, student_backend, precision, args, max_length, batch_size, name)
     teacher = load_reranker(args.model, teacher_backend, precision, args, max_length, batch_size, name)
-    keep = int(keep)
+    keep = cascade_depth(name, keep)
 
     def score(pairs):
         first = np.asarray(student.score(pairs), dtype=np.float64)
@@ -217,7 +231,7 @@ def top_scorer(name: str, system: str, precision: str, args, max_length: int, ba
     the rest, which keep the first stage's order."""
     backend, _, keep = system.split(":", 1)[1].rpartition(":")
     teacher = load_reranker(args.model, backend, precision, args, max_length, batch_size, name)
-    keep = int(keep)
+    keep = cascade_depth(name, keep)
 
     def score(pairs):
         rescored = np.asarray(teacher.score(pairs[:keep]), dtype=np.float64)

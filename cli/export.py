@@ -140,7 +140,8 @@ class DevCheck:
         figures = {"spearman": rho, "spearman_per_query": per_query, "max_abs_diff": float(np.abs(ours - theirs).max()),
                    "ndcg@10": self.torch_ndcg + loss.mean, "ndcg@10_diff": loss.mean, "ndcg@10_ci95_low": loss.low,
                    "ndcg@10_ci95_high": loss.high, "ndcg@10_bound": loss.bound, "worst_query_diff": loss.worst,
-                   "queries_changed": loss.changed, "ndcg@10_moved": loss.moved, "pairs_per_s": rate, "speedup": rate / self.torch_rate}
+                   "queries_changed": loss.changed, "ndcg@10_moved": loss.moved, "pairs_per_s": rate,
+                   "speedup": rate / self.torch_rate}
         passed = rho >= self.min_spearman and loss.passes(self.max_ndcg_loss)
         summary = (f"{'passed' if passed else 'failed'}: Spearman {rho:.4f} (need >= {self.min_spearman}; per query "
                    f"{per_query:.4f}), dev nDCG@10 {figures['ndcg@10']:.4f} vs torch {self.torch_ndcg:.4f} (diff "

@@ -52,11 +52,9 @@ def int8_format() -> str:
     names the file and picks the kernels' assumptions; any of them runs anywhere, slower."""
     import platform
 
-    from rerankforge.core.hardware import cpu_features
+    from rerankforge.core.hardware import CPU_CAPABILITY_ENV, cpu_capability, cpu_features
 
-    from rerankforge.core.hardware import CPU_CAPABILITY_ENV
-
-    forced = os.environ.get(CPU_CAPABILITY_ENV, "").strip().upper()
+    forced = cpu_capability() if os.environ.get(CPU_CAPABILITY_ENV, "").strip() else None
     if forced in ("AVX2", "AVX512"):  # RERANKFORGE_CPU_CAPABILITY=AVX2: the file and recipes an AVX2 CPU gets
         return forced.lower()  # (onnxruntime's kernels still use what the CPU has: the speed is this CPU's)
     features = cpu_features()

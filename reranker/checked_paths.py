@@ -31,7 +31,6 @@ from .backends import ONNX_DIR, int8_format, weights_fingerprint
 logger = logging.getLogger(__name__)
 
 CHECKED_PATHS = "checked_paths.json"
-TORCH_ONLY = ("torch", "auto")
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,7 @@ def relative_speed(entry: dict, paths: dict[str, dict]) -> float:
     """An entry's pairs/s over torch fp32's in the same export run (its `speedup`): exports run at different
     times on a machine whose load changes, so their ratios compare where their raw rates may not. An entry
     without one (written before entries carried it) is divided by the last torch fp32 rate."""
-    speedup = entry.get("speedup", (entry.get("figures") or {}).get("speedup"))
-    if isinstance(speedup, (int, float)):
-        return float(speedup)
+    if isinstance(entry.get("speedup"), (int, float)):
+        return float(entry["speedup"])
     reference = paths.get("torch@fp32", {}).get("pairs_per_s")
     return entry["pairs_per_s"] / reference if isinstance(reference, (int, float)) and reference > 0 else entry["pairs_per_s"]
