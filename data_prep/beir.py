@@ -141,7 +141,7 @@ def load_beir(folder: str | Path, split: str) -> Collection:
 
     corpus, blank = _read_corpus(corpus_path)
     queries, blank_queries = _read_queries(queries_path)
-    qrels = _read_qrels(qrels_path)
+    qrels = read_qrels(qrels_path)
     _check_qrels_ids(qrels, qrels_path, queries, queries_path, corpus, corpus_path, blank, blank_queries)
     qrels, lost = drop_judgments(qrels, blank, blank_queries)
     notes = blank_notes(corpus_path, corpus, blank, queries_path, blank_queries, lost)
@@ -153,7 +153,8 @@ def load_beir(folder: str | Path, split: str) -> Collection:
         )
     for note in notes:
         logger.warning("%s", note)
-    return Collection(name=folder.name, corpus=corpus, queries=queries, qrels=qrels, split=split, notes=notes)
+    return Collection(name=folder.name, corpus=corpus, queries=queries, qrels=qrels, split=split, notes=notes,
+                      folder=folder)
 
 
 def load_corpus(folder: str | Path) -> dict[str, Document]:
@@ -179,11 +180,23 @@ def _find_qrels(folder: Path, split: str) -> Path:
     for candidate in (qrels_dir / f"{split}.tsv", qrels_dir / f"{split}.tsv.gz"):
         if candidate.is_file():
             return candidate
-    found = sorted({p.name.split(".")[0] for p in qrels_dir.glob("*.tsv*")}) if qrels_dir.is_dir() else []
+    found = sorted(qrels_splits(folder))
     raise DataError(
         f"{folder}: no qrels for split {split!r}; expected qrels/{split}.tsv or qrels/{split}.tsv.gz, "
         f"splits found: {', '.join(found) if found else 'none (no qrels/*.tsv files)'}"
     )
+
+
+def qrels_splits(folder: Path) -> dict[str, Path]:
+    """Every qrels split of a BEIR folder: split name -> its `qrels/<split>.tsv` (or `.tsv.gz`), by name."""
+    qrels_dir = Path(folder) / "qrels"
+    if not qrels_dir.is_dir():
+        return {}
+    splits: dict[str, Path] = {}
+    for path in sorted(qrels_dir.glob("*.tsv*")):
+        if path.is_file() and path.name.endswith((".tsv", ".tsv.gz")):
+            splits.setdefault(path.name.split(".")[0], path)  # x.tsv sorts before x.tsv.gz: the plain file wins
+    return splits
 
 
 def _read_corpus(path: Path) -> tuple[dict[str, Document], set[str]]:
@@ -265,7 +278,7 @@ def _str_field(value: Any, key: str, where: str, expected: str = "a string") -> 
     return value
 
 
-def _read_qrels(path: Path) -> Qrels:
+def read_qrels(path: Path) -> Qrels:
     """Rows `query-id<TAB>corpus-id<TAB>score`, header optional; a pair may appear only once."""
     qrels: Qrels = {}
     first = True

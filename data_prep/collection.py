@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Collection:
     """query id -> doc ids that the data itself labels as negatives (pairs files with `negatives`)."""
     notes: list[str] = field(default_factory=list)
     """What loading changed in the data, one sentence each (blank documents left out, ...), for commands to print."""
+    folder: Path | None = None
+    """The BEIR folder it was loaded from, where the other splits' qrels are (None: a pairs file or a dataset)."""
 
     def judged_query_ids(self) -> list[str]:
         """Queries of the split with at least one relevant document, in qrels order."""

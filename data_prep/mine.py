@@ -4,13 +4,17 @@ hard negatives mined and written in the layout asked for, with a summary beside 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rerankforge.core.errors import DataError
 from rerankforge.core.files import atomic_write_text
 
 from .mining import MiningConfig
 from .retrieval import RetrieverConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,6 +27,12 @@ class MineArgs:
     output: str = field(metadata={"help": "Output file: .jsonl or .parquet. A summary lands beside it as "
                                           "NAME.summary.json."})
     split: str = field(default="train", metadata={"help": "Qrels split whose judged queries are mined."})
+    extra_qrels: str | None = field(default=None, metadata={
+        "help": "Labels file (BEIR qrels layout, e.g. what `rerankforge inspect` writes; a plain qrels .tsv works too) "
+                "laid over the split, the latest label of a pair winning: a document labelled relevant is never mined "
+                "as a negative and becomes a positive; a positive labelled 0 is dropped; labelled queries join the "
+                "split, with their judgments from the collection's other qrels splits (a labelled test query keeps its "
+                "test positives, and its test figures are then no longer held out: a warning says so)."})
     format: Literal["n-tuple", "triplet", "labeled-pair"] = field(
         default="n-tuple", metadata={"help": "n-tuple: a row per (query, positive) with all negatives; triplet: "
                                              "a row per negative; labeled-pair: a row per (query, doc, 0/1 label)."})
@@ -50,9 +60,24 @@ def mine_to_file(args: MineArgs, retriever_config: RetrieverConfig, mining: Mini
     from .sources import load_collection
 
     output = check_output_path(args.output, args.format)
+    if args.extra_qrels:
+        from .labels import overlay_labels, read_labels
+
+        read_labels(args.extra_qrels)  # a missing or broken labels file fails before the corpus is read
     collection = load_collection(args.data, split=args.split)
+    labels = None
+    if args.extra_qrels:
+        labels = overlay_labels(collection, args.extra_qrels)
+        collection = labels.collection
+        for note in labels.notes:
+            (logger.warning if note in labels.warnings else logger.info)("%s", note)
+        if not collection.judged_query_ids():
+            raise DataError(f"{args.extra_qrels}: its labels leave split {args.split!r} of {args.data} without a "
+                            f"judged query; expected at least one query with a document labelled relevant")
     retriever = build_retriever(collection.corpus, retriever_config)
     result = mine_negatives(collection, retriever, mining)
+    if labels is not None:
+        result.summary["extra_qrels"] = {"path": str(args.extra_qrels), **labels.counts, "notes": labels.notes}
     dropped = 0
     if args.layout == "sentence-transformers":
         records = sentence_transformers_rows(result.examples, args.format, mining.num_negatives, args.output_scores)

@@ -36,6 +36,14 @@ class TrainConfig:
         "help": "The BEIR folder or dataset name the training file was mined from; its corpus and the held-out "
                 "dev queries give the in-loop evaluation."})
     split: str = field(default="train", metadata={"help": "Qrels split of `data` that the training file covers."})
+    extra_qrels: str | None = field(default=None, metadata={
+        "help": "Labels file (BEIR qrels layout, e.g. what `rerankforge inspect` writes; a plain qrels .tsv works "
+                "too) with labels of `data`'s queries and documents, the latest label of a pair winning: in every "
+                "training row, negatives labelled relevant (> 0) for the row's query are removed, and rows whose "
+                "positive is labelled 0 are dropped (both counted in the log and metrics.json). The dev split's "
+                "qrels get the labels too (which queries are dev does not change; `rerankforge eval` of the dev "
+                "split does not read them). Labelled documents do not become new positives here: mine again with "
+                "`rerankforge mine --extra_qrels` for that."})
     dev_queries: int = field(default=100, metadata={
         "help": "Train queries held out as the dev split (never trained on); 0 disables dev evaluation. The "
                 "test split is never used in training."})
@@ -224,6 +232,9 @@ def check_config(config: TrainConfig) -> None:
     if not config.train_file.startswith("hf:") and not Path(config.train_file).expanduser().exists():
         raise ConfigError(f"train_file: no such file: {config.train_file} (expected a file from `rerankforge mine`, "
                           f"a .jsonl/.parquet/.csv file, a `datasets` save_to_disk folder, or hf:NAME)")
+    if config.extra_qrels is not None and not Path(config.extra_qrels).expanduser().is_file():
+        raise ConfigError(f"extra_qrels: no such file: {config.extra_qrels} (expected a labels file, "
+                          f"query-id<TAB>corpus-id<TAB>score[<TAB>time<TAB>annotator] per line)")
     positive = {"num_negatives": config.num_negatives, "max_length": config.max_length,
                 "batch_size": config.batch_size, "gradient_accumulation_steps": config.gradient_accumulation_steps,
                 "eval_batch_size": config.eval_batch_size, "dev_depth": config.dev_depth, "lora_r": config.lora_r,

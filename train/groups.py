@@ -65,6 +65,70 @@ def check_enough_queries(rows: list[dict], dev_ids: list[str], config: TrainConf
         f"queries (a few hundred make a domain reranker); or set min_train_queries: 0 to train anyway")
 
 
+def drop_labelled(rows: list[dict], config: TrainConfig) -> tuple[list[dict], dict]:
+    """The training rows with `config.extra_qrels`' labels applied: negatives labelled relevant (> 0) for the row's
+    query removed (with their ids and scores), rows whose positive is labelled 0 dropped; and what that changed.
+    Rows are matched by their ids (`rerankforge mine` files: positive_id, negative_ids); rows without document
+    ids (sentence-transformers layouts) by text, the labelled documents' and queries' texts taken from `data`."""
+    from rerankforge.data_prep.labels import latest_labels, read_labels
+
+    labels = read_labels(config.extra_qrels)
+    latest = latest_labels(labels)
+    by_id = all("positive_id" in row and "negative_ids" in row for row in rows)
+    keyed = latest if by_id else _labels_by_text(labels, config)
+    kept, dropped, removed, queries = [], 0, 0, set()
+    for row in rows:
+        judged = keyed.get(str(row["query_id"]))
+        if not judged:
+            kept.append(row)
+            continue
+        if judged.get(str(row["positive_id"]) if by_id else row["positive"], 1) <= 0:
+            dropped += 1
+            queries.add(str(row["query_id"]))
+            continue
+        keys = [str(d) for d in row["negative_ids"]] if by_id else row["negatives"]
+        keep = [i for i, key in enumerate(keys) if judged.get(key, 0) <= 0]
+        if len(keep) < len(keys):
+            removed += len(keys) - len(keep)
+            queries.add(str(row["query_id"]))
+            row = {**row, **{column: [row[column][i] for i in keep]
+                             for column in ("negatives", "negative_ids", "negative_scores")
+                             if isinstance(row.get(column), list) and len(row[column]) == len(keys)}}
+        kept.append(row)
+    if not kept:
+        raise DataError(f"{config.extra_qrels}: its labels take every training row's positive away (each labelled "
+                        f"0); expected some rows left to train on")
+    summary = {"path": config.extra_qrels, "judgments": sum(map(len, latest.values())),
+               "matched_by": "ids" if by_id else "text", "negatives_removed": removed, "rows_dropped": dropped,
+               "queries_changed": len(queries)}
+    return kept, summary
+
+
+def labels_line(summary: dict) -> str:
+    """What `drop_labelled` changed, in one sentence for the log."""
+    return (f"extra qrels {summary['path']} ({summary['judgments']} judgments, matched by {summary['matched_by']}): "
+            f"{summary['negatives_removed']} negatives labelled relevant removed from the training rows, "
+            f"{summary['rows_dropped']} rows whose positive is labelled 0 dropped ({summary['queries_changed']} "
+            f"queries changed)")
+
+
+def _labels_by_text(labels: list, config: TrainConfig) -> dict[str, dict[str, int]]:
+    """The labels keyed as rows without document ids are: query id (the collection's, and the one made from the
+    query's text) -> {document text -> relevance}, the texts from `config.data`."""
+    from rerankforge.data_prep.labels import check_known_ids, latest_labels
+    from rerankforge.data_prep.sources import load_collection
+    from rerankforge.data_prep.training_files import text_query_id
+
+    collection = load_collection(config.data, split=config.split)
+    check_known_ids(labels, config.extra_qrels, collection)
+    keyed: dict[str, dict[str, int]] = {}
+    for qid, docs in latest_labels(labels).items():
+        by_text = {collection.doc_text(doc_id): rel for doc_id, rel in docs.items()}
+        for key in (qid, text_query_id(collection.queries[qid])):
+            keyed.setdefault(key, {}).update(by_text)
+    return keyed
+
+
 def build_groups(rows: list[dict], config: TrainConfig) -> list[Group]:
     """Groups of 1 positive + `num_negatives`. Distilling without a `teacher`, the targets are the file's
     first-stage scores; with one, they are filled in later by `teacher.attach_teacher_scores`."""

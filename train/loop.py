@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from accelerate.logging import get_logger
@@ -26,7 +27,7 @@ from .checkpoints import (BEST, TrainState, latest_checkpoint, prune_checkpoints
 from .config import TrainConfig, check_model_fields, to_dict
 from .finish import finish_run
 from .groups import (Collator, LengthGroupedBatches, TokenizedGroups, build_groups, check_enough_queries,
-                     split_dev)
+                     drop_labelled, split_dev)
 from .losses import compute_loss
 from .schedule import Schedule, TimeBudget
 from .teachers.teacher import attach_teacher_scores, check_teacher, resolve_teacher
@@ -100,7 +101,7 @@ def train(config: TrainConfig, chosen_on_dev: dict | None = None) -> dict:
     accelerator.wait_for_everyone()
     metrics = {}
     if main:
-        metrics = {**_final_metrics(state, config, run.updates_per_epoch),
+        metrics = {**_final_metrics(state, config, run.updates_per_epoch, run.labels),
                    "stopped_by": _stopped_by(state, config, budget, schedule, total_steps),
                    "precision": run.precision.name,  # what `mixed_precision` resolved to on this machine
                    **({"chosen_on_dev": chosen_on_dev} if chosen_on_dev else {})}
@@ -139,6 +140,7 @@ class PreparedRun:
     updates_per_epoch: int
     output_dir: Path
     precision: object
+    labels: dict | None = None  # what extra_qrels changed in the training rows
 
     def release(self) -> None:
         """Drop the prepared (DDP) objects (see `train`'s end)."""
@@ -159,7 +161,7 @@ def prepare(config: TrainConfig) -> PreparedRun:
     from .model import load_model
 
     # 1. Everything that can be wrong with the input is found before a model loads.
-    model_folder, teacher_folder, dev_ids, groups, teacher_note = check_inputs(config)
+    model_folder, teacher_folder, dev_ids, groups, teacher_note, labels = check_inputs(config)
     output_dir = Path(config.output_dir)
     checkpoint = latest_checkpoint(output_dir)
     state = read_checkpoint(checkpoint) if checkpoint is not None else TrainState()
@@ -216,7 +218,7 @@ def prepare(config: TrainConfig) -> PreparedRun:
         logger.info(f"dev ({len(dev.queries)} queries) first stage: {_fmt(baseline)}")
 
     return PreparedRun(accelerator, main, state, dev, reranker, model, tokenizer, optimizer, scheduler, loader,
-                       sampler, schedule, budget, total_steps, updates_per_epoch, output_dir, precision)
+                       sampler, schedule, budget, total_steps, updates_per_epoch, output_dir, precision, labels)
 
 
 def _accelerator(config: TrainConfig):
@@ -250,9 +252,21 @@ def _resume(accelerator, checkpoint: Path, output_dir: Path, state: TrainState, 
         schedule.plan(budget.planned_updates(state.step, state.seconds))
 
 
-def check_inputs(config: TrainConfig) -> tuple[str, str | None, list[str], list, str | None]:
-    """Everything that can be wrong with the input, found before a model loads: (model folder, teacher folder,
-    dev query ids, training groups, a note on the teacher)."""
+class CheckedInputs(NamedTuple):
+    """What `check_inputs` found: the model and teacher folders, the dev query ids, the training groups, a note on
+    the teacher, and what `extra_qrels` changed in the training rows (None without it)."""
+
+    model_folder: str
+    teacher_folder: str | None
+    dev_ids: list[str]
+    groups: list
+    teacher_note: str | None
+    labels: dict | None
+
+
+def check_inputs(config: TrainConfig) -> CheckedInputs:
+    """Everything that can be wrong with the input, found before a model loads (`CheckedInputs`). The dev split is
+    drawn from the file's rows as they are, so `extra_qrels` never changes which queries are dev."""
     from rerankforge.core.models import resolve_model
 
     model_folder = resolve_model(config.model)
@@ -262,10 +276,13 @@ def check_inputs(config: TrainConfig) -> tuple[str, str | None, list[str], list,
         _require_wandb()
     rows, dev_ids = split_dev(read_training_rows(config.train_file), config.dev_queries, config.seed,
                              config.dev_query_ids)
+    labels = None
+    if config.extra_qrels:
+        rows, labels = drop_labelled(rows, config)
     check_enough_queries(rows, dev_ids, config)
     groups = build_groups(rows, config)
     teacher_note = check_teacher(config, teacher_folder, dev_ids) if teacher_folder else None
-    return model_folder, teacher_folder, dev_ids, groups, teacher_note
+    return CheckedInputs(model_folder, teacher_folder, dev_ids, groups, teacher_note, labels)
 
 
 def _use_the_cpu_cores(accelerator) -> None:
@@ -379,7 +396,9 @@ def _window_logs(window: dict, state: TrainState, scheduler, processes: int) -> 
     return logs
 
 
-def _final_metrics(state: TrainState, config: TrainConfig, updates_per_epoch: int) -> dict:
+def _final_metrics(state: TrainState, config: TrainConfig, updates_per_epoch: int,
+                   labels: dict | None = None) -> dict:
+    """The run's figures for metrics.json (with what `extra_qrels` changed in the training rows, where given)."""
     dev_rows = [h for h in state.history if "dev/nDCG@10" in h]
     first = _dev_first_stage(state)
     train_rows = [h for h in state.history if "train/pairs_per_s" in h]
@@ -395,6 +414,7 @@ def _final_metrics(state: TrainState, config: TrainConfig, updates_per_epoch: in
                          if k.startswith("dev/")} if dev_rows else {},
         "train_pairs_per_s_median": _median([h["train/pairs_per_s"] for h in train_rows]),
         "history": state.history,
+        **({"extra_qrels": labels} if labels is not None else {}),
     }
 
 

@@ -21,6 +21,7 @@ from rerankforge.core.files import atomic_write_text
 
 from ..publish.card import rates_text
 from ..config import TrainConfig
+from ..groups import labels_line
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,13 @@ def plan_dev_choices(config: TrainConfig) -> tuple[TrainConfig, DevChoices]:
     starts on a bad one) and counts the training queries and the updates the run will have."""
     from ..loop import check_inputs
 
-    _, _, dev_ids, groups, _ = check_inputs(config)
+    inputs = check_inputs(config)
+    dev_ids, groups = inputs.dev_ids, inputs.groups
     queries = len({group.query_id for group in groups})
     steps = run_steps(config, len(groups))
     plan = DevChoices(train_queries=queries, run_steps=steps)
+    if inputs.labels is not None:
+        plan.notes.append(labels_line(inputs.labels))
     has_dev = bool(dev_ids)
     plan.small_data = has_dev and queries < config.small_data_queries
     if config.learning_rate_search is not None:

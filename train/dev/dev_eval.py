@@ -46,6 +46,10 @@ class DevSet:
         collection = load_collection(config.data, split=config.split)
         judged = set(collection.judged_query_ids())
         query_ids = _collection_ids(query_ids, collection, judged, config)
+        if config.extra_qrels:  # the dev queries judged with the labels too (which queries are dev stays)
+            from rerankforge.data_prep.labels import overlay_labels
+
+            collection = overlay_labels(collection, config.extra_qrels).collection
         queries = {qid: collection.queries[qid] for qid in query_ids}
         stage = FirstStage.build(collection.corpus, [config.first_stage],
                                  RetrieverConfig(model=config.first_stage_model, show_progress=show_progress))
