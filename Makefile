@@ -13,7 +13,7 @@ ifneq ($(wildcard $(SHARED_DATA)/scifact/corpus.jsonl),)
 export RERANKFORGE_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: setup demo test
+.PHONY: setup demo test browser
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -26,5 +26,17 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/rerankforge demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The inspect page's browser tests drive a headless Chromium through Playwright: the system's (Debian's
+# `chromium`) where there is one, else Playwright's own download, else the system package where this user may
+# install it. Without any they skip, saying why (.ci/run makes them fail instead).
+browser: setup
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  $(BIN)/python -m playwright install chromium >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "make: no Chromium for the inspect page's browser tests (they will skip): run" \
+	       "'$(BIN)/python -m playwright install chromium' or install the system's chromium"

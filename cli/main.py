@@ -24,6 +24,7 @@ from rerankforge.training.teachers.score_teacher import add_score_teacher_parser
 from rerankforge.training.warm_start import add_warm_start_parser
 
 from rerankforge.serve.service import add_index_parser, serve_main
+from rerankforge.inspector.command import add_inspect_parser
 
 from .demo import add_demo_parser
 from .env import add_env_parser, rerankforge_version
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_parser(subparsers)
     subparsers.add_parser("serve", help="Serve a reranker over HTTP: Cohere- and TEI-compatible rerank, /search and "
                                         "/ask over an index (`rerankforge serve --help` lists every key).")
+    add_inspect_parser(subparsers)
     add_env_parser(subparsers)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -252,3 +253,20 @@ def tiny_chat_lm(folder: Path, tiny_bert: str) -> Path:
                                  max_position_embeddings=512)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def launch_browser(playwright):
+    """(browser, None): Playwright's Chromium, else the system's; (None, the reason) when there is neither. The
+    inspect page's tests and benchmarks/inspect_page.py drive it."""
+    from playwright.sync_api import Error
+
+    try:
+        return playwright.chromium.launch(), None
+    except Error as error:
+        reason = str(error).splitlines()[0]
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return playwright.chromium.launch(executable_path=path), None
+    return None, f"no browser for Playwright ({reason}; no chromium on PATH): run `python -m playwright install " \
+                 "chromium` or install the system's chromium"

@@ -18,8 +18,9 @@ ALLOWED = {  # folder -> the other folders it may import (README, "Layout")
     "eval": {"core", "data_prep", "reranker"},
     "train": {"core", "data_prep", "reranker", "eval"},
     "serve": {"core", "data_prep", "reranker"},
-    "cli": {"core", "data_prep", "reranker", "eval", "train", "serve"},
-    "api": {"core", "data_prep", "reranker", "eval", "train", "serve", "cli"},
+    "inspector": {"core", "data_prep", "reranker", "eval", "serve"},
+    "cli": {"core", "data_prep", "reranker", "eval", "train", "serve", "inspector"},
+    "api": {"core", "data_prep", "reranker", "eval", "train", "serve", "inspector", "cli"},
     "configs": set(),
 }
 PACKAGE = {"api": "rerankforge", "train": "rerankforge.training"}  # others: rerankforge.<folder>
