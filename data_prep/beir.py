@@ -278,9 +278,9 @@ def _str_field(value: Any, key: str, where: str, expected: str = "a string") -> 
     return value
 
 
-def read_qrels(path: Path) -> Qrels:
-    """Rows `query-id<TAB>corpus-id<TAB>score`, header optional; a pair may appear only once."""
-    qrels: Qrels = {}
+def qrels_rows(path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, line, its tab-separated columns stripped) of each non-blank row of a qrels-layout file, the
+    header (a first row starting `query-id`) skipped."""
     first = True
     for line_no, line in iter_lines(path):
         if not line.strip():
@@ -290,6 +290,13 @@ def read_qrels(path: Path) -> Qrels:
             first = False
             if cols[0].lower() == "query-id":
                 continue
+        yield line_no, line, cols
+
+
+def read_qrels(path: Path) -> Qrels:
+    """Rows `query-id<TAB>corpus-id<TAB>score`, header optional; a pair may appear only once."""
+    qrels: Qrels = {}
+    for line_no, line, cols in qrels_rows(path):
         where = located(path, line_no)
         if len(cols) != 3:
             raise DataError(

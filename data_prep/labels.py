@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rerankforge.core.errors import DataError, located, preview
 from rerankforge.core.files import atomic_path
-from .beir import iter_lines, qrels_splits, read_qrels
+from .beir import qrels_rows, qrels_splits, read_qrels
 from .collection import Collection, Qrels
 
 LABELS_HEADER = ("query-id", "corpus-id", "score", "time", "annotator")
@@ -61,18 +61,7 @@ def read_labels(path: str | os.PathLike, missing_ok: bool = False) -> list[Label
     if not path.is_file():
         raise DataError(f"{path}: no such labels file; expected a TSV file with columns {LABELS_COLUMNS} "
                         f"(or a BEIR qrels file: query-id<TAB>corpus-id<TAB>score)")
-    labels = []
-    first = True
-    for line_no, line in iter_lines(path):
-        if not line.strip():
-            continue
-        cols = [c.strip() for c in line.rstrip("\r\n").split("\t")]
-        if first:
-            first = False
-            if cols[0].lower() == "query-id":
-                continue
-        labels.append(_parse_row(cols, located(path, line_no), line, line_no))
-    return labels
+    return [_parse_row(cols, located(path, line_no), line, line_no) for line_no, line, cols in qrels_rows(path)]
 
 
 def _parse_row(cols: list[str], where: str, line: str, line_no: int) -> Label:

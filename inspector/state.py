@@ -19,13 +19,21 @@ from .training_view import TrainingView
 @dataclass
 class InspectState:
     collection: Collection
+    """The collection and the qrels of the split the report is of."""
     labels_path: Path
+    """The labels file judgments are appended to (the only file the page writes)."""
     report: ReportView | None = None
+    """The report's rankings (None: no --report; the query views are then empty)."""
     live: LiveRanker | None = None
+    """The reranker, for live scores and searches (None: no --model)."""
     training: TrainingView | None = None
+    """The training file's groups (None: no --train_file)."""
     model_folder: str | None = None
+    """Where the reranker's metrics.json (the training chart) is."""
     annotator: str = ""
+    """Recorded with each judgment the page sends without a name of its own."""
     live_depth: int = 20
+    """First-stage documents of a query the reranker scores when its view opens."""
     _labels: tuple[tuple[int, int] | None, list] = field(default=(None, []), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
