@@ -37,6 +37,13 @@ RESERVED_DESCRIPTORS = 128
 """File descriptors kept for what is not a client connection: the listening socket, model and index files,
 logs, torch's and the event loop's own."""
 
+ACCEPT_BURST = RESERVED_DESCRIPTORS // 4
+"""The listen backlog, which is also how many connections asyncio accepts per turn of the event loop (uvicorn's
+default is 2048). A connection past `max_connections` releases the descriptor of the one it evicts a turn or two
+after it was accepted, so a flood holds up to `max_connections` + 2 bursts at once: with 2048 it ran a process out
+of descriptors under a slowloris attack (tests/test_serve_connections.py), with a quarter of the reserve it
+cannot. Clients past the backlog wait in the kernel and retry their SYN."""
+
 DEFAULT_MAX_CONNECTIONS = 1000
 
 
@@ -149,7 +156,7 @@ def uvicorn_config(app, host: str, port: int, limits: ConnectionLimits):
 
     install_repeat_filter()
     return uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol_for(limits),
-                          timeout_keep_alive=limits.keep_alive_timeout)
+                          timeout_keep_alive=limits.keep_alive_timeout, backlog=ACCEPT_BURST)
 
 
 def fit_descriptor_limit(max_connections: int | None) -> int:
