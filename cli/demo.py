@@ -22,6 +22,7 @@ from rerankforge.core.errors import ConfigError
 from rerankforge.core.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
 from rerankforge.core.models import DEFAULT_BI_ENCODER
 from rerankforge.data_prep.cli import format_summary
+from rerankforge.data_prep.dense import IndexType
 from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 from rerankforge.training.warm_start import WARM_START_CONFIG
 
@@ -40,6 +41,11 @@ class DemoArgs:
         "help": "Where the mined data, the reranker and the report go."})
     model: str = field(default=DEFAULT_BI_ENCODER, metadata={
         "help": "Bi-encoder (folder or Hub id): the first stage, and the reranker's starting point."})
+    index: IndexType = field(default="flat", metadata={
+        "help": "Index of the dense first stage the demo mines with and evaluates: faiss flat, hnsw, ivf, or an engine "
+                "(qdrant, lancedb) at --engine_location, as for `rerankforge retrieve`."})
+    engine_location: str | None = field(default=None, metadata={
+        "help": "Where --index qdrant/lancedb lives: a folder, ':memory:' (Qdrant) or a server URL."})
     config: str = field(default=str(DEMO_CONFIG), metadata={
         "help": "Training config; the demo sets its train_file, data, model, output_dir and dev_queries."})
     warm_start: str = field(default=str(WARM_START_CONFIG), metadata={
@@ -90,7 +96,8 @@ def run_demo(args: DemoArgs) -> int:
     steps = 5 if warm else 4
     print(f"[1/{steps}] dense first stage ({args.model}) over {train_split.name} ({len(train_split.corpus)} documents); "
           "the corpus is encoded once and cached")
-    dense = build_retriever(train_split.corpus, RetrieverConfig(retriever="dense", model=args.model))
+    dense = build_retriever(train_split.corpus, RetrieverConfig(retriever="dense", model=args.model, index=args.index,
+                                                                engine_location=args.engine_location))
     dense.embeddings  # encode (or read from the cache) now, so the timings below say where time goes
     timings["first stage"] = time.perf_counter() - started
 

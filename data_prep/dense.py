@@ -1,7 +1,7 @@
-"""Dense first stage: bi-encoder embeddings searched with faiss.
+"""Dense first stage: bi-encoder embeddings searched with faiss, or with a vector engine (engines.py).
 
 Exact inner-product search (IndexFlatIP) by default; HNSW or IVF for corpora where exact search is
-too slow. Queries are searched in chunks, so memory stays bounded by chunk x k, never by
+too slow; Qdrant or LanceDB where the vectors live in an engine a team already runs. Queries are searched in chunks, so memory stays bounded by chunk x k, never by
 queries x corpus."""
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from rerankforge.core.errors import ConfigError
 from rerankforge.core.rankings import Run
 from .collection import Document
 from .embeddings import Encoder
+from .engines import ENGINES, engine_index
 
-IndexType = Literal["flat", "hnsw", "ivf"]
-INDEX_TYPES = ("flat", "hnsw", "ivf")
+IndexType = Literal["flat", "hnsw", "ivf", "qdrant", "lancedb"]
+INDEX_TYPES = ("flat", "hnsw", "ivf", *ENGINES)
 
 
 class DenseRetriever:
@@ -36,6 +37,7 @@ class DenseRetriever:
         nlist: int | None = None,
         nprobe: int = 32,
         query_chunk: int = 1024,
+        engine_location: str | None = None,
     ) -> None:
         if index_type not in INDEX_TYPES:
             raise ConfigError(f"index type must be one of {', '.join(INDEX_TYPES)}; got {index_type!r}")
@@ -46,6 +48,7 @@ class DenseRetriever:
         self.index_type = index_type
         self.hnsw_m, self.ef_search, self.nlist, self.nprobe = hnsw_m, ef_search, nlist, nprobe
         self.query_chunk = query_chunk
+        self.engine_location = engine_location
         self._embeddings: np.ndarray | None = None
         self._index = None
 
@@ -88,6 +91,10 @@ class DenseRetriever:
         return scores
 
     def _get_index(self):
+        if self._index is None and self.index_type in ENGINES:  # named by the vectors: reused while they last
+            name = "rerankforge-" + self.encoder.cache_key(self._texts, "document")[:16]
+            self._index = engine_index(self.index_type, self.engine_location, name, len(self.doc_ids),
+                                       lambda: self.embeddings)
         if self._index is None:
             self._index = build_index(self.embeddings, self.index_type, hnsw_m=self.hnsw_m,
                                       ef_search=self.ef_search, nlist=self.nlist, nprobe=self.nprobe)

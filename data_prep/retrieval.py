@@ -26,8 +26,14 @@ class RetrieverConfig:
     max_length: int = field(default=256, metadata={"help": "Bi-encoder max input tokens (longer texts are cut)."})
     batch_size: int = field(default=64, metadata={"help": "Bi-encoder batch size."})
     device: str | None = field(default=None, metadata={"help": "torch device for the bi-encoder (default: auto)."})
-    index: Literal["flat", "hnsw", "ivf"] = field(
-        default="flat", metadata={"help": "faiss index: flat (exact), hnsw or ivf (approximate, large corpora)."})
+    index: Literal["flat", "hnsw", "ivf", "qdrant", "lancedb"] = field(
+        default="flat", metadata={"help": "Dense index: faiss flat (exact), hnsw or ivf (approximate, large corpora); "
+                                          "or an engine teams run: qdrant or lancedb, at --engine_location (the "
+                                          "corpus vectors are written there once, then searched by the engine)."})
+    engine_location: str | None = field(
+        default=None, metadata={"help": "Where --index qdrant/lancedb lives: a folder (Qdrant's local mode, a "
+                                        "LanceDB database), ':memory:' (Qdrant), or a server: http://HOST:6333 "
+                                        "(Qdrant), db:// or s3:// (LanceDB)."})
     fusion: Literal["rrf", "score"] = field(
         default="rrf", metadata={"help": "Hybrid fusion: reciprocal-rank (rrf) or normalized-score (score)."})
     rrf_k: int = field(default=60, metadata={"help": "RRF constant k in 1/(k + rank)."})
@@ -72,4 +78,4 @@ def _dense(corpus: dict[str, Document], config: RetrieverConfig):
     encoder = Encoder(EncoderSettings(model=config.model, max_length=config.max_length),
                       batch_size=config.batch_size, device=config.device, cache_dir=config.cache_dir,
                       show_progress=config.show_progress)
-    return DenseRetriever(corpus, encoder, index_type=config.index)
+    return DenseRetriever(corpus, encoder, index_type=config.index, engine_location=config.engine_location)

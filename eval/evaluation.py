@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rerankforge.core.errors import DataError, located, preview
 from rerankforge.core.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
+from rerankforge.data_prep.dense import IndexType
 from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 
 from .report import REPORT_METRICS
@@ -27,6 +28,11 @@ class EvalArgs:
         "help": "First stages to run here instead of (or besides) --run: bm25, dense, hybrid."})
     model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
         "help": "Bi-encoder of --retriever dense/hybrid (folder or Hub id)."})
+    index: IndexType = field(default="flat", metadata={
+        "help": "Index of --retriever dense/hybrid: flat, hnsw, ivf (faiss), qdrant or lancedb (at "
+                "--engine_location), as for `rerankforge retrieve`."})
+    engine_location: str | None = field(default=None, metadata={
+        "help": "Where --index qdrant/lancedb lives: a folder, ':memory:' (Qdrant) or a server URL."})
     reranker: list[str] = field(default_factory=list, metadata={
         "help": "Rerankers: folders written by `rerankforge train`, CrossEncoder folders or Hub ids, LoRA adapter "
                 "folders. A model carrying a fusion weight (chosen on its dev split) is also reported fused."})
@@ -74,7 +80,7 @@ def evaluate_to_report(args: EvalArgs):
     for reranker in rerankers:
         logger.info(f"{reranker.name}: precision {reranker.precision}")
     stage = FirstStage.build(collection.corpus, [*args.retriever, *retriever_signals(rerankers)],
-                             RetrieverConfig(model=args.model))
+                             RetrieverConfig(model=args.model, index=args.index, engine_location=args.engine_location))
     queries = collection.split_queries()
     first_stages.update(stage.search(queries, args.retriever, settings.max_depth))
     reranked = {name: run for name, run in first_stages.items() if not args.rerank or name in args.rerank}

@@ -29,6 +29,7 @@ from rerankforge.core.files import readable_by_all
 from rerankforge.core.models import DEFAULT_BI_ENCODER
 from rerankforge.core.outputs import check_output_folder
 from rerankforge.data_prep.collection import Document
+from rerankforge.data_prep.engines import ENGINES, engine_index
 
 from .documents import Chunk, ChunkingConfig, chunk_documents, load_documents
 
@@ -46,8 +47,13 @@ class IndexConfig:
                                        "(replaced atomically). A folder holding other files is refused."})
     model: str = field(default=DEFAULT_BI_ENCODER, metadata={"help": "Bi-encoder (folder or Hub id)."})
     max_length: int = field(default=256, metadata={"help": "Bi-encoder max input tokens."})
-    index: Literal["flat", "hnsw", "ivf"] = field(default="flat", metadata={
-        "help": "faiss index: flat (exact), hnsw or ivf (approximate, large corpora)."})
+    index: Literal["flat", "hnsw", "ivf", "qdrant", "lancedb"] = field(default="flat", metadata={
+        "help": "faiss index in the folder: flat (exact), hnsw or ivf (approximate, large corpora); or the chunks' "
+                "vectors written into an engine at --engine_location: qdrant or lancedb (the folder keeps the texts "
+                "and vectors, and names the engine's collection)."})
+    engine_location: str | None = field(default=None, metadata={
+        "help": "Where --index qdrant/lancedb writes: a folder (Qdrant's local mode, a LanceDB database) or a "
+                "server URL (Qdrant: http://HOST:6333; LanceDB: db:// or s3://)."})
     batch_size: int = field(default=64, metadata={"help": "Bi-encoder batch size."})
 
 
@@ -66,11 +72,19 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
     tokenizer = AutoTokenizer.from_pretrained(encoder.model_path)
     chunks = chunk_documents(docs, tokenizer, chunking)
     started = time.perf_counter()
-    embeddings = encoder.encode_documents([c.document.full_text for c in chunks])
-    index = build_faiss(embeddings, config.index)
+    texts = [c.document.full_text for c in chunks]
+    embeddings = encoder.encode_documents(texts)
     manifest = {"format_version": FORMAT_VERSION, "model": config.model, "max_length": config.max_length,
                 "index": config.index, "chunking": asdict(chunking), "documents": len(docs), "chunks": len(chunks),
                 "dimension": int(embeddings.shape[1]), "encode_seconds": round(time.perf_counter() - started, 1)}
+    if config.index in ENGINES:  # the vectors go into the engine; the folder names where
+        manifest.update(engine_location=_engine_location(config.engine_location),
+                        engine_collection="rerankforge-index-" + encoder.cache_key(texts, "document")[:16])
+        engine_index(config.index, manifest["engine_location"], manifest["engine_collection"], len(chunks),
+                     lambda: embeddings)
+        index = None
+    else:
+        index = build_faiss(embeddings, config.index)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
@@ -79,8 +93,9 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
         _write_jsonl(staging / "chunks.jsonl", (asdict(c) for c in chunks))
         with writing(staging / "embeddings.npy"):
             np.save(staging / "embeddings.npy", embeddings)
-        with writing(staging / "faiss.index"):
-            faiss.write_index(index, str(staging / "faiss.index"))
+        if index is not None:
+            with writing(staging / "faiss.index"):
+                faiss.write_index(index, str(staging / "faiss.index"))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         for file in staging.iterdir():
             readable_by_all(file)
@@ -97,6 +112,17 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _engine_location(location: str | None) -> str:
+    """Where an index's engine lives, as the manifest keeps it: a URL, or a folder made absolute (the index may be
+    loaded from anywhere). ':memory:' is refused: the vectors would be gone when `index` exits."""
+    if not location or location == ":memory:":
+        raise ConfigError(f"--engine_location: expected a folder or a server URL for the index's engine, got "
+                          f"{location!r}")
+    if "://" in location:
+        return location
+    return str(Path(location).expanduser().resolve())
 
 
 def check_index_out(path: str) -> Path:
@@ -172,8 +198,13 @@ class SearchIndex:
         if retriever in ("dense", "hybrid"):
             encoder = Encoder(EncoderSettings(model=manifest["model"], max_length=manifest["max_length"]),
                               show_progress=show_progress)
-            parts["dense"] = DenseRetriever.from_saved(corpus, encoder, np.load(folder / "embeddings.npy"),
-                                                       faiss.read_index(str(folder / "faiss.index")))
+            embeddings = np.load(folder / "embeddings.npy")
+            if manifest["index"] in ENGINES:  # written again from the folder's vectors if the engine lost them
+                index = engine_index(manifest["index"], manifest["engine_location"], manifest["engine_collection"],
+                                     len(embeddings), lambda: embeddings)
+            else:
+                index = faiss.read_index(str(folder / "faiss.index"))
+            parts["dense"] = DenseRetriever.from_saved(corpus, encoder, embeddings, index)
         if retriever in ("bm25", "hybrid"):
             parts["bm25"] = BM25Retriever(corpus, show_progress=show_progress)
         if not parts:

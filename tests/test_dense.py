@@ -157,5 +157,5 @@ def test_approximate_indexes_find_the_exact_neighbours_on_small_data(index_type)
 
 
 def test_unknown_index_type(tiny_bi_encoder, tmp_path):
-    with pytest.raises(ConfigError, match="index type must be one of flat, hnsw, ivf; got 'annoy'"):
+    with pytest.raises(ConfigError, match="index type must be one of flat, hnsw, ivf, qdrant, lancedb; got 'annoy'"):
         DenseRetriever(CORPUS, _encoder(tiny_bi_encoder, tmp_path), index_type="annoy")
