@@ -10,6 +10,7 @@ there and writes nothing. Candidates and their scores come back from the engine'
 
 from __future__ import annotations
 
+import atexit
 import logging
 from pathlib import Path
 from typing import Callable
@@ -115,6 +116,8 @@ _QDRANT_CLIENTS: dict[str, object] = {}
 
 
 def _qdrant_client(QdrantClient, location: str):
+    if not _QDRANT_CLIENTS:  # closed before the interpreter tears modules down (else its __del__ fails noisily)
+        atexit.register(_close_qdrant_clients)
     if location not in _QDRANT_CLIENTS:
         if location.startswith(("http://", "https://")):
             _QDRANT_CLIENTS[location] = QdrantClient(url=location)
@@ -124,6 +127,11 @@ def _qdrant_client(QdrantClient, location: str):
             Path(location).mkdir(parents=True, exist_ok=True)
             _QDRANT_CLIENTS[location] = QdrantClient(path=location)
     return _QDRANT_CLIENTS[location]
+
+
+def _close_qdrant_clients() -> None:
+    while _QDRANT_CLIENTS:
+        _QDRANT_CLIENTS.popitem()[1].close()
 
 
 def _table_names(db) -> list[str]:
