@@ -52,8 +52,8 @@ class LiveRanker:
         return [float(s) for s in scores], [float(p) for p in probabilities], time.perf_counter() - started
 
     def search(self, query: str, k: int | None = None, top_n: int = 10) -> dict:
-        """The query's top-n after reranking its first stage's top-k: rank, id, first-stage, reranker and ranking
-        scores, probability of relevance."""
+        """The query's top-n after reranking its first stage's top-k: rank, id, title and text (the index's passage
+        where there is an index), first-stage, reranker and ranking scores, probability of relevance."""
         if not query.strip():
             raise DataError("q: expected a non-empty query")
         k = min(k or self.k, 200)
@@ -61,8 +61,9 @@ class LiveRanker:
         if self._index_folder:
             with self._scoring:
                 passages = self._served_pipeline().search(query, k=k, top_n=top_n)
-            hits = [{"rank": p.rank, "id": p.doc_id, "first_stage": p.first_stage_score, "reranker": p.rerank_score,
-                     "score": p.score, "probability": p.relevance} for p in passages]
+            hits = [{"rank": p.rank, "id": p.doc_id, "title": p.title, "text": p.text,  # the index's passage
+                     "first_stage": p.first_stage_score, "reranker": p.rerank_score, "score": p.score,
+                     "probability": p.relevance} for p in passages]
         else:
             first = self._collection_bm25().search({"q": query}, k).get("q", [])
             doc_ids = [d for d, _ in first]
@@ -71,7 +72,9 @@ class LiveRanker:
             order, _ = self.reranker.order(scores, served=True, query=query,
                                            documents=[self.collection.doc_text(d) for d in doc_ids])
             probabilities = self.reranker.probability(scores)
-            hits = [{"rank": rank, "id": doc_ids[i], "first_stage": float(first[i][1]), "reranker": float(scores[i]),
+            corpus = self.collection.corpus
+            hits = [{"rank": rank, "id": doc_ids[i], "title": corpus[doc_ids[i]].title, "text": corpus[doc_ids[i]].text,
+                     "first_stage": float(first[i][1]), "reranker": float(scores[i]),
                      "probability": float(probabilities[i])} for rank, i in enumerate(order[:top_n], start=1)]
         return {"query": query, "k": k, "ranking": self.ranking, "hits": hits,
                 "seconds": time.perf_counter() - started}

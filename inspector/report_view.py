@@ -85,9 +85,8 @@ class ReportView:
 
     def lists(self, query_id: str, beyond: int = 0) -> dict[str, list[tuple[str, float]]]:
         """Each compared ranking's top `depth` (the reranker's depth) for one query, best first, with scores; the
-        first stage's `beyond` more (what the reranker did not see)."""
-        return {name: sorted(run.get(query_id, []), key=lambda hit: -hit[1])[
-                    :self.depth + (beyond if name == self.rankings.first_stage else 0)]
+        first stage's `beyond` more (what the reranker did not see). `read_trec` keeps each list best first."""
+        return {name: run.get(query_id, [])[:self.depth + (beyond if name == self.rankings.first_stage else 0)]
                 for name, run in self.runs.items()}
 
     def disagreement(self, query_id: str) -> float:

@@ -36,10 +36,7 @@ def api_router(state: InspectState) -> APIRouter:
                      top_n: int = Query(10, ge=1, le=100)):
         if state.live is None:
             raise HTTPException(409, "live search needs a reranker: start inspect with --model")
-        result = await run_in_threadpool(state.live.search, q, k, top_n)
-        for hit in result["hits"]:
-            hit.update(state.document(hit["id"]))
-        return result
+        return await run_in_threadpool(state.live.search, q, k, top_n)
 
     @router.get("/labels")
     def labels():
@@ -141,9 +138,8 @@ def suggestions(state: InspectState, limit: int = 20) -> dict:
     labelled."""
     out: dict = {"queries": [], "false_negatives": []}
     if state.report is not None:
-        rows = state.report.rows(state.latest())
-        ranked = sorted(rows, key=lambda r: (-state.report.disagreement(r["id"]), -r["unjudged"], r["id"]))
-        out["queries"] = [{**r, "disagreement": state.report.disagreement(r["id"])} for r in ranked[:limit]]
+        rows = [{**r, "disagreement": state.report.disagreement(r["id"])} for r in state.report.rows(state.latest())]
+        out["queries"] = sorted(rows, key=lambda r: (-r["disagreement"], -r["unjudged"], r["id"]))[:limit]
     if state.training is not None:
         latest = state.latest()
         for group in state.training.groups:

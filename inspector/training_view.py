@@ -59,13 +59,11 @@ def _group(index: int, row: dict) -> Group:
     negatives = list(row["negatives"])
     ids = list(row.get("negative_ids") or [None] * len(negatives))
     scores: dict[str, list[float]] = {}
-    first_key = "first_stage_negative_scores" if "first_stage_negative_scores" in row else None
-    if row.get("teacher") and "negative_scores" in row:
-        scores["teacher"] = [row["positive_score"], *row["negative_scores"]]
-        if first_key:
-            scores["first stage"] = [row["first_stage_positive_score"], *row[first_key]]
-    elif row.get("negative_scores") is not None and row.get("positive_score") is not None:
-        scores["first stage"] = [row["positive_score"], *row["negative_scores"]]
+    if row.get("positive_score") is not None and row.get("negative_scores") is not None:
+        # a teacher-scored file keeps the first stage's scores under first_stage_*; a mined one has only those
+        scores["teacher" if row.get("teacher") else "first stage"] = [row["positive_score"], *row["negative_scores"]]
+    if "first_stage_negative_scores" in row:
+        scores["first stage"] = [row["first_stage_positive_score"], *row["first_stage_negative_scores"]]
     scores = {k: [float(x) for x in v] for k, v in scores.items() if len(v) == len(negatives) + 1}
     return Group(index, str(row["query_id"]), row["query"], row.get("positive_id"), ids,
                  [row["positive"], *negatives], scores)
