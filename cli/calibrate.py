@@ -13,6 +13,7 @@ from typing import Literal
 from rerankforge.core.commands import add_command
 from rerankforge.core.errors import DataError
 from rerankforge.core.hardware import use_cpu_threads
+from rerankforge.core.processes import processes
 from rerankforge.reranker.calibration import targets_line
 from rerankforge.reranker.folder import ADAPTER_DIR, read_settings, write_bm25_statistics, write_settings
 from rerankforge.reranker.scoring import Reranker
@@ -41,7 +42,8 @@ class CalibrateArgs:
 
 
 def add_calibrate_parser(subparsers) -> None:
-    add_command(subparsers, "calibrate", CALIBRATE_HELP, [CalibrateArgs, DevSplitArgs], run_calibrate)
+    add_command(subparsers, "calibrate", CALIBRATE_HELP, [CalibrateArgs, DevSplitArgs], run_calibrate,
+                shares_work=True)
 
 
 def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
@@ -57,6 +59,8 @@ def run_calibrate(args: CalibrateArgs, split: DevSplitArgs) -> int:
         calibration, report = dev.calibrate(scores, where)
     except ValueError as error:
         raise DataError(f"calibrate: cannot fit on {where}: {error}") from None
+    if not processes().is_main:  # under a launcher the processes shared the scoring; the first one writes
+        return 0
     settings.calibration_scale, settings.calibration_bias = calibration.scale, calibration.bias
     settings.calibration_fitted_on = report["fitted_on"]
     settings.relevance_targets = calibration.targets

@@ -5,13 +5,16 @@ HfArgumentParser, so every option is documented once, where it is defined; `--nu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
+import os
 import sys
 import typing
 from typing import Callable
 
-from .errors import RerankforgeError, disk_full
+from .errors import ConfigError, RerankforgeError, disk_full
+from .processes import launched_count, sharing
 
 
 def add_subcommands(parser: argparse.ArgumentParser):
@@ -53,8 +56,19 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         if not hasattr(namespace, "_handler"):
             parser.print_help()
             return 2
-        handler, types = namespace._handler
-        return handler(*(_dataclass_from(namespace, t) for t in types))
+        handler, types, shares_work = namespace._handler
+        values = [_dataclass_from(namespace, t) for t in types]
+        if launched_count() == 1:
+            return handler(*values)
+        if not shares_work:
+            raise ConfigError(f"{parser.prog}: runs in one process, and a launcher started {launched_count()}; "
+                              f"expected it without `accelerate launch` / torchrun (mine, retrieve, index, eval, "
+                              f"score-teacher, calibrate and train share the work of several)")
+        with sharing() as team:  # joined before any model loads, so each process gets its own GPU
+            if team.is_main:
+                return handler(*values)
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # the first process speaks
+                return handler(*values)
 
     return report_errors(run, on_interrupt="rerun the same command to continue from the cache", argv=argv)
 
@@ -86,16 +100,19 @@ def report_errors(action: Callable[[], int], on_interrupt: str, argv: list[str] 
         return 1
 
 
-def add_command(subparsers, name: str, help_text: str, types: list[type], handler: Callable) -> None:
-    """Register command `name`, its options made from the fields of the dataclasses `types`."""
+def add_command(subparsers, name: str, help_text: str, types: list[type], handler: Callable,
+                shares_work: bool = False) -> None:
+    """Register command `name`, its options made from the fields of the dataclasses `types`. `shares_work`: under
+    a launcher every process runs it, sharing its loops (core/processes.py); else a launcher is refused."""
     parser = subparsers.add_parser(name, dataclass_types=types, help=help_text, description=help_text)
-    finish_parser(parser, types, handler)
+    finish_parser(parser, types, handler, shares_work)
 
 
-def finish_parser(parser: argparse.ArgumentParser, types: list[type], handler: Callable) -> None:
+def finish_parser(parser: argparse.ArgumentParser, types: list[type], handler: Callable,
+                  shares_work: bool = False) -> None:
     """Let optional fields take `none` on the command line, and remember what to call."""
     accept_none(parser, types)
-    parser.set_defaults(_handler=(handler, types))
+    parser.set_defaults(_handler=(handler, types, shares_work))
 
 
 def accept_none(parser: argparse.ArgumentParser, types: list[type]) -> None:

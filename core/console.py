@@ -52,9 +52,12 @@ def output_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def configure_output(argv: list[str], timestamps: bool = False) -> None:
     """Set up logging and progress bars for a command from the output options in its `argv`. `timestamps`:
     prefix log lines with time, level and logger (a long-running server)."""
+    from .processes import launched_rank
+
     options, _ = output_options(argv)
-    configure_logging(log_level(options), timestamps=timestamps)
-    set_progress(not options.no_progress)
+    main = launched_rank() == 0  # under a launcher the first process speaks; the others only warn
+    configure_logging(log_level(options) if main else max(log_level(options), logging.WARNING), timestamps=timestamps)
+    set_progress(main and not options.no_progress)
 
 
 def log_level(options: argparse.Namespace) -> int:

@@ -31,7 +31,8 @@ RETRIEVE_HELP = "Run a first-stage retriever over a split's queries and write a 
 
 
 def add_mine_parser(subparsers) -> None:
-    add_command(subparsers, "mine", MINE_HELP, [MineArgs, RetrieverConfig, MiningConfig], run_mine)
+    add_command(subparsers, "mine", MINE_HELP, [MineArgs, RetrieverConfig, MiningConfig], run_mine,
+                shares_work=True)
 
 
 def add_generate_queries_parser(subparsers) -> None:
@@ -59,13 +60,16 @@ def run_generate_queries(args) -> int:
 
 
 def add_retrieve_parser(subparsers) -> None:
-    add_command(subparsers, "retrieve", RETRIEVE_HELP, [RetrieveArgs, RetrieverConfig], run_retrieve)
+    add_command(subparsers, "retrieve", RETRIEVE_HELP, [RetrieveArgs, RetrieverConfig], run_retrieve,
+                shares_work=True)
 
 
 def run_mine(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningConfig) -> int:
     from .training_files.writing import summary_path
 
     summary = mine_to_file(args, retriever_config, mining)
+    if summary is None:  # not the first of the processes a launcher started (core/processes.py)
+        return 0
     print(format_summary(summary))
     dropped = summary["output"].get("examples_dropped_short_of_negatives", 0)
     if dropped:
@@ -78,6 +82,7 @@ def run_mine(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningCo
 
 def run_retrieve(args: RetrieveArgs, retriever_config: RetrieverConfig) -> int:
     from rerankforge.core.outputs import check_output_file
+    from rerankforge.core.processes import processes
     from .retrieval import build_retriever
     from .runs import write_trec
     from .sources import load_collection
@@ -85,7 +90,12 @@ def run_retrieve(args: RetrieveArgs, retriever_config: RetrieverConfig) -> int:
     output = check_output_file(args.output, "--output")
     collection = load_collection(args.data, split=args.split)
     retriever = build_retriever(collection.corpus, retriever_config)
-    run = retriever.search(collection.split_queries(), args.k)
+    queries = collection.split_queries()
+    team = processes()  # under a launcher, each process searches a share of the queries
+    part = {q: queries[q] for q in team.share(list(queries))}
+    run = team.gather_dict(retriever.search(part, args.k) if part else {}, list(queries))
+    if not team.is_main:
+        return 0
     write_trec(output, run, tag=args.tag or retriever.name)
     print(f"wrote the top-{args.k} of {len(run)} queries ({collection.name}/{args.split}, {retriever.name}) "
           f"to {args.output}")
@@ -111,5 +121,5 @@ def mine_negatives_main(argv: list[str] | None = None) -> int:
     """The `mine-negatives` console script: `rerankforge mine` under its own name."""
     types = [MineArgs, RetrieverConfig, MiningConfig]
     parser = dataclass_parser(types, prog="mine-negatives", description=MINE_HELP)
-    finish_parser(parser, types, run_mine)
+    finish_parser(parser, types, run_mine, shares_work=True)
     return run_cli(parser, sys.argv[1:] if argv is None else argv)

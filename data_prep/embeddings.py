@@ -3,13 +3,15 @@
 Encoding a corpus is the slow part of dense retrieval on a CPU (all-MiniLM-L6-v2: ~18 SciFact
 abstracts/s on 2 cores), so corpus embeddings are cached under a key made of the model's files, the
 texts and every setting that changes the vectors. Queries are not cached. Encoding proceeds in shards that are each
-written atomically: a killed run, started again with the same arguments, continues from the last
-finished shard instead of starting over."""
+written atomically: a killed run, started again with the same arguments, continues from the finished shards
+instead of starting over. Under a launcher (core/processes.py) the processes share the shards, each writing its own
+into the one cache folder, and the first assembles them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from rerankforge.core.cache import cache_root
+from rerankforge.core.errors import OperationError
 from rerankforge.core.files import atomic_path
 from rerankforge.core.models import resolve_model
+from rerankforge.core.processes import processes
 from .fingerprints import folder_fingerprint
 
 SHARD_SIZE = 2048
+SHARD_STEP = 8
+"""The number of shards is a multiple of this (or the text count), so 1, 2, 4 or 8 processes share them evenly."""
 
 
 @dataclass(frozen=True)
@@ -115,31 +121,36 @@ class Encoder:
             raise ValueError("nothing to encode: the list of texts is empty")
         folder = self.cache_dir / self.cache_key(texts, kind)
         final = folder / "embeddings.npy"
-        if final.is_file():
-            return np.load(final)
+        if final.is_file():  # memory-mapped: pages are read as searched or indexed, and the OS may drop them again
+            return np.load(final, mmap_mode="r")
         folder.mkdir(parents=True, exist_ok=True)
-        # Longest first, in a fixed order, so shards are the same on every run (resume) and each
-        # batch holds texts of similar length (little padding).
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        shards = [order[i : i + SHARD_SIZE] for i in range(0, len(order), SHARD_SIZE)]
-        progress = _progress(len(texts), "encoding documents", self.show_progress)
-        parts = []
-        for number, shard in enumerate(shards):
-            shard_file = folder / f"shard-{number:05d}.npy"
-            if shard_file.is_file():
-                parts.append(np.load(shard_file))
-                progress.update(len(shard))
+        shards = shard_layout(texts)
+        names = [folder / f"shard-{number:05d}-of-{len(shards):05d}.npy" for number in range(len(shards))]
+        team = processes()  # under a launcher, each process encodes its share of the shards
+        mine = team.share(range(len(shards)))
+        progress = _progress(sum(len(shards[n]) for n in mine), "encoding documents", self.show_progress)
+        for number in mine:
+            if names[number].is_file():
+                progress.update(len(shards[number]))
             else:
-                vectors = self._encode([texts[i] for i in shard], kind, progress)
-                _atomic_save(shard_file, vectors)
-                parts.append(vectors)
+                _atomic_save(names[number], self._encode([texts[i] for i in shards[number]], kind, progress))
         progress.close()
-        embeddings = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
-        embeddings[order] = np.concatenate(parts)
-        _atomic_save(final, embeddings)
-        for number in range(len(shards)):
-            (folder / f"shard-{number:05d}.npy").unlink(missing_ok=True)
-        return embeddings
+        team.barrier()
+        if team.is_main:
+            missing = [name.name for name in names if not name.is_file()]
+            if missing:
+                raise OperationError(f"{folder}: shard {missing[0]} is missing after every process encoded its "
+                                     f"share; expected a cache folder that every process sees (one machine, or "
+                                     f"RERANKFORGE_CACHE on a filesystem all machines share)")
+            parts = [np.load(name) for name in names]
+            embeddings = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+            for rows, vectors in zip(shards, parts):
+                embeddings[rows] = vectors
+            _atomic_save(final, embeddings)
+            for name in names:
+                name.unlink(missing_ok=True)
+        team.barrier()
+        return embeddings if team.is_main else np.load(final, mmap_mode="r")
 
     def _encode(self, texts: list[str], kind: str, progress) -> np.ndarray:
         encode = self.model.encode_query if kind == "query" else self.model.encode_document
@@ -152,6 +163,16 @@ class Encoder:
                                   show_progress_bar=False))
             progress.update(len(batch))
         return np.concatenate(vectors).astype(np.float32, copy=False)
+
+
+def shard_layout(texts: list[str]) -> list[np.ndarray]:
+    """The texts' rows in encoding shards, the same on every run and for any number of processes (so a killed run
+    resumes, and 1 or N processes write the same vectors): the texts sorted longest first, dealt round-robin into
+    about SHARD_SIZE-text shards. Each shard then holds texts of every length, so the shards cost the same, and
+    its own texts stay longest first, so each batch holds texts of similar length (little padding)."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    count = min(len(texts), SHARD_STEP * math.ceil(len(texts) / (SHARD_STEP * SHARD_SIZE)))
+    return [order[number::count] for number in range(count)]
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from rerankforge.core.errors import DataError
 from rerankforge.core.files import atomic_write_text
+from rerankforge.core.processes import processes
 
 from .mining import MiningConfig
 from .retrieval import RetrieverConfig
@@ -51,8 +52,9 @@ class MineArgs:
 
 
 
-def mine_to_file(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningConfig) -> dict:
-    """What `mine` does, printing nothing: the file and its summary written; returns the summary."""
+def mine_to_file(args: MineArgs, retriever_config: RetrieverConfig, mining: MiningConfig) -> dict | None:
+    """What `mine` does, printing nothing: the file and its summary written; returns the summary (None in the
+    processes other than the first under a launcher: they shared the work, the first one wrote it)."""
     from .training_files.writing import (check_output_path, rows, sentence_transformers_rows, short_of_negatives, summary_path,
                               write_rows)
     from .mining import mine_negatives
@@ -76,6 +78,8 @@ def mine_to_file(args: MineArgs, retriever_config: RetrieverConfig, mining: Mini
                             f"judged query; expected at least one query with a document labelled relevant")
     retriever = build_retriever(collection.corpus, retriever_config)
     result = mine_negatives(collection, retriever, mining)
+    if not processes().is_main:  # under a launcher the processes shared the encoding; the first one writes
+        return None
     if labels is not None:
         result.summary["extra_qrels"] = {"path": str(args.extra_qrels), **labels.counts, "notes": labels.notes}
     dropped = 0

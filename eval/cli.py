@@ -14,7 +14,7 @@ EVAL_HELP = ("Measure reranking gains: first stage(s) vs each reranker on the sa
 
 
 def add_eval_parser(subparsers) -> None:
-    add_command(subparsers, "eval", EVAL_HELP, [EvalArgs], run_eval)
+    add_command(subparsers, "eval", EVAL_HELP, [EvalArgs], run_eval, shares_work=True)
 
 
 def run_eval(args: EvalArgs) -> int:

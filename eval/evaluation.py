@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rerankforge.core.errors import DataError, located, preview
 from rerankforge.core.hardware import PRECISION_HELP, ScoringPrecision, use_cpu_threads
+from rerankforge.core.processes import processes
 from rerankforge.data_prep.dense import IndexType
 from rerankforge.reranker.backends import BACKEND_HELP, ScoringBackend
 
@@ -29,7 +30,7 @@ class EvalArgs:
     model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
         "help": "Bi-encoder of --retriever dense/hybrid (folder or Hub id)."})
     index: IndexType = field(default="flat", metadata={
-        "help": "Index of --retriever dense/hybrid: flat, hnsw, ivf (faiss), qdrant or lancedb (at "
+        "help": "Index of --retriever dense/hybrid: flat, hnsw, ivf, ivfpq (faiss), qdrant or lancedb (at "
                 "--engine_location), as for `rerankforge retrieve`."})
     engine_location: str | None = field(default=None, metadata={
         "help": "Where --index qdrant/lancedb lives: a folder, ':memory:' (Qdrant) or a server URL."})
@@ -86,7 +87,7 @@ def evaluate_to_report(args: EvalArgs):
     reranked = {name: run for name, run in first_stages.items() if not args.rerank or name in args.rerank}
     signals = stage.signals(queries, candidates_of(reranked, queries, settings.max_depth), retriever_signals(rerankers))
     report = evaluate(collection, first_stages, rerankers, settings, signals=signals, rerank=args.rerank or None)
-    if output is not None:
+    if output is not None and processes().is_main:
         write_report(report, output, collection)
     return report
 

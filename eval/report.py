@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rerankforge.core.errors import DataError
+from rerankforge.core.processes import processes
 from rerankforge.data_prep.collection import Collection
 from rerankforge.core.rankings import Run
 from rerankforge.reranker.calibration import (SIGMOID, expected_calibration_error, min_relevance_table,
@@ -255,12 +256,17 @@ def _score_all(reranker: Reranker, candidates: dict[str, dict[str, list[str]]], 
     first stage is scored query by query and timed (the serving view); the other stages' extra
     candidates are scored in one length-sorted pass."""
     names = list(candidates)
-    scores, seconds = reranker.score_timed(candidates[names[0]], queries, doc_text)
+    team = processes()  # under a launcher, each process scores a share of the queries and of the extra pairs
+    main = candidates[names[0]]
+    part = {qid: main[qid] for qid in team.share(list(main))}
+    scores, seconds = (team.gather_dict(found, list(main)) for found in reranker.score_timed(part, queries, doc_text))
     extra = [(qid, d) for name in names[1:] for qid, docs in candidates[name].items()
              for d in docs if d not in scores[qid]]
     extra = list(dict.fromkeys(extra))
     if extra:
-        for (qid, doc_id), value in zip(extra, reranker.score([(queries[q], doc_text(d)) for q, d in extra])):
+        share = team.share(extra)
+        values = team.gather(list(map(float, reranker.score([(queries[q], doc_text(d)) for q, d in share]))))
+        for (qid, doc_id), value in zip(extra, values):
             scores[qid][doc_id] = float(value)
     timed = [s for qid, s in seconds.items() if candidates[names[0]][qid]]
     pairs = sum(len(docs) for docs in candidates[names[0]].values())

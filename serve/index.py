@@ -47,8 +47,9 @@ class IndexConfig:
                                        "(replaced atomically). A folder holding other files is refused."})
     model: str = field(default=DEFAULT_BI_ENCODER, metadata={"help": "Bi-encoder (folder or Hub id)."})
     max_length: int = field(default=256, metadata={"help": "Bi-encoder max input tokens."})
-    index: Literal["flat", "hnsw", "ivf", "qdrant", "lancedb"] = field(default="flat", metadata={
-        "help": "faiss index in the folder: flat (exact), hnsw or ivf (approximate, large corpora); or the chunks' "
+    index: Literal["flat", "hnsw", "ivf", "ivfpq", "qdrant", "lancedb"] = field(default="flat", metadata={
+        "help": "faiss index in the folder: flat (exact), hnsw or ivf (approximate, large corpora), ivfpq "
+                "(approximate, 48 bytes a vector); or the chunks' "
                 "vectors written into an engine at --engine_location: qdrant or lancedb (the folder keeps the texts "
                 "and vectors, and names the engine's collection)."})
     engine_location: str | None = field(default=None, metadata={
@@ -63,6 +64,7 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
     from transformers import AutoTokenizer
 
     from rerankforge.data_prep.dense import build_index as build_faiss
+    from rerankforge.core.processes import processes
     from rerankforge.data_prep.embeddings import Encoder, EncoderSettings
 
     out = check_index_out(config.out)
@@ -77,6 +79,8 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
     manifest = {"format_version": FORMAT_VERSION, "model": config.model, "max_length": config.max_length,
                 "index": config.index, "chunking": asdict(chunking), "documents": len(docs), "chunks": len(chunks),
                 "dimension": int(embeddings.shape[1]), "encode_seconds": round(time.perf_counter() - started, 1)}
+    if not processes().is_main:  # under a launcher the processes shared the encoding; the first one writes
+        return manifest
     if config.index in ENGINES:  # the vectors go into the engine; the folder names where
         manifest.update(engine_location=_engine_location(config.engine_location),
                         engine_collection="rerankforge-index-" + encoder.cache_key(texts, "document")[:16])

@@ -19,7 +19,8 @@ INDEX_HELP = ("Build a search index for /search and /ask: documents from a BEIR 
 
 
 def add_index_parser(subparsers) -> None:
-    add_command(subparsers, "index", INDEX_HELP, [IndexConfig, ChunkingConfig], run_index)
+    add_command(subparsers, "index", INDEX_HELP, [IndexConfig, ChunkingConfig], run_index,
+                shares_work=True)
 
 
 def run_index(config: IndexConfig, chunking: ChunkingConfig) -> int:

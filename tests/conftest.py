@@ -43,16 +43,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_two_processes(script_args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    """`accelerate launch` train/run.py as two gloo CPU processes (configs/accelerate/cpu_2proc.yaml). A run
+def launch_two_processes(script_args: list[str], timeout: float = 300, env: dict | None = None,
+                         program: list[str] | None = None) -> subprocess.CompletedProcess:
+    """`accelerate launch` train/run.py (or `program`, e.g. ["-m", "rerankforge"]) as two gloo CPU processes
+    (configs/accelerate/cpu_2proc.yaml), with `env` added to the environment. A run
     that outlives `timeout` gets SIGABRT in the launcher and each rank (torch starts the ranks in sessions of
     their own): with PYTHONFAULTHANDLER every one prints where it was, and the test fails with that."""
     import psutil
 
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
-               str(REPO / "train" / "run.py"), *script_args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+               *(program or [str(REPO / "train" / "run.py")]), *script_args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         try:
             stdout, stderr = process.communicate(timeout=timeout)

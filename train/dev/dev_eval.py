@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rerankforge.core.errors import DataError, preview
 from rerankforge.core.lexical import BM25Statistics
+from rerankforge.core.processes import processes
 from rerankforge.data_prep.collection import Collection
 from rerankforge.core.rankings import Run
 from rerankforge.data_prep.training_files import TEXT_ID_PREFIX, text_query_id
@@ -66,8 +67,12 @@ class DevSet:
         return mean(per_query(self.qrels(), self.run, DEV_METRICS))
 
     def score(self, reranker: Reranker) -> dict[str, dict[str, float]]:
-        """The reranker's scores of every dev candidate: query id -> {doc id -> score}."""
-        return reranker.score_run(self.run, self.queries, self.collection.doc_text, self.depth)
+        """The reranker's scores of every dev candidate: query id -> {doc id -> score} (under a launcher, with
+        `calibrate`, each process scores a share of the queries: core/processes.py)."""
+        team = processes()
+        part = {qid: self.run[qid] for qid in team.share(list(self.run))}
+        return team.gather_dict(reranker.score_run(part, self.queries, self.collection.doc_text, self.depth),
+                                list(self.run))
 
     def evaluate(self, scores: dict[str, dict[str, float]]) -> dict[str, float]:
         """The reranker alone (no fusion with the first stage), from its `score`s."""

@@ -14,11 +14,13 @@ Teachers (`--kind`):
 
 Scores are cached as they come, pair by pair, in OUTPUT.teacher-cache.jsonl (keyed by the teacher, its prompt
 and the pair's texts), so an interrupted run resumes where it stopped and a rerun costs nothing; the output is
-written atomically at the end. Each row keeps its first-stage scores as first_stage_positive_score /
+written atomically at the end. Under `accelerate launch` the processes score a share of the pairs each, appending
+to the one cache (core/processes.py). Each row keeps its first-stage scores as first_stage_positive_score /
 first_stage_negative_scores and names its teacher."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -31,6 +33,7 @@ from typing import Literal
 from rerankforge.core.commands import add_command
 from rerankforge.core.errors import ConfigError, DataError
 from rerankforge.core.hardware import use_cpu_threads
+from rerankforge.core.processes import processes
 from rerankforge.core.llm import read_prompt
 from rerankforge.core.models import DEFAULT_BI_ENCODER
 
@@ -72,7 +75,8 @@ class ScoreTeacherArgs:
 
 
 def add_score_teacher_parser(subparsers) -> None:
-    add_command(subparsers, "score-teacher", SCORE_TEACHER_HELP, [ScoreTeacherArgs], run_score_teacher)
+    add_command(subparsers, "score-teacher", SCORE_TEACHER_HELP, [ScoreTeacherArgs], run_score_teacher,
+                shares_work=True)
 
 
 def run_score_teacher(args: ScoreTeacherArgs) -> int:
@@ -89,17 +93,24 @@ def run_score_teacher(args: ScoreTeacherArgs) -> int:
     logger.info(f"using {use_cpu_threads()}")
     scorer, identity = _load_teacher(args, prompt)
     pairs = list(dict.fromkeys((row["query"], doc) for row in rows for doc in [row["positive"], *row["negatives"]]))
-    cache = ScoreCache(cache_path(output), identity)
+    team = processes()  # under a launcher, each process scores a share of the pairs into the one cache
+    cache = _open_cache(team, cache_path(output), identity)
     todo = [pair for pair in pairs if cache.key(*pair) not in cache.scores]
     logger.info(f"{len(pairs)} distinct pairs in {len(rows)} rows; {len(pairs) - len(todo)} already scored "
-                f"({cache.path.name}), {len(todo)} to score with {args.kind} teacher {args.teacher}")
-    with progress_bar(total=len(todo), desc="teacher scores", unit="pair") as progress:
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
+                f"({cache.path.name}), {len(todo)} to score with {args.kind} teacher {args.teacher}"
+                + (f" across {team.count} processes" if team.count > 1 else ""))
+    share = team.share(todo)
+    with progress_bar(total=len(share), desc="teacher scores", unit="pair") as progress:
+        for start in range(0, len(share), CHUNK):
+            chunk = share[start:start + CHUNK]
             cache.add(chunk, [float(s) for s in scorer.score(chunk)])
             progress.update(len(chunk))
+    scored = team.gather([cache.scores[cache.key(*pair)] for pair in share])
+    cache.scores.update((cache.key(*pair), score) for pair, score in zip(todo, scored))
     raw = {pair: cache.scores[cache.key(*pair)] for pair in pairs}
     combined = _served(args, rows, raw, scorer) if args.kind == "served" else None
+    if not team.is_main:
+        return 0
     written = write_rows(output, (_with_scores(row, i, raw, combined, f"{args.kind}: {args.teacher}")
                                   for i, row in enumerate(rows)))
     agreement = statistics.fmean(
@@ -148,9 +159,17 @@ class ScoreCache:
             self.scores[key] = score
             lines.append(json.dumps({"k": key, "s": score}) + "\n")
         with self.path.open("a", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # processes sharing the cache append whole chunks, never interleaved
             f.writelines(lines)
             f.flush()
             os.fsync(f.fileno())
+
+
+def _open_cache(team, path: Path, identity: str) -> ScoreCache:
+    """The cache, opened by the first process before the others (it starts the file afresh for a new teacher)."""
+    cache = ScoreCache(path, identity) if team.is_main else None
+    team.barrier()
+    return cache or ScoreCache(path, identity)
 
 
 def cache_path(output: Path) -> Path:
