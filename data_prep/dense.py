@@ -17,8 +17,8 @@ from .collection import Document
 from .embeddings import Encoder
 from .engines import ENGINES, engine_index
 
-IndexType = Literal["flat", "hnsw", "ivf", "qdrant", "lancedb"]
-INDEX_TYPES = ("flat", "hnsw", "ivf", *ENGINES)
+IndexType = Literal["flat", "hnsw", "ivf", "ivfpq", "qdrant", "lancedb"]
+INDEX_TYPES = ("flat", "hnsw", "ivf", "ivfpq", *ENGINES)
 
 
 class DenseRetriever:
@@ -103,7 +103,8 @@ class DenseRetriever:
 
 def build_index(embeddings: np.ndarray, index_type: IndexType = "flat", *, hnsw_m: int = 32,
                 ef_search: int = 256, nlist: int | None = None, nprobe: int = 32):
-    """A faiss inner-product index over `embeddings` (float32, one row per document)."""
+    """A faiss inner-product index over `embeddings` (float32, one row per document; a memory-mapped array works:
+    the index copies it in chunks)."""
     import faiss
 
     dim = embeddings.shape[1]
@@ -115,8 +116,34 @@ def build_index(embeddings: np.ndarray, index_type: IndexType = "flat", *, hnsw_
     else:
         # ~4 sqrt(N) lists is faiss' rule of thumb; IVF needs >= 39 training points per list.
         lists = nlist or max(1, min(int(4 * math.sqrt(len(embeddings))), len(embeddings) // 39))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-        index.train(embeddings)
+        quantizer = faiss.IndexFlatIP(dim)
+        if index_type == "ivfpq":  # PQ_BYTES bytes a vector instead of 4 x dim: corpora past memory's reach
+            if len(embeddings) < PQ_MIN_VECTORS:
+                raise ConfigError(f"index ivfpq: needs at least {PQ_MIN_VECTORS} vectors to train its codebooks, got "
+                                  f"{len(embeddings)}; use flat (exact, and fast at this size)")
+            parts = next(m for m in (PQ_BYTES, 32, 24, 16, 8, 4, 2, 1) if dim % m == 0)
+            index = faiss.IndexIVFPQ(quantizer, dim, lists, parts, 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(_training_sample(embeddings, lists))
         index.nprobe = min(nprobe, lists)
-    index.add(embeddings)
+    for start in range(0, len(embeddings), ADD_CHUNK):
+        index.add(np.ascontiguousarray(embeddings[start:start + ADD_CHUNK], dtype=np.float32))
     return index
+
+
+PQ_BYTES = 48
+"""IVF-PQ code size: 48 one-byte parts (384 dimensions: 8 each), 32x smaller than the float vector."""
+PQ_MIN_VECTORS = 10_000
+ADD_CHUNK = 262_144
+TRAIN_POINTS_PER_LIST = 64
+
+
+def _training_sample(embeddings: np.ndarray, lists: int) -> np.ndarray:
+    """What IVF's k-means trains on: every vector, or an even sample of TRAIN_POINTS_PER_LIST per list (faiss
+    itself samples 256 per list; training on all of 1M vectors costs minutes and buys nothing)."""
+    wanted = max(lists * TRAIN_POINTS_PER_LIST, 256 * 4)
+    if len(embeddings) <= wanted:
+        return np.ascontiguousarray(embeddings, dtype=np.float32)
+    rows = np.sort(np.random.default_rng(0).choice(len(embeddings), wanted, replace=False))
+    return np.ascontiguousarray(embeddings[rows], dtype=np.float32)

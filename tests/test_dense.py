@@ -109,6 +109,7 @@ def test_queries_are_encoded_but_never_cached(tiny_bi_encoder, tmp_path):
 
 def test_killed_encoding_resumes_from_finished_shards(tiny_bi_encoder, tmp_path, monkeypatch):
     monkeypatch.setattr(embeddings_module, "SHARD_SIZE", 2)
+    monkeypatch.setattr(embeddings_module, "SHARD_STEP", 1)  # 4 shards of 2, 2, 2 and 1 texts
     texts = [f"document number {i} about topic {i % 3}" for i in range(7)]
     expected = _encoder(tiny_bi_encoder, tmp_path / "reference").encode_documents(texts)
 
@@ -156,6 +157,26 @@ def test_approximate_indexes_find_the_exact_neighbours_on_small_data(index_type)
     assert recall > 0.9
 
 
+def test_ivfpq_keeps_48_bytes_a_vector_and_finds_the_near_neighbours():
+    """IVF-PQ trains on a sample, adds in chunks (a memory-mapped array works) and stores codes, not floats; on
+    clustered vectors with queries near them its top-10 holds most of the exact one."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(200, 96)).astype(np.float32)
+    vectors = centres[rng.integers(0, 200, 20_000)] + 0.3 * rng.normal(size=(20_000, 96)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:100] + 0.01 * rng.normal(size=(100, 96)).astype(np.float32)
+    _, exact = build_index(vectors, "flat").search(queries, 10)
+    index = build_index(vectors, "ivfpq", nprobe=64)
+    assert faiss.downcast_index(index).code_size == 48 and index.ntotal == 20_000
+    _, approximate = index.search(queries, 10)
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)]) > 0.5
+    assert approximate[np.arange(100), 0].tolist() == list(range(100))  # each query's own vector first
+    with pytest.raises(ConfigError, match="ivfpq: needs at least 10000 vectors .* got 2000; use flat"):
+        build_index(vectors[:2000], "ivfpq")
+
+
 def test_unknown_index_type(tiny_bi_encoder, tmp_path):
-    with pytest.raises(ConfigError, match="index type must be one of flat, hnsw, ivf, qdrant, lancedb; got 'annoy'"):
+    with pytest.raises(ConfigError, match="index type must be one of flat, hnsw, ivf, ivfpq, qdrant, lancedb; got 'annoy'"):
         DenseRetriever(CORPUS, _encoder(tiny_bi_encoder, tmp_path), index_type="annoy")
