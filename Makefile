@@ -13,7 +13,7 @@ ifneq ($(wildcard $(SHARED_DATA)/scifact/corpus.jsonl),)
 export RERANKFORGE_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: setup demo test browser
+.PHONY: setup demo test browser infinity
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/rerankforge demo
 
-test: setup browser
+test: setup browser infinity
 	$(BIN)/python -m pytest -q
 
 # The inspect page's browser tests drive a headless Chromium through Playwright: the system's (Debian's
@@ -40,3 +40,15 @@ browser: setup
 	      { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
 	  echo "make: no Chromium for the inspect page's browser tests (they will skip): run" \
 	       "'$(BIN)/python -m playwright install chromium' or install the system's chromium"
+
+# Infinity (infinity-emb) serving a trained folder, in tests/test_infinity.py: it pins numpy<2 and
+# sentence-transformers<4, which rerankforge's environment cannot hold, so it gets a venv of its own (torch
+# installed first there too). Without it those tests skip, saying why (.ci/run makes them fail instead).
+INFINITY_VENV := .venv-infinity
+INFINITY ?= infinity-emb[server,torch]==0.0.78
+infinity: $(INFINITY_VENV)/.installed
+
+$(INFINITY_VENV)/.installed:
+	@{ $(PYTHON) -m venv $(INFINITY_VENV) && $(INFINITY_VENV)/bin/pip install -q "$(TORCH)" && \
+	   $(INFINITY_VENV)/bin/pip install -q "$(INFINITY)" && touch $@; } || \
+	  echo "make: could not install $(INFINITY) in $(INFINITY_VENV) (the Infinity tests will skip)"
