@@ -41,10 +41,9 @@ class DemoArgs:
         "help": "Where the mined data, the reranker and the report go."})
     model: str = field(default=DEFAULT_BI_ENCODER, metadata={
         "help": "Bi-encoder (folder or Hub id): the first stage, and the reranker's starting point."})
-    index: IndexType = field(default="flat", metadata={
-        "help": "Index of the dense first stage the demo mines with and evaluates: faiss flat, hnsw, ivf, ivfpq, or an "
-                "engine "
-                "(qdrant, lancedb) at --engine_location, as for `rerankforge retrieve`."})
+    index: IndexType = field(default="auto", metadata={
+        "help": "Index of the dense first stage the demo mines with and evaluates: auto (by corpus size), faiss flat, "
+                "hnsw, ivf, ivfpq, or an engine (qdrant, lancedb) at --engine_location, as for `rerankforge retrieve`."})
     engine_location: str | None = field(default=None, metadata={
         "help": "Where --index qdrant/lancedb lives: a folder, ':memory:' (Qdrant) or a server URL."})
     config: str = field(default=str(DEMO_CONFIG), metadata={

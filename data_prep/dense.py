@@ -1,11 +1,13 @@
 """Dense first stage: bi-encoder embeddings searched with faiss, or with a vector engine (engines.py).
 
-Exact inner-product search (IndexFlatIP) by default; HNSW or IVF for corpora where exact search is
-too slow; Qdrant or LanceDB where the vectors live in an engine a team already runs. Queries are searched in chunks, so memory stays bounded by chunk x k, never by
-queries x corpus."""
+`auto` (the default) chooses by size: exact inner-product search (IndexFlatIP) up to 1M vectors, IVF up to 4M,
+IVF-PQ past that (benchmarks/scale.py measured why); flat, hnsw, ivf and ivfpq can be asked for by name; Qdrant or
+LanceDB where the vectors live in an engine a team already runs. Queries are searched in chunks, so memory stays
+bounded by chunk x k, never by queries x corpus."""
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Literal
 
@@ -17,8 +19,23 @@ from .collection import Document
 from .embeddings import Encoder
 from .engines import ENGINES, engine_index
 
-IndexType = Literal["flat", "hnsw", "ivf", "ivfpq", "qdrant", "lancedb"]
-INDEX_TYPES = ("flat", "hnsw", "ivf", "ivfpq", *ENGINES)
+logger = logging.getLogger(__name__)
+
+IndexType = Literal["auto", "flat", "hnsw", "ivf", "ivfpq", "qdrant", "lancedb"]
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq", *ENGINES)
+
+AUTO_FLAT_UP_TO = 1_000_000
+"""`auto` searches exactly up to this many vectors: one query costs flat 92 ms at 1M on 2 cores (9 ms at 100k; 30 ms
+a query in batches), the price of exact results (benchmarks/scale.py, docs/RESULTS.md)."""
+AUTO_IVF_UP_TO = 4_000_000
+"""...then IVF up to this many (0.9 ms a query, recall@100 0.977 at 1M; HNSW's was 0.86 there, so `auto` never picks
+it): its float vectors take ~3.4 KB a passage with flat's, ~13.6 GB at 4M. Past that IVF-PQ, whose 48-byte codes,
+re-scored with the float vectors memory-mapped from the cache (REFINE), keep larger corpora within 24 GB."""
+
+
+def auto_index_type(count: int) -> str:
+    """The faiss index `auto` builds over `count` vectors."""
+    return "flat" if count <= AUTO_FLAT_UP_TO else "ivf" if count <= AUTO_IVF_UP_TO else "ivfpq"
 
 
 class DenseRetriever:
@@ -31,7 +48,7 @@ class DenseRetriever:
         corpus: dict[str, Document],
         encoder: Encoder,
         *,
-        index_type: IndexType = "flat",
+        index_type: IndexType = "auto",
         hnsw_m: int = 32,
         ef_search: int = 256,
         nlist: int | None = None,
@@ -45,7 +62,10 @@ class DenseRetriever:
         self._texts = [doc.full_text for doc in corpus.values()]
         self._row = {doc_id: row for row, doc_id in enumerate(self.doc_ids)}
         self.encoder = encoder
-        self.index_type = index_type
+        self.index_type = auto_index_type(len(corpus)) if index_type == "auto" else index_type
+        if index_type == "auto" and self.index_type != "flat":
+            logger.info(f"dense index: auto -> {self.index_type} for {len(corpus):,} documents (flat up to "
+                        f"{AUTO_FLAT_UP_TO:,}, ivf up to {AUTO_IVF_UP_TO:,})")
         self.hnsw_m, self.ef_search, self.nlist, self.nprobe = hnsw_m, ef_search, nlist, nprobe
         self.query_chunk = query_chunk
         self.engine_location = engine_location
@@ -75,7 +95,11 @@ class DenseRetriever:
         k = min(k, len(self.doc_ids))
         run: Run = {}
         for start in range(0, len(query_ids), self.query_chunk):
-            scores, rows = index.search(vectors[start : start + self.query_chunk], k)
+            chunk = vectors[start : start + self.query_chunk]
+            if self.index_type == "ivfpq":  # the codes find candidates, the float vectors rank them exactly
+                scores, rows = refine(self.embeddings, chunk, index.search(chunk, k * REFINE)[1], k)
+            else:
+                scores, rows = index.search(chunk, k)
             for offset, qid in enumerate(query_ids[start : start + self.query_chunk]):
                 run[qid] = [(self.doc_ids[r], float(s)) for r, s in zip(rows[offset], scores[offset]) if r >= 0]
         return run
@@ -130,6 +154,24 @@ def build_index(embeddings: np.ndarray, index_type: IndexType = "flat", *, hnsw_
     for start in range(0, len(embeddings), ADD_CHUNK):
         index.add(np.ascontiguousarray(embeddings[start:start + ADD_CHUNK], dtype=np.float32))
     return index
+
+
+REFINE = 4
+"""IVF-PQ's top k x REFINE per query are scored again with the float vectors (memory-mapped from the cache), and the
+best k kept: the 48-byte codes alone found 0.73 of the exact top-100 at 1M passages, re-scored 0.96 (benchmarks/scale.py)."""
+
+
+def refine(embeddings: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's `candidates` (rows, -1 for none) scored exactly against `embeddings`, best `k` first: faiss'
+    (scores, rows) shape, padded with -1."""
+    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    rows = np.full((len(queries), k), -1, dtype=np.int64)
+    for i, (query, found) in enumerate(zip(queries, candidates)):
+        found = np.unique(found[found >= 0])  # sorted: a memory map reads its pages in order
+        exact = np.asarray(embeddings[found], dtype=np.float32) @ query
+        best = np.argsort(-exact, kind="stable")[:k]
+        scores[i, :len(best)], rows[i, :len(best)] = exact[best], found[best]
+    return scores, rows
 
 
 PQ_BYTES = 48

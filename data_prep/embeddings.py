@@ -142,15 +142,18 @@ class Encoder:
                 raise OperationError(f"{folder}: shard {missing[0]} is missing after every process encoded its "
                                      f"share; expected a cache folder that every process sees (one machine, or "
                                      f"RERANKFORGE_CACHE on a filesystem all machines share)")
-            parts = [np.load(name) for name in names]
-            embeddings = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
-            for rows, vectors in zip(shards, parts):
-                embeddings[rows] = vectors
-            _atomic_save(final, embeddings)
+            dimension = np.load(names[0], mmap_mode="r").shape[1]
+            with atomic_path(final) as tmp:  # filled shard by shard on disk: memory holds one shard, not the corpus
+                embeddings = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                                       shape=(len(texts), dimension))
+                for rows, name in zip(shards, names):
+                    embeddings[rows] = np.load(name)
+                embeddings.flush()
+                del embeddings
             for name in names:
                 name.unlink(missing_ok=True)
         team.barrier()
-        return embeddings if team.is_main else np.load(final, mmap_mode="r")
+        return np.load(final, mmap_mode="r")
 
     def _encode(self, texts: list[str], kind: str, progress) -> np.ndarray:
         encode = self.model.encode_query if kind == "query" else self.model.encode_document

@@ -26,8 +26,10 @@ class RetrieverConfig:
     max_length: int = field(default=256, metadata={"help": "Bi-encoder max input tokens (longer texts are cut)."})
     batch_size: int = field(default=64, metadata={"help": "Bi-encoder batch size."})
     device: str | None = field(default=None, metadata={"help": "torch device for the bi-encoder (default: auto)."})
-    index: Literal["flat", "hnsw", "ivf", "ivfpq", "qdrant", "lancedb"] = field(
-        default="flat", metadata={"help": "Dense index: faiss flat (exact), hnsw or ivf (approximate, large corpora), "
+    index: Literal["auto", "flat", "hnsw", "ivf", "ivfpq", "qdrant", "lancedb"] = field(
+        default="auto", metadata={"help": "Dense index: auto (by corpus size: flat up to 1M documents, ivf up to 4M, "
+                                          "ivfpq past that), faiss flat (exact), hnsw or ivf (approximate, large "
+                                          "corpora), "
                                           "ivfpq (approximate, 48 bytes a vector: corpora whose vectors outgrow "
                                           "memory); "
                                           "or an engine teams run: qdrant or lancedb, at --engine_location (the "

@@ -29,8 +29,9 @@ class EvalArgs:
         "help": "First stages to run here instead of (or besides) --run: bm25, dense, hybrid."})
     model: str = field(default="sentence-transformers/all-MiniLM-L6-v2", metadata={
         "help": "Bi-encoder of --retriever dense/hybrid (folder or Hub id)."})
-    index: IndexType = field(default="flat", metadata={
-        "help": "Index of --retriever dense/hybrid: flat, hnsw, ivf, ivfpq (faiss), qdrant or lancedb (at "
+    index: IndexType = field(default="auto", metadata={
+        "help": "Index of --retriever dense/hybrid: auto (by corpus size), flat, hnsw, ivf, ivfpq (faiss), qdrant or "
+                "lancedb (at "
                 "--engine_location), as for `rerankforge retrieve`."})
     engine_location: str | None = field(default=None, metadata={
         "help": "Where --index qdrant/lancedb lives: a folder, ':memory:' (Qdrant) or a server URL."})

@@ -47,8 +47,9 @@ class IndexConfig:
                                        "(replaced atomically). A folder holding other files is refused."})
     model: str = field(default=DEFAULT_BI_ENCODER, metadata={"help": "Bi-encoder (folder or Hub id)."})
     max_length: int = field(default=256, metadata={"help": "Bi-encoder max input tokens."})
-    index: Literal["flat", "hnsw", "ivf", "ivfpq", "qdrant", "lancedb"] = field(default="flat", metadata={
-        "help": "faiss index in the folder: flat (exact), hnsw or ivf (approximate, large corpora), ivfpq "
+    index: Literal["auto", "flat", "hnsw", "ivf", "ivfpq", "qdrant", "lancedb"] = field(default="auto", metadata={
+        "help": "faiss index in the folder: auto (by the chunks' count: flat up to 1M, ivf up to 4M, ivfpq past "
+                "that; the manifest names what was built), flat (exact), hnsw or ivf (approximate, large corpora), ivfpq "
                 "(approximate, 48 bytes a vector); or the chunks' "
                 "vectors written into an engine at --engine_location: qdrant or lancedb (the folder keeps the texts "
                 "and vectors, and names the engine's collection)."})
@@ -63,7 +64,7 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
     import faiss
     from transformers import AutoTokenizer
 
-    from rerankforge.data_prep.dense import build_index as build_faiss
+    from rerankforge.data_prep.dense import auto_index_type, build_index as build_faiss
     from rerankforge.core.processes import processes
     from rerankforge.data_prep.embeddings import Encoder, EncoderSettings
 
@@ -77,18 +78,19 @@ def build_index(config: IndexConfig, chunking: ChunkingConfig, show_progress: bo
     texts = [c.document.full_text for c in chunks]
     embeddings = encoder.encode_documents(texts)
     manifest = {"format_version": FORMAT_VERSION, "model": config.model, "max_length": config.max_length,
-                "index": config.index, "chunking": asdict(chunking), "documents": len(docs), "chunks": len(chunks),
+                "index": auto_index_type(len(chunks)) if config.index == "auto" else config.index,
+                "chunking": asdict(chunking), "documents": len(docs), "chunks": len(chunks),
                 "dimension": int(embeddings.shape[1]), "encode_seconds": round(time.perf_counter() - started, 1)}
     if not processes().is_main:  # under a launcher the processes shared the encoding; the first one writes
         return manifest
-    if config.index in ENGINES:  # the vectors go into the engine; the folder names where
+    if manifest["index"] in ENGINES:  # the vectors go into the engine; the folder names where
         manifest.update(engine_location=_engine_location(config.engine_location),
                         engine_collection="rerankforge-index-" + encoder.cache_key(texts, "document")[:16])
-        engine_index(config.index, manifest["engine_location"], manifest["engine_collection"], len(chunks),
+        engine_index(manifest["index"], manifest["engine_location"], manifest["engine_collection"], len(chunks),
                      lambda: embeddings)
         index = None
     else:
-        index = build_faiss(embeddings, config.index)
+        index = build_faiss(embeddings, manifest["index"])
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:

@@ -173,10 +173,35 @@ def test_ivfpq_keeps_48_bytes_a_vector_and_finds_the_near_neighbours():
     _, approximate = index.search(queries, 10)
     assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)]) > 0.5
     assert approximate[np.arange(100), 0].tolist() == list(range(100))  # each query's own vector first
+    from rerankforge.data_prep.dense import refine  # what DenseRetriever does with ivfpq: codes' top 40, exact top 10
+
+    scores, refined = refine(vectors, queries, index.search(queries, 40)[1], 10)
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(refined, exact)]) > 0.9
+    np.testing.assert_allclose(scores[:, 0], np.sum(vectors[:100] * queries, axis=1), rtol=1e-5)
     with pytest.raises(ConfigError, match="ivfpq: needs at least 10000 vectors .* got 2000; use flat"):
         build_index(vectors[:2000], "ivfpq")
 
 
+def test_auto_chooses_the_index_by_corpus_size(tiny_bi_encoder, tmp_path, monkeypatch, caplog):
+    """flat (exact) for small corpora, IVF past AUTO_FLAT_UP_TO, IVF-PQ past AUTO_IVF_UP_TO; the default is auto."""
+    from rerankforge.data_prep import dense
+
+    assert [dense.auto_index_type(n) for n in (5_183, 1_000_000, 1_000_001, 4_000_000, 4_000_001)] == \
+        ["flat", "flat", "ivf", "ivf", "ivfpq"]
+    encoder = _encoder(tiny_bi_encoder, tmp_path)
+    assert DenseRetriever(CORPUS, encoder).index_type == "flat"
+    monkeypatch.setattr(dense, "AUTO_FLAT_UP_TO", 2)
+    with caplog.at_level("INFO", logger="rerankforge"):
+        retriever = DenseRetriever(CORPUS, encoder)
+    assert retriever.index_type == "ivf" and f"auto -> ivf for {len(CORPUS)} documents" in caplog.text
+    import faiss
+
+    retriever.search({"q": "solar panels"}, 2)
+    assert isinstance(faiss.downcast_index(retriever._index), faiss.IndexIVFFlat)
+    assert DenseRetriever(CORPUS, encoder, index_type="flat").index_type == "flat"  # asked for by name: kept
+
+
 def test_unknown_index_type(tiny_bi_encoder, tmp_path):
-    with pytest.raises(ConfigError, match="index type must be one of flat, hnsw, ivf, ivfpq, qdrant, lancedb; got 'annoy'"):
+    with pytest.raises(ConfigError, match="index type must be one of auto, flat, hnsw, ivf, ivfpq, qdrant, lancedb; "
+                                          "got 'annoy'"):
         DenseRetriever(CORPUS, _encoder(tiny_bi_encoder, tmp_path), index_type="annoy")

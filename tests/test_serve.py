@@ -319,7 +319,9 @@ def test_index_from_jsonl_and_markdown_folder_with_chunks(tmp_path, tiny_bi_enco
     jsonl = tmp_path / "docs.jsonl"
     jsonl.write_text('{"id": 1, "text": "one"}\n{"id": 2, "title": "T", "text": "two"}\n')
     assert rerankforge(["index", "--docs", str(jsonl), "--out", str(out), "--model", tiny_bi_encoder]) == 0
-    assert json.loads((out / "manifest.json").read_text())["documents"] == 2  # replaced whole
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["documents"] == 2  # replaced whole
+    assert manifest["index"] == "flat"  # what `auto`, the default, built for two chunks
 
 
 def test_bad_index_inputs(tmp_path, tiny_bi_encoder, capsys):
