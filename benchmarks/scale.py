@@ -2,7 +2,7 @@
 IVF-PQ build and search, and mining, at 10k, 100k and 1M passages -- wall time and peak memory of each stage, each
 measured in a process of its own; with encoding's cost from all-MiniLM-L6-v2's measured rate.
 
-    python benchmarks/scale.py --sizes 10000 100000 1000000 --out /tmp/scale [--json scale.json]
+    python benchmarks/scale.py --sizes 10000 100000 1000000 --out /tmp/scale --reranker RERANKER [--json scale.json]
 
 The corpus is synthetic, built from the shipped collections (SciFact, MEDLINE, NPL): each passage is 2-7 of their
 sentences drawn at random (seeded), so lengths and vocabulary are real text's. The queries are SciFact's 300 test
@@ -11,7 +11,10 @@ MiniLM's shape: each passage a random mix of two real MiniLM SciFact document ve
 (384 dimensions, float32) -- the faiss costs (time, memory) are those of real vectors of that size; the recall@100
 of each approximate index against flat is measured on these vectors. Encoding is timed on real passages and scaled
 by the count (its cost is linear). Mining is `rerankforge mine --retriever bm25` over a BEIR folder made of
-SciFact's corpus and train queries plus synthetic passages up to the size, run as a user runs it.
+SciFact's corpus and train queries plus synthetic passages up to the size, run as a user runs it. `index` is
+`rerankforge index`'s build over the passages (chunking, the folder, `--index auto`) with the stand-in vectors in
+place of the encoder's output; `search` starts `rerankforge serve --index` on that folder with `--reranker`
+(dense first stage, its top 50 reranked) and times /search for one client.
 Prints the table and where each index stops fitting in 24 GB (from bytes per passage measured)."""
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
 GIB = 1024 ** 3
 
 
@@ -171,9 +175,73 @@ def stage_mine(size: int, out: Path) -> dict:
             "child_peak_gib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / GIB}
 
 
+def stage_index(size: int, out: Path) -> dict:
+    """`rerankforge index`'s build_index over the synthetic passages (chunking, the folder, faiss `auto`), the
+    encoder's output replaced by stand-in vectors (encoding 1M passages is the 12 hours above)."""
+    from rerankforge.data_prep.embeddings import Encoder
+    from rerankforge.serve.documents import ChunkingConfig
+    from rerankforge.serve.index import IndexConfig, build_index
+
+    docs = out / f"passages-{size}.jsonl"
+    if not docs.is_file():
+        with docs.open("w") as f:
+            for i, text in enumerate(passages(size)):
+                f.write(json.dumps({"_id": f"p{i}", "text": text}) + "\n")
+    documents, _ = real_vectors()
+    Encoder.encode_documents = lambda self, texts: stand_in_vectors(len(texts), documents)
+    started = time.perf_counter()
+    manifest = build_index(IndexConfig(docs=str(docs), out=str(out / f"index-{size}"), model=minilm()),
+                           ChunkingConfig(), show_progress=False)
+    return {"seconds": time.perf_counter() - started, "chunks": manifest["chunks"], "index": manifest["index"]}
+
+
+def stage_search(size: int, out: Path, reranker: str | None = None) -> dict:
+    """`rerankforge serve --index` over that folder (dense first stage, top-50 reranked, top 5 kept): load time,
+    and /search latency of one client over 30 SciFact test queries (after 3 warm-up requests)."""
+    import urllib.request
+
+    import psutil
+    from conftest import free_port
+
+    from rerankforge.data_prep.sources import load_collection
+
+    port = free_port()
+    started = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "rerankforge", "serve", "--index", str(out / f"index-{size}"),
+                               "--reranker", reranker or os.environ["SCALE_RERANKER"], "--retriever", "dense",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url + "/ready", timeout=2).read()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise SystemExit(f"serve exited with {server.returncode}")
+                time.sleep(0.5)
+        loaded = time.perf_counter() - started
+        queries = list(load_collection("scifact", split="test").split_queries().values())[:33]
+        seconds = []
+        for query in queries:
+            body = json.dumps({"query": query}).encode()
+            request = urllib.request.Request(url + "/search", body, {"Content-Type": "application/json"})
+            began = time.perf_counter()
+            urllib.request.urlopen(request, timeout=120).read()
+            seconds.append(time.perf_counter() - began)
+        resident = psutil.Process(server.pid).memory_info().rss / GIB
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    latencies = seconds[3:]
+    return {"seconds": loaded, "search_p50_ms": 1000 * float(np.median(latencies)),
+            "search_p95_ms": 1000 * float(np.percentile(latencies, 95)), "child_peak_gib": resident}
+
+
 STAGES = {"encode": stage_encode, "bm25": stage_bm25, "mine": stage_mine,
           **{f"faiss-{kind}": (lambda kind: lambda size, out: stage_faiss(kind, size, out))(kind)
-             for kind in ("flat", "ivf", "ivfpq", "hnsw")}}  # flat first: its top-100 is the others' truth; hnsw
+             for kind in ("flat", "ivf", "ivfpq", "hnsw")},
+          "index": stage_index, "search": stage_search}  # flat first: its top-100 is the others' truth; hnsw
 # last: building it over 1M vectors on 2 cores takes the longest
 
 
@@ -196,11 +264,14 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=list(STAGES))
     parser.add_argument("--out", required=True)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--reranker", default=None, help="The reranker `serve` loads for the search stage.")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.reranker:
+        os.environ["SCALE_RERANKER"] = str(Path(args.reranker).resolve())
     if args.stage:
         print(json.dumps(STAGES[args.stage](args.size, out)))
         return
@@ -219,6 +290,7 @@ def main() -> None:
         for size in args.sizes:
             row = rows.get(size, {})
             extra = (f" {row['search_ms_per_query']:.1f}ms/q" if "search_ms_per_query" in row else "") + \
+                    (f" p50 {row['search_p50_ms']:.0f}ms" if "search_p50_ms" in row else "") + \
                     (f" R{row['recall@100_vs_flat']:.3f}" if "recall@100_vs_flat" in row else "")
             cells.append(f"{row.get('seconds', float('nan')):>8.1f}s {row.get('peak_gib', float('nan')):>5.2f}GiB{extra}")
         print(f"{stage:<12} " + " ".join(f"{c:>30}" for c in cells))
