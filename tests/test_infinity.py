@@ -95,7 +95,7 @@ def scifact_pairs(scifact_dir: Path, queries: int = 5, documents: int = 10) -> l
     than the trained length (so truncation is compared too)."""
     corpus = [json.loads(line) for line, _ in zip((scifact_dir / "corpus.jsonl").open(), range(2000))]
     texts = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for d in corpus}
-    text_of = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (scifact_dir / "queries.jsonl").open()}
+    text_of = {q["_id"]: q["text"] for q in map(json.loads, (scifact_dir / "queries.jsonl").open())}
     rows = [line.split("\t") for line in (scifact_dir / "qrels" / "test.tsv").read_text().splitlines()[1:]]
     chosen = list(dict.fromkeys(r[0] for r in rows))[:queries]
     ids = list(texts)

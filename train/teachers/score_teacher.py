@@ -105,8 +105,9 @@ def run_score_teacher(args: ScoreTeacherArgs) -> int:
             chunk = share[start:start + CHUNK]
             cache.add(chunk, [float(s) for s in scorer.score(chunk)])
             progress.update(len(chunk))
-    scored = team.gather([cache.scores[cache.key(*pair)] for pair in share])
-    cache.scores.update((cache.key(*pair), score) for pair, score in zip(todo, scored))
+    if team.count > 1:  # the other processes' scores, which this one's cache has not seen
+        scored = team.gather([cache.scores[cache.key(*pair)] for pair in share])
+        cache.scores.update((cache.key(*pair), score) for pair, score in zip(todo, scored))
     raw = {pair: cache.scores[cache.key(*pair)] for pair in pairs}
     combined = _served(args, rows, raw, scorer) if args.kind == "served" else None
     if not team.is_main:
